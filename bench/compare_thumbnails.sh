@@ -83,18 +83,20 @@ echo
 python3 - "$OUT" <<'PY'
 import re, sys
 out = sys.argv[1]
-def medians(path):
+def medians(path, threads=""):
     found = {}
     for line in open(path):
         m = re.search(r"(JPEG|PNG|jpg|png)\S*.*?median ([0-9.]+) ms", line)
-        if m:
+        if m and threads in line:
             found["jpeg" if m.group(1).lower().startswith("j") else "png"] = float(m.group(2))
     return found
-ours, pil, vips = medians(f"{out}/forum.txt"), medians(f"{out}/pillow.txt"), medians(f"{out}/vips.txt")
+pil, vips = medians(f"{out}/pillow.txt"), medians(f"{out}/vips.txt")
 print("| image | forum ms | Pillow ms | vipsthumbnail ms | Pillow / forum | vips / forum |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
-for kind in ("jpeg", "png"):
-    o, p, v = ours.get(kind), pil.get(kind), vips.get(kind)
-    if o and p and v:
-        print(f"| {kind} 4032x3024 | {o:.1f} | {p:.1f} | {v:.1f} | {p/o:.2f}x | {v/o:.2f}x |")
+for threads in ("2 threads", "1 thread"):
+    ours = medians(f"{out}/forum.txt", threads)
+    for kind in ("jpeg", "png"):
+        o, p, v = ours.get(kind), pil.get(kind), vips.get(kind)
+        if o and p and v:
+            print(f"| {kind} 4032x3024, forum {threads} | {o:.1f} | {p:.1f} | {v:.1f} | {p/o:.2f}x | {v/o:.2f}x |")
 PY
