@@ -29,6 +29,8 @@ enum Command {
     Api(Args),
     /// The thumbnail pipeline on a 4032x3024 JPEG and PNG: median time and peak memory.
     Thumbnails(thumbnails::Args),
+    /// Every function's cold start (init, first invocation, connections) against hello-world.
+    ColdStart(cold_start::Args),
 }
 
 #[derive(clap::Args, Clone)]
@@ -122,6 +124,7 @@ fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
 
+mod cold_start;
 mod thumbnails;
 
 /// Counts heap bytes so the thumbnail benchmark can report peak memory.
@@ -133,6 +136,7 @@ async fn main() {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Thumbnails(args)) => thumbnails::run(&args),
+        Some(Command::ColdStart(args)) => cold_start::run(&args).await,
         Some(Command::Api(args)) => api(args).await,
         None => api(cli.api).await,
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -52,12 +53,62 @@ pub fn retries() -> RetryConfig {
         .with_max_backoff(Duration::from_millis(1_000))
 }
 
+/// Amazon Trust Services' roots (Amazon Root CA 1-4 and the Starfield Services root that
+/// cross-signs them): every AWS service endpoint this project calls (DynamoDB, S3,
+/// execute-api) chains to one of them.
+const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("amazon-trust-services.pem");
+
+/// Which roots TLS connections to AWS trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The five Amazon Trust Services roots, compiled in: the default. Loading the system's
+    /// store instead (about 150 certificates, or a directory of them) costs a cold start
+    /// milliseconds for roots no AWS endpoint uses.
+    Amazon,
+    /// The system's trust store (`FORUM_TLS_ROOTS=system`), e.g. for an HTTPS endpoint
+    /// override (`AWS_ENDPOINT_URL_*`) signed by another CA.
+    System,
+}
+
+impl TlsRoots {
+    pub fn from_env() -> Self {
+        match std::env::var("FORUM_TLS_ROOTS").as_deref() {
+            Ok("system") => TlsRoots::System,
+            _ => TlsRoots::Amazon,
+        }
+    }
+}
+
+/// The SDK's usual HTTPS client (hyper, rustls with aws-lc), trusting `roots`.
+pub fn https_client(roots: TlsRoots) -> Result<SharedHttpClient, String> {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+    let store = match roots {
+        TlsRoots::Amazon => TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES),
+        TlsRoots::System => TrustStore::default(),
+    };
+    let context = TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .map_err(|e| format!("TLS trust store: {e}"))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
+}
+
 pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
         .retry_config(retries());
     match target {
-        AwsTarget::Environment => loader.load().await,
+        AwsTarget::Environment => match https_client(TlsRoots::from_env()) {
+            Ok(client) => loader.http_client(client).load().await,
+            // Cannot happen with the compiled-in roots; the SDK's default client still works.
+            Err(e) => {
+                tracing::warn!(error = %e, "using the SDK's default HTTPS client");
+                loader.load().await
+            }
+        },
         AwsTarget::Local { .. } => {
             loader
                 .region(Region::new(LOCAL_REGION))
@@ -135,4 +186,17 @@ pub fn dynamodb_client(config: &SdkConfig, target: &AwsTarget, round_trips: &Rou
     }
     let conf = builder.build();
     aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_are_amazon_trust_services_and_load() {
+        let pem = std::str::from_utf8(AMAZON_TRUST_SERVICES).unwrap();
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        assert!(https_client(TlsRoots::Amazon).is_ok());
+        assert!(https_client(TlsRoots::System).is_ok());
+    }
 }

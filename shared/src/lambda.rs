@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::s3::S3Event;
 use lambda_http::{Request, service_fn};
@@ -37,9 +38,82 @@ async fn app_from_env() -> Result<Arc<App>, Error> {
     ))
 }
 
+/// The services a function calls on (nearly) every invocation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Uses {
+    dynamodb: bool,
+    s3: bool,
+    connections: bool,
+    /// Checks text (posts, comments): the profanity filter's tables are built at init.
+    text: bool,
+}
+
+const DYNAMODB: Uses = Uses {
+    dynamodb: true,
+    s3: false,
+    connections: false,
+    text: false,
+};
+
+/// A warm-up never holds init up for longer than this: an unreachable service is then the
+/// first invocation's problem, with its own timeouts and a clear error.
+const WARM_UP_LIMIT: Duration = Duration::from_millis(1_500);
+
+/// Does during init what the first invocation would otherwise pay for: opening the
+/// connections this function uses (in AWS each is a TCP and TLS handshake, plus endpoint
+/// resolution and credential loading) and building the profanity filter's tables, which
+/// overlaps the network waits. Two DynamoDB connections, because handlers make up to two
+/// calls at once (PATCH's update and like lookup, a comment list and its post check).
+async fn warm_up(app: &App, uses: Uses) {
+    let started = Instant::now();
+    let text = async {
+        if uses.text {
+            let _ = tokio::task::spawn_blocking(crate::validate::warm_up).await;
+        }
+    };
+    let dynamodb = async {
+        if uses.dynamodb {
+            tokio::join!(app.table.warm_up(), app.table.warm_up());
+        }
+    };
+    let s3 = async {
+        if uses.s3 {
+            app.bucket.warm_up().await;
+        }
+    };
+    let connections = async {
+        if let (true, Some(notifier)) = (uses.connections, &app.notifier) {
+            notifier.warm_up().await;
+        }
+    };
+    let completed = tokio::time::timeout(WARM_UP_LIMIT, async { tokio::join!(text, dynamodb, s3, connections) })
+        .await
+        .is_ok();
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        completed,
+        ?uses,
+        "warmed up during init"
+    );
+}
+
+/// What an HTTP route calls: DynamoDB, except the fallback (nothing) and the direct upload
+/// (DynamoDB and S3; presigning is computed locally); the routes that take text check it.
+fn http_route_uses(route: Route) -> Uses {
+    match route {
+        Route::Fallback => Uses::default(),
+        Route::Upload => Uses { s3: true, ..DYNAMODB },
+        Route::CreatePost | Route::UpdatePost | Route::CreateComment | Route::UpdateComment => {
+            Uses { text: true, ..DYNAMODB }
+        }
+        _ => DYNAMODB,
+    }
+}
+
 /// Runs an HTTP route's Lambda function.
 pub async fn serve_http(route: Route) -> Result<(), Error> {
     let app = app_from_env().await?;
+    warm_up(&app, http_route_uses(route)).await;
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(handlers::handle(&app, route, req).await) }
@@ -51,6 +125,7 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
 /// dependency fails the invocation, so Lambda retries the event (processing is idempotent).
 pub async fn serve_process_media() -> Result<(), Error> {
     let app = app_from_env().await?;
+    warm_up(&app, Uses { s3: true, ..DYNAMODB }).await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<S3Event>| {
         let app = app.clone();
         async move {
@@ -84,6 +159,16 @@ pub enum WsRoute {
 /// Runs a WebSocket route's Lambda function.
 pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
     let app = app_from_env().await?;
+    // Messages are answered through `@connections` (pong, errors).
+    let connections = matches!(route, WsRoute::Message);
+    warm_up(
+        &app,
+        Uses {
+            connections,
+            ..DYNAMODB
+        },
+    )
+    .await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
         async move {
@@ -100,6 +185,15 @@ pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
 /// Runs `stream-fanout`, invoked with batches of the table's stream records.
 pub async fn serve_stream_fanout() -> Result<(), Error> {
     let app = app_from_env().await?;
+    // S3 only on a deleted post with media: not worth a connection at init.
+    warm_up(
+        &app,
+        Uses {
+            connections: true,
+            ..DYNAMODB
+        },
+    )
+    .await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(handlers::stream_fanout(&app, &event.payload).await) }

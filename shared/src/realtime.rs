@@ -216,6 +216,12 @@ impl Notifier {
         (delivery, gone)
     }
 
+    /// Opens a pooled connection to the `@connections` endpoint during a cold start (see
+    /// `Table::warm_up`): a lookup of a connection id that cannot exist.
+    pub async fn warm_up(&self) {
+        let _ = self.client.get_connection().connection_id("warm-up").send().await;
+    }
+
     pub async fn send(&self, connection: &str, message: &ServerMessage) -> (Delivery, Vec<String>) {
         self.send_all(&[connection.to_string()], message).await
     }

@@ -129,6 +129,18 @@ impl Bucket {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// Opens a pooled connection to the bucket's endpoint during a cold start (see
+    /// `Table::warm_up`): a HEAD of a key no upload ever has; the answer does not matter.
+    pub async fn warm_up(&self) {
+        let _ = self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key("uploads/warm-up")
+            .send()
+            .await;
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), ApiError> {
         self.client.delete_object().bucket(&self.name).key(key).send().await?;
         Ok(())

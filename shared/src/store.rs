@@ -1059,6 +1059,13 @@ impl Table {
         Ok(item.is_some())
     }
 
+    /// Opens (and, in AWS, TLS-handshakes) a pooled connection to DynamoDB during a cold start,
+    /// so the first request does not pay for it. A GetItem of a key no item ever has; its
+    /// outcome (even an access denial) does not matter, only the connection it leaves behind.
+    pub async fn warm_up(&self) {
+        let _ = self.get_one(key("WARMUP".into(), "WARMUP"), false, Some("pk")).await;
+    }
+
     /// One item by key (GetItem), optionally strongly consistent and limited to `projection`.
     async fn get_one(&self, key: Item, consistent: bool, projection: Option<&str>) -> Result<Option<Item>, ApiError> {
         let out = self

@@ -116,3 +116,65 @@ async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recover
         "nothing was written during the outage"
     );
 }
+
+/// A TCP proxy counting the connections opened through it.
+async fn counting_proxy(target: &str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let target = target.trim_start_matches("http://").to_string();
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = opened.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), opened)
+}
+
+/// What a cold start's warm-up is for: the connection it opens (in AWS, with its TLS
+/// handshake) is the one the first request uses.
+#[tokio::test]
+async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
+    use shared::aws::{self, AwsTarget};
+    let stack = crate::support::shared_stack().await;
+    let (proxy, opened) = counting_proxy(&dynamodb_endpoint().await).await;
+    let table_for = |endpoint: String| async move {
+        let target = AwsTarget::Local {
+            dynamodb_endpoint: endpoint,
+            s3_endpoint: "http://127.0.0.1:9".into(),
+        };
+        let sdk = aws::sdk_config(&target).await;
+        let client = aws::dynamodb_client(&sdk, &target, &aws::RoundTrips::default());
+        shared::store::Table::new(client, stack.config.table_name.clone())
+    };
+
+    // Without a warm-up, the first request opens a connection.
+    let cold = table_for(proxy.clone()).await;
+    cold.get_post(&ulid::Ulid::new().to_string(), "nobody").await.unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+
+    let warmed = table_for(proxy).await;
+    warmed.warm_up().await;
+    assert_eq!(opened.load(Ordering::SeqCst), 2, "the warm-up opens one connection");
+    for _ in 0..3 {
+        assert!(
+            warmed
+                .get_post(&ulid::Ulid::new().to_string(), "nobody")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        2,
+        "requests after the warm-up reuse its connection"
+    );
+}
