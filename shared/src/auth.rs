@@ -37,7 +37,9 @@ impl JwtAlgorithm {
 #[derive(Clone, Debug)]
 pub struct JwtSettings {
     pub algorithm: JwtAlgorithm,
-    /// The HS256 secret, or the PEM public key for RS256/ES256.
+    /// The HS256 secret; for RS256/ES256 a PEM public key, or a JWKS document (JSON, as an
+    /// OIDC issuer publishes at its `jwks_uri`, e.g. Cognito's `.well-known/jwks.json`) whose
+    /// keys are chosen by the token's `kid`.
     pub key: String,
     pub issuer: String,
     pub audience: String,
@@ -51,40 +53,109 @@ pub struct Claims {
     pub preferred_username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// Cognito ID tokens name the user here (and in `preferred_username` when it is set).
+    #[serde(rename = "cognito:username", default, skip_serializing_if = "Option::is_none")]
+    pub cognito_username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,
     pub exp: i64,
     pub iss: String,
-    pub aud: String,
+    /// One audience or several (OIDC allows both); `jsonwebtoken` checks ours is among them.
+    pub aud: Value,
 }
 
-/// Verifies tokens with a key and validation built once per cold start.
+/// The verification keys: one, or a key set chosen by the token's `kid`.
+enum VerificationKeys {
+    One(DecodingKey),
+    ByKid(HashMap<String, DecodingKey>),
+}
+
+impl VerificationKeys {
+    /// The keys of a JWKS document usable with `algorithm`; keys for encryption or for
+    /// another algorithm family are left out (a provider's set may mix them).
+    fn from_jwks(document: &str, algorithm: JwtAlgorithm) -> Result<Self, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+        let set: JwkSet =
+            serde_json::from_str(document).map_err(|e| format!("FORUM_JWT_PUBLIC_KEY is not a JWKS document: {e}"))?;
+        let mut keys = HashMap::new();
+        let mut unnamed = Vec::new();
+        for jwk in &set.keys {
+            let fits = matches!(
+                (&jwk.algorithm, algorithm),
+                (AlgorithmParameters::RSA(_), JwtAlgorithm::Rs256)
+                    | (AlgorithmParameters::EllipticCurve(_), JwtAlgorithm::Es256)
+            );
+            if !fits || matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("FORUM_JWT_PUBLIC_KEY: unusable JWK: {e}"))?;
+            match &jwk.common.key_id {
+                Some(kid) => {
+                    keys.insert(kid.clone(), key);
+                }
+                None => unnamed.push(key),
+            }
+        }
+        match (keys.len(), unnamed.len()) {
+            (0, 0) => Err(format!("FORUM_JWT_PUBLIC_KEY: the JWKS has no key for {algorithm:?}")),
+            (0, 1) => Ok(VerificationKeys::One(unnamed.remove(0))),
+            (_, 0) => Ok(VerificationKeys::ByKid(keys)),
+            _ => Err("FORUM_JWT_PUBLIC_KEY: a JWKS with several keys needs a `kid` on each".into()),
+        }
+    }
+
+    fn for_token(&self, token: &str) -> Result<&DecodingKey, AuthFailure> {
+        match self {
+            VerificationKeys::One(key) => Ok(key),
+            VerificationKeys::ByKid(keys) => {
+                let header =
+                    jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Invalid("malformed token".into()))?;
+                let kid = header
+                    .kid
+                    .ok_or_else(|| AuthFailure::Invalid("the token names no signing key (`kid`)".into()))?;
+                keys.get(&kid)
+                    .ok_or_else(|| AuthFailure::Invalid("unknown signing key".into()))
+            }
+        }
+    }
+}
+
+/// Verifies tokens with keys and validation built once per cold start.
 pub struct TokenVerifier {
-    key: DecodingKey,
+    keys: VerificationKeys,
     validation: Validation,
 }
 
 impl TokenVerifier {
     pub fn new(settings: &JwtSettings) -> Result<Self, String> {
-        let key = match settings.algorithm {
-            JwtAlgorithm::Hs256 => DecodingKey::from_secret(settings.key.as_bytes()),
-            JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(settings.key.as_bytes())
-                .map_err(|e| format!("FORUM_JWT_PUBLIC_KEY is not an RSA public key: {e}"))?,
-            JwtAlgorithm::Es256 => DecodingKey::from_ec_pem(settings.key.as_bytes())
-                .map_err(|e| format!("FORUM_JWT_PUBLIC_KEY is not an EC public key: {e}"))?,
+        let is_jwks = settings.key.trim_start().starts_with('{');
+        let keys = match settings.algorithm {
+            JwtAlgorithm::Hs256 => VerificationKeys::One(DecodingKey::from_secret(settings.key.as_bytes())),
+            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 if is_jwks => {
+                VerificationKeys::from_jwks(&settings.key, settings.algorithm)?
+            }
+            JwtAlgorithm::Rs256 => VerificationKeys::One(
+                DecodingKey::from_rsa_pem(settings.key.as_bytes())
+                    .map_err(|e| format!("FORUM_JWT_PUBLIC_KEY is not an RSA public key: {e}"))?,
+            ),
+            JwtAlgorithm::Es256 => VerificationKeys::One(
+                DecodingKey::from_ec_pem(settings.key.as_bytes())
+                    .map_err(|e| format!("FORUM_JWT_PUBLIC_KEY is not an EC public key: {e}"))?,
+            ),
         };
         let mut validation = Validation::new(settings.algorithm.as_jsonwebtoken());
         validation.set_issuer(&[settings.issuer.as_str()]);
         validation.set_audience(&[settings.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        Ok(TokenVerifier { key, validation })
+        Ok(TokenVerifier { keys, validation })
     }
 
     /// Verifies a token (with or without its `Bearer ` prefix) and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
         let token = strip_bearer(token).ok_or(AuthFailure::Missing)?;
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+        let key = self.keys.for_token(token)?;
+        let data = decode::<Claims>(token, key, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => AuthFailure::Expired,
@@ -155,6 +226,7 @@ impl Caller {
         let username = claims
             .preferred_username
             .or(claims.username)
+            .or(claims.cognito_username)
             .map(|u| validate::plain_text(&u))
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| user_id.clone());
@@ -307,10 +379,11 @@ pub fn issue_token(
         sub: sub.to_string(),
         preferred_username: Some(username.to_string()),
         username: None,
+        cognito_username: None,
         picture: picture.map(str::to_string),
         exp: chrono::Utc::now().timestamp() + ttl_secs,
         iss: settings.issuer.clone(),
-        aud: settings.audience.clone(),
+        aud: Value::from(settings.audience.clone()),
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -340,6 +413,9 @@ mod tests {
     const RSA_PUBLIC: &str = include_str!("../tests/fixtures/rsa_public.pem");
     const EC_PRIVATE: &str = include_str!("../tests/fixtures/ec_private.pem");
     const EC_PUBLIC: &str = include_str!("../tests/fixtures/ec_public.pem");
+    /// key-1 (RSA_PUBLIC), key-2 (RSA2_PRIVATE's public half) and ec-1 (EC_PUBLIC).
+    const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
+    const RSA2_PRIVATE: &str = include_str!("../tests/fixtures/rsa2_private.pem");
 
     fn hs256() -> JwtSettings {
         JwtSettings {
@@ -468,6 +544,126 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    fn with_kid(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        encode(&header, claims, key).unwrap()
+    }
+
+    #[test]
+    fn a_jwks_chooses_the_key_by_kid() {
+        let rs256 = JwtSettings {
+            algorithm: JwtAlgorithm::Rs256,
+            key: JWKS.into(),
+            ..hs256()
+        };
+        let verifier = TokenVerifier::new(&rs256).unwrap();
+        let key1 = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        let key2 = EncodingKey::from_rsa_pem(RSA2_PRIVATE.as_bytes()).unwrap();
+        let c = claims(600);
+        // Both keys of the set (a provider rotating keys publishes the old and the new).
+        assert!(
+            verifier
+                .verify(&with_kid(Algorithm::RS256, &key1, Some("key-1"), &c))
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify(&with_kid(Algorithm::RS256, &key2, Some("key-2"), &c))
+                .is_ok()
+        );
+        let refused = |token: String| match verifier.verify(&token) {
+            Err(AuthFailure::Invalid(why)) => why,
+            other => panic!("accepted or wrong failure: {other:?}"),
+        };
+        assert_eq!(
+            refused(with_kid(Algorithm::RS256, &key2, Some("key-1"), &c)),
+            "bad signature"
+        );
+        assert_eq!(
+            refused(with_kid(Algorithm::RS256, &key1, Some("key-9"), &c)),
+            "unknown signing key"
+        );
+        assert_eq!(
+            refused(with_kid(Algorithm::RS256, &key1, None, &c)),
+            "the token names no signing key (`kid`)"
+        );
+        // The EC key is not an RS256 key: a token naming it finds nothing.
+        let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+        assert_eq!(
+            refused(with_kid(Algorithm::ES256, &ec, Some("ec-1"), &c)),
+            "unknown signing key"
+        );
+        // Algorithm confusion through a key set: still refused.
+        let confused = with_kid(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+            Some("key-1"),
+            &c,
+        );
+        assert!(verifier.verify(&confused).is_err());
+
+        // Pinned to ES256, the same set offers only its EC key.
+        let es256 = TokenVerifier::new(&JwtSettings {
+            algorithm: JwtAlgorithm::Es256,
+            ..rs256.clone()
+        })
+        .unwrap();
+        assert!(es256.verify(&with_kid(Algorithm::ES256, &ec, Some("ec-1"), &c)).is_ok());
+        assert!(
+            es256
+                .verify(&with_kid(Algorithm::RS256, &key1, Some("key-1"), &c))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unusable_key_sets_are_configuration_errors() {
+        let rs256 = |key: &str| {
+            TokenVerifier::new(&JwtSettings {
+                algorithm: JwtAlgorithm::Rs256,
+                key: key.into(),
+                ..hs256()
+            })
+        };
+        assert!(rs256(r#"{"keys": []}"#).is_err());
+        assert!(rs256(r#"{"keys": [oops"#).is_err());
+        // Two keys and no way to tell them apart.
+        let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+        for key in set["keys"].as_array_mut().unwrap() {
+            key.as_object_mut().unwrap().remove("kid");
+        }
+        assert!(rs256(&set.to_string()).is_err());
+        // One key without a `kid` is simply the key.
+        set["keys"].as_array_mut().unwrap().truncate(1);
+        let verifier = rs256(&set.to_string()).unwrap();
+        let key1 = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        assert!(
+            verifier
+                .verify(&with_kid(Algorithm::RS256, &key1, None, &claims(600)))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn cognito_id_tokens_and_audience_lists_are_understood() {
+        let verifier = TokenVerifier::new(&hs256()).unwrap();
+        let mut c = claims(600);
+        c.as_object_mut().unwrap().remove("preferred_username");
+        c["cognito:username"] = json!("carol");
+        c["token_use"] = json!("id");
+        c["aud"] = json!(["another-client", "forum"]);
+        assert_eq!(verifier.verify(&hs(&c, "test-secret")).unwrap().username, "carol");
+        c["aud"] = json!(["another-client"]);
+        assert_eq!(
+            verifier.verify(&hs(&c, "test-secret")),
+            Err(AuthFailure::Invalid("wrong audience".into()))
+        );
+        // A Cognito access token has no `aud`: refused (send the ID token).
+        c.as_object_mut().unwrap().remove("aud");
+        assert!(verifier.verify(&hs(&c, "test-secret")).is_err());
     }
 
     #[test]
