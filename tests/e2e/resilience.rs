@@ -2,7 +2,7 @@
 //! and the API recovers when it returns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -39,17 +39,26 @@ async fn pipe(mode: Arc<AtomicU8>, mut from: OwnedReadHalf, mut to: OwnedWriteHa
 }
 
 /// A TCP proxy in front of DynamoDB Local that can be told to pass, hang or reset.
-async fn fault_proxy(target: &str) -> (String, Arc<AtomicU8>) {
+struct FaultProxy {
+    url: String,
+    mode: Arc<AtomicU8>,
+    /// Connections accepted so far.
+    opened: Arc<AtomicUsize>,
+}
+
+async fn fault_proxy(target: &str) -> FaultProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mode = Arc::new(AtomicU8::new(PASS));
+    let opened = Arc::new(AtomicUsize::new(0));
     let target = target.trim_start_matches("http://").to_string();
-    let shared_mode = mode.clone();
+    let (shared_mode, count) = (mode.clone(), opened.clone());
     tokio::spawn(async move {
         loop {
             let Ok((client, _)) = listener.accept().await else {
                 return;
             };
+            count.fetch_add(1, Ordering::SeqCst);
             let mode = shared_mode.clone();
             let target = target.clone();
             tokio::spawn(async move {
@@ -65,12 +74,16 @@ async fn fault_proxy(target: &str) -> (String, Arc<AtomicU8>) {
             });
         }
     });
-    (format!("http://{addr}"), mode)
+    FaultProxy {
+        url: format!("http://{addr}"),
+        mode,
+        opened,
+    }
 }
 
 #[tokio::test]
 async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recovers() {
-    let (proxy, mode) = fault_proxy(&dynamodb_endpoint().await).await;
+    let FaultProxy { url: proxy, mode, .. } = fault_proxy(&dynamodb_endpoint().await).await;
     let stack = start_stack(test_config(&format!("forum-faults-{}", ulid::Ulid::new())), Some(proxy)).await;
     let alice = stack.user("alice");
     let post = alice.create_post("before the outage").await;
@@ -117,34 +130,13 @@ async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recover
     );
 }
 
-/// A TCP proxy counting the connections opened through it.
-async fn counting_proxy(target: &str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let target = target.trim_start_matches("http://").to_string();
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = opened.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut server) = TcpStream::connect(&target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), opened)
-}
-
 /// What a cold start's warm-up is for: the connection it opens (in AWS, with its TLS
 /// handshake) is the one the first request uses.
 #[tokio::test]
 async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
     use shared::aws::{self, AwsTarget};
     let stack = crate::support::shared_stack().await;
-    let (proxy, opened) = counting_proxy(&dynamodb_endpoint().await).await;
+    let FaultProxy { url: proxy, opened, .. } = fault_proxy(&dynamodb_endpoint().await).await;
     let table_for = |endpoint: String| async move {
         let target = AwsTarget::Local {
             dynamodb_endpoint: endpoint,
