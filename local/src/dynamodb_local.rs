@@ -173,7 +173,6 @@ impl DynamoDbLocal {
             format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()),
             // Faster start-up; DynamoDB Local does little that benefits from the C2 compiler.
             "-XX:TieredStopAtLevel=1".into(),
-            "-XX:+UseSerialGC".into(),
             "-jar".into(),
             jar.display().to_string(),
             "-port".into(),
