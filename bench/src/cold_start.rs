@@ -13,19 +13,15 @@
 //! The services are forum-local's (DynamoDB Local, the in-process S3, `@connections`), reached
 //! through `AWS_ENDPOINT_URL_*` as `sam local` would. `bash bench/cold_start.sh` builds and runs it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use forum_local::runtime_api::{Shared, Timeline, lambda_variables, lock, serve_runtime_api};
 use forum_local::{Stack, StackOptions};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -46,123 +42,8 @@ pub struct Args {
 
 const HELLO: &str = "hello-world";
 /// Lambda's deadline for the event; the functions only read it.
-const DEADLINE: Duration = Duration::from_secs(30);
 /// A cold start that has not finished both invocations by then failed.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
-
-/// What one cold start recorded.
-#[derive(Default)]
-struct Timeline {
-    /// Each `GET /next` arrival.
-    next_calls: Vec<Instant>,
-    /// When each event was handed over.
-    delivered: Vec<Instant>,
-    /// When each response was posted.
-    responded: Vec<Instant>,
-    errors: Vec<String>,
-    events: VecDeque<Value>,
-}
-
-type Shared<T> = Arc<Mutex<T>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-}
-
-/// The Runtime API (2018-06-01) as a function's runtime client uses it.
-async fn runtime_api(req: Request<Incoming>, timeline: Shared<Timeline>) -> Response<Full<Bytes>> {
-    let now = Instant::now();
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    match (method, path.as_str()) {
-        (Method::GET, "/2018-06-01/runtime/invocation/next") => {
-            let event = {
-                let mut t = lock(&timeline);
-                t.next_calls.push(now);
-                let event = t.events.pop_front();
-                if event.is_some() {
-                    t.delivered.push(Instant::now());
-                }
-                event
-            };
-            let Some(event) = event else {
-                // No more events: the runtime waits here until it is stopped, as in Lambda.
-                std::future::pending::<()>().await;
-                return reply(StatusCode::NO_CONTENT, "");
-            };
-            let n = lock(&timeline).delivered.len();
-            let deadline = std::time::SystemTime::now() + DEADLINE;
-            let deadline_ms = deadline
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or_default();
-            let mut response = reply(StatusCode::OK, event.to_string());
-            let headers = response.headers_mut();
-            let pairs = [
-                ("lambda-runtime-aws-request-id", format!("cold-start-{n}")),
-                ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:bench".to_string(),
-                ),
-                (
-                    "lambda-runtime-trace-id",
-                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0".to_string(),
-                ),
-                ("content-type", "application/json".to_string()),
-            ];
-            for (name, value) in pairs {
-                if let Ok(value) = value.parse() {
-                    headers.insert(name, value);
-                }
-            }
-            response
-        }
-        (Method::POST, p) if p.starts_with("/2018-06-01/runtime/invocation/") && p.ends_with("/response") => {
-            lock(&timeline).responded.push(now);
-            reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
-        }
-        (Method::POST, p) if p.ends_with("/error") => {
-            lock(&timeline)
-                .errors
-                .push(format!("{p}: {}", String::from_utf8_lossy(&body)));
-            reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
-        }
-        _ => reply(StatusCode::NOT_FOUND, "unknown Runtime API path"),
-    }
-}
-
-async fn serve_runtime_api(timeline: Shared<Timeline>) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let timeline = timeline.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let timeline = timeline.clone();
-                    async move { Ok::<_, std::convert::Infallible>(runtime_api(req, timeline).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok((addr, task))
-}
 
 /// A TCP proxy in front of one local service, noting when each connection was opened.
 struct CountingProxy {
@@ -208,9 +89,10 @@ struct Services {
     dynamodb: CountingProxy,
     s3: CountingProxy,
     connections: CountingProxy,
-    bucket: String,
-    table: String,
-    media_base_url: String,
+    /// Each function's environment from template.yaml (by binary).
+    environments: BTreeMap<String, BTreeMap<String, String>>,
+    /// This run's JWT and cursor secret.
+    secret: String,
 }
 
 impl Services {
@@ -263,26 +145,29 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
     let (api, server) = serve_runtime_api(timeline.clone())
         .await
         .map_err(|e| format!("runtime API: {e}"))?;
-    // What Lambda sets, and the function's configuration as template.yaml gives it.
-    let env: Vec<(&str, String)> = vec![
-        ("AWS_LAMBDA_RUNTIME_API", api.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", name.to_string()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "cold-start".into()),
-        ("AWS_REGION", shared::aws::LOCAL_REGION.into()),
+    // What Lambda sets, and the function's environment as template.yaml gives it, with the
+    // AWS endpoints pointed at the counting proxies. Deployed, not development: the secrets
+    // are this run's own, since a deployed function refuses the repository's public ones.
+    let mut env: BTreeMap<String, String> = services.environments.get(name).cloned().unwrap_or_default();
+    env.extend(lambda_variables(name, api));
+    for (k, v) in [
+        ("AWS_REGION", shared::aws::LOCAL_REGION.to_string()),
         ("AWS_DEFAULT_REGION", shared::aws::LOCAL_REGION.into()),
         ("AWS_ACCESS_KEY_ID", shared::aws::LOCAL_ACCESS_KEY.into()),
         ("AWS_SECRET_ACCESS_KEY", shared::aws::LOCAL_SECRET_KEY.into()),
         ("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb.url()),
         ("AWS_ENDPOINT_URL_S3", services.s3.url()),
         ("WS_ENDPOINT", services.connections.url()),
-        ("TABLE_NAME", services.table.clone()),
-        ("MEDIA_BUCKET", services.bucket.clone()),
-        ("MEDIA_BASE_URL", services.media_base_url.clone()),
+        ("MEDIA_BASE_URL", "https://media.forum.test".into()),
         ("RUST_LOG", "info".into()),
-    ];
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    for secret in ["FORUM_JWT_SECRET", "FORUM_CURSOR_SECRET"] {
+        if let Some(value) = env.get_mut(secret) {
+            *value = services.secret.clone();
+        }
+    }
     let spawned = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
@@ -363,10 +248,10 @@ fn function_binaries() -> Vec<String> {
 }
 
 pub async fn run(args: &Args) {
-    let mut options = StackOptions::from_env().expect("options");
+    let mut options = StackOptions::local().expect("options");
     options.listen = "127.0.0.1:0".parse().expect("addr");
     options.storage = forum_local::Storage::InMemory;
-    options.config.table_name = format!("forum-cold-start-{}", ulid::Ulid::new());
+    options.table_name = format!("forum-cold-start-{}", ulid::Ulid::new());
     let stack = Stack::start(options).await.expect("the local stack starts");
     let services = Services {
         dynamodb: CountingProxy::start(host_port(&stack.dynamodb_endpoint))
@@ -376,9 +261,8 @@ pub async fn run(args: &Args) {
             .await
             .expect("proxy"),
         connections: CountingProxy::start(stack.http_addr.to_string()).await.expect("proxy"),
-        bucket: stack.app.bucket.name().to_string(),
-        table: stack.app.table.name().to_string(),
-        media_base_url: format!("http://{}", stack.http_addr),
+        environments: stack.environments.clone(),
+        secret: format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()),
     };
 
     let mut binaries = vec![HELLO.to_string()];

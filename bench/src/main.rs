@@ -12,7 +12,6 @@ use clap::Parser;
 use forum_local::{DynamoDbLocal, Stack, StackOptions, Storage};
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::config::RateLimits;
 
 #[derive(Parser)]
 #[command(about = "Forum benchmarks: API routes against DynamoDB Local (default), or the thumbnail pipeline")]
@@ -77,9 +76,14 @@ struct User {
 impl Bench {
     fn user(&self, name: &str) -> User {
         let username = format!("{name}{}", &ulid::Ulid::new().to_string()[20..]);
-        let jwt = shared::config::Config::from_env().expect("config").jwt;
-        let token = shared::auth::issue_token(&jwt, &shared::auth::local_user_id(&username), &username, None, 3600)
-            .expect("token");
+        let token = shared::auth::issue_token(
+            &self.stack.jwt,
+            &shared::auth::local_user_id(&username),
+            &username,
+            None,
+            3600,
+        )
+        .expect("token");
         User { token }
     }
 
@@ -152,15 +156,15 @@ async fn api(args: Args) {
             (Some(local), endpoint)
         }
     };
-    let mut options = StackOptions::from_env().expect("options");
+    let max = u32::MAX.to_string();
+    let mut options = StackOptions::local()
+        .expect("options")
+        .parameter("RatePostsPerMinute", &max)
+        .parameter("RateCommentsPerMinute", &max)
+        .parameter("RateLikesPerMinute", &max);
     options.listen = "127.0.0.1:0".parse().expect("addr");
     options.dynamodb_endpoint = Some(endpoint);
-    options.config.table_name = format!("forum-bench-{}", ulid::Ulid::new());
-    options.config.rate_limits = RateLimits {
-        posts_per_min: u32::MAX,
-        comments_per_min: u32::MAX,
-        likes_per_min: u32::MAX,
-    };
+    options.table_name = format!("forum-bench-{}", ulid::Ulid::new());
     let stack = Stack::start(options).await.expect("stack");
     let bench = Bench {
         http: reqwest::Client::new(),

@@ -25,14 +25,24 @@ use crate::template::HttpRoute;
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 
 /// A template route with the handler that serves it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BoundRoute {
     pub route: HttpRoute,
     pub handler: Route,
+    /// The function behind the route, configured from its own environment.
+    pub app: Arc<App>,
+}
+
+/// The functions behind the WebSocket routes, and the bucket the CDN stand-in serves.
+pub struct Functions {
+    pub ws_connect: Arc<App>,
+    pub ws_disconnect: Arc<App>,
+    pub ws_message: Arc<App>,
+    pub media: shared::storage::Bucket,
 }
 
 pub struct Gateway {
-    pub app: Arc<App>,
+    pub functions: Arc<Functions>,
     pub connections: Arc<crate::websocket::Connections>,
     pub routes: Vec<BoundRoute>,
     pub verifier: Option<TokenVerifier>,
@@ -51,14 +61,14 @@ fn segments_match(template: &str, path: &str) -> Option<HashMap<String, String>>
 
 impl Gateway {
     pub fn new(
-        app: Arc<App>,
+        functions: Functions,
         routes: Vec<BoundRoute>,
         verifier: Option<TokenVerifier>,
         identity_header: String,
         authorizer_ttl: Duration,
     ) -> Self {
         Gateway {
-            app,
+            functions: Arc::new(functions),
             connections: Arc::default(),
             routes,
             verifier,
@@ -160,7 +170,7 @@ impl Gateway {
     ) -> Result<hyper::Response<Full<Bytes>>, ApiError> {
         if req.uri().path() == "/ws" && req.headers().contains_key(http::header::UPGRADE) {
             return Ok(crate::websocket::upgrade(
-                self.app.clone(),
+                self.functions.clone(),
                 self.verifier.as_ref(),
                 self.connections.clone(),
                 req,
@@ -313,7 +323,7 @@ impl Gateway {
         });
         let request = lambda_http::request::from_str(&event.to_string())
             .map_err(|e| ApiError::Internal(format!("event did not deserialize: {e}")))?;
-        Ok(to_hyper(handlers::handle(&self.app, bound.handler, request).await))
+        Ok(to_hyper(handlers::handle(&bound.app, bound.handler, request).await))
     }
 }
 
@@ -322,7 +332,7 @@ impl Gateway {
     /// bucket with the object's own `Content-Type` and `Cache-Control`, as CloudFront does.
     async fn serve_media(&self, path: &str, head_only: bool) -> hyper::Response<Full<Bytes>> {
         let key = path.trim_start_matches('/');
-        let bucket = &self.app.bucket;
+        let bucket = &self.functions.media;
         let found = bucket.client().get_object().bucket(bucket.name()).key(key).send().await;
         let out = match found {
             Ok(out) => out,

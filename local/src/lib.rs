@@ -3,7 +3,9 @@
 //! and by the end-to-end tests, which start a [`Stack`] in process.
 
 pub mod dynamodb_local;
+pub mod environment;
 pub mod gateway;
+pub mod runtime_api;
 pub mod s3_local;
 pub mod stream;
 pub mod table;
@@ -15,14 +17,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::auth::TokenVerifier;
+use std::collections::BTreeMap;
+
+use shared::auth::{JwtSettings, TokenVerifier};
 use shared::aws::{self, AwsTarget};
+use shared::config::{Deployment, Env};
 use shared::handlers::App;
 use shared::{Config, Route};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 pub use dynamodb_local::{DynamoDbLocal, Storage};
+pub use environment::Parameters;
+use environment::{LocalNames, Resolver};
 use gateway::{BoundRoute, Gateway};
 use s3_local::LocalS3;
 use template::StackTemplate;
@@ -52,22 +59,57 @@ pub struct StackOptions {
     pub dynamodb_endpoint: Option<String>,
     /// Where a started DynamoDB Local keeps its data.
     pub storage: Storage,
-    /// The template's text (routes and table).
+    /// The template's text: routes, table, and every function's environment.
     pub template: String,
-    /// Handler configuration (table name, secrets, policies).
-    pub config: Config,
+    /// The template's parameter values (samconfig.toml's local set unless changed); each
+    /// function's environment is resolved from them exactly as a deployment resolves it.
+    pub parameters: Parameters,
+    /// The DynamoDB table's name, what `!Ref` of the table resource gives here.
+    pub table_name: String,
 }
 
 impl StackOptions {
-    /// Defaults from the environment: `DYNAMODB_ENDPOINT`, `FORUM_*`, the bundled template.
-    pub fn from_env() -> Result<Self, StackError> {
+    /// The bundled template with samconfig.toml's local parameter set; `DYNAMODB_ENDPOINT`
+    /// points at a running DynamoDB instead of starting DynamoDB Local.
+    pub fn local() -> Result<Self, StackError> {
         Ok(StackOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT").ok().filter(|e| !e.is_empty()),
             storage: Storage::Dir(PathBuf::from(".forum-local")),
             template: template::BUNDLED_TEMPLATE.to_string(),
-            config: Config::from_env()?,
+            parameters: environment::samconfig_parameters(
+                environment::BUNDLED_SAMCONFIG,
+                "default",
+                environment::SAMCONFIG_SECTION,
+            )?,
+            table_name: LocalNames::default().table_name,
         })
+    }
+
+    /// Sets one template parameter over the parameter set.
+    pub fn parameter(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.parameters.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// The authorizer's JWT settings as this parameter set configures them: what
+    /// `forum-local token` signs with.
+    pub fn jwt_settings(&self) -> Result<JwtSettings, StackError> {
+        let template = StackTemplate::parse(&self.template)?;
+        let resolver = Resolver::new(&template, &self.parameters, self.names())?;
+        let binary = template
+            .authorizer_binary
+            .clone()
+            .ok_or_else(|| StackError::Setup("template.yaml has no authorizer".into()))?;
+        let env = resolver.function_environment(&binary, &BTreeMap::new())?;
+        Ok(JwtSettings::from_env(&Env::new(env, Deployment::Development))?)
+    }
+
+    fn names(&self) -> LocalNames {
+        LocalNames {
+            table_name: self.table_name.clone(),
+            ..LocalNames::default()
+        }
     }
 }
 
@@ -76,7 +118,13 @@ pub struct Stack {
     pub http_addr: SocketAddr,
     pub dynamodb_endpoint: String,
     pub s3_endpoint: String,
+    /// The HTTP functions' shared view: the table, the bucket, and the DynamoDB round trips
+    /// that every HTTP function of this stack made (one counter, as the budgets read it).
     pub app: Arc<App>,
+    /// Each function's environment, resolved from the template (by binary name).
+    pub environments: BTreeMap<String, BTreeMap<String, String>>,
+    /// The authorizer's JWT settings.
+    pub jwt: JwtSettings,
     pub dynamodb: aws_sdk_dynamodb::Client,
     dynamo: Option<DynamoDbLocal>,
     s3: LocalS3,
@@ -92,7 +140,11 @@ const TRIGGER_ATTEMPTS: u32 = 3;
 impl Stack {
     pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
         let template = StackTemplate::parse(&options.template)?;
-        // Bind first: the stack's own address is where media is served (the CDN stand-in).
+        // The parameter set is checked (constraints, Rules) before anything starts.
+        let resolver = Resolver::new(&template, &options.parameters, options.names())?;
+        // Bind first: the stack's own address is where media is served (the CDN stand-in) and
+        // where `@connections` is. Nothing is accepted until every part is ready: a request
+        // sent earlier waits in the listen queue.
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|source| StackError::Listen {
@@ -100,8 +152,7 @@ impl Stack {
                 source,
             })?;
         let http_addr = listener.local_addr().map_err(|e| StackError::Setup(e.to_string()))?;
-        let mut config = options.config.clone();
-        config.media_base_url = format!("http://{http_addr}");
+        let functions = FunctionEnvironments::resolve(&template, &resolver, http_addr)?;
 
         let (dynamo, dynamodb_endpoint) = match &options.dynamodb_endpoint {
             Some(endpoint) => (None, endpoint.clone()),
@@ -134,41 +185,50 @@ impl Stack {
             s3_endpoint: s3.endpoint.clone(),
         };
         let sdk = aws::sdk_config(&target).await;
-        let round_trips = aws::RoundTrips::default();
-        let dynamodb = aws::dynamodb_client(&sdk, &target, &round_trips);
+        // HTTP functions share one round-trip counter; the triggers are functions of their own
+        // in AWS, with their own clients, so their round trips never count against a request's.
+        let api_trips = aws::RoundTrips::default();
+        let trigger_trips = aws::RoundTrips::default();
+        let dynamodb = aws::dynamodb_client(&sdk, &target, &api_trips);
+        let trigger_dynamodb = aws::dynamodb_client(&sdk, &target, &trigger_trips);
         let s3_client = aws::s3_client(&sdk, &target);
-        table::ensure_table(&dynamodb, &config.table_name, &template.table).await?;
-        ensure_bucket(&s3_client, &config.media_bucket).await?;
         // `@connections` is served by this stack itself, at its own address.
         let notifier = shared::realtime::Notifier::new(aws::ws_client(&sdk, &format!("http://{http_addr}")));
-        let app = App::new(
-            &config,
-            dynamodb.clone(),
-            s3_client.clone(),
-            Some(notifier.clone()),
-            round_trips,
-        );
-        // The triggers are functions of their own in AWS, with their own clients: their round
-        // trips never count against an API request's.
-        let trigger_trips = aws::RoundTrips::default();
-        let triggers = App::new(
-            &config,
-            aws::dynamodb_client(&sdk, &target, &trigger_trips),
-            s3_client,
-            Some(notifier),
-            trigger_trips,
-        );
-        tokio::spawn(run_upload_trigger(triggers.clone(), created_rx));
+
+        let mut apps: BTreeMap<String, Arc<App>> = BTreeMap::new();
+        for (binary, config) in &functions.configs {
+            let http = Route::from_binary(binary).is_some();
+            let (client, trips) = if http {
+                (dynamodb.clone(), api_trips.clone())
+            } else {
+                (trigger_dynamodb.clone(), trigger_trips.clone())
+            };
+            let notifier = config.ws_endpoint.as_ref().map(|_| notifier.clone());
+            apps.insert(
+                binary.clone(),
+                App::new(config, client, s3_client.clone(), notifier, trips),
+            );
+        }
+        let app_of = |binary: &str| {
+            apps.get(binary)
+                .cloned()
+                .ok_or_else(|| StackError::Setup(format!("template.yaml has no function built as `{binary}`")))
+        };
+        let api_app = app_of(Route::ListPosts.binary())?;
+        table::ensure_table(&dynamodb, &options.table_name, &template.table).await?;
+        ensure_bucket(&s3_client, api_app.bucket.name()).await?;
+
+        tokio::spawn(run_upload_trigger(app_of("process-media")?, created_rx));
         let streams = aws_sdk_dynamodbstreams::Client::from_conf(
             aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
                 .endpoint_url(&dynamodb_endpoint)
                 .build(),
         );
         let poller = tokio::spawn(stream::run(
-            triggers,
+            app_of("stream-fanout")?,
             streams,
             dynamodb.clone(),
-            config.table_name.clone(),
+            options.table_name.clone(),
         ));
 
         let mut routes = Vec::new();
@@ -183,14 +243,20 @@ impl Stack {
             routes.push(BoundRoute {
                 route: route.clone(),
                 handler,
+                app: app_of(&route.binary)?,
             });
         }
         let verifier = match &template.authorizer_binary {
-            Some(_) => Some(TokenVerifier::new(&config.jwt).map_err(StackError::Setup)?),
+            Some(_) => Some(TokenVerifier::new(&functions.jwt).map_err(StackError::Setup)?),
             None => None,
         };
         let gateway = Arc::new(Gateway::new(
-            app.clone(),
+            gateway::Functions {
+                ws_connect: app_of("ws-connect")?,
+                ws_disconnect: app_of("ws-disconnect")?,
+                ws_message: app_of("ws-message")?,
+                media: api_app.bucket.clone(),
+            },
             routes,
             verifier,
             template
@@ -208,7 +274,9 @@ impl Stack {
             http_addr,
             dynamodb_endpoint,
             s3_endpoint: s3.endpoint.clone(),
-            app,
+            app: api_app,
+            environments: functions.environments,
+            jwt: functions.jwt,
             dynamodb,
             dynamo,
             s3,
@@ -243,6 +311,55 @@ impl Drop for Stack {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Every function's environment as the template gives it, and what each function builds from
+/// it at init: the authorizer its JWT settings, every other function its [`Config`].
+struct FunctionEnvironments {
+    environments: BTreeMap<String, BTreeMap<String, String>>,
+    configs: BTreeMap<String, Config>,
+    jwt: JwtSettings,
+}
+
+impl FunctionEnvironments {
+    fn resolve(template: &StackTemplate, resolver: &Resolver<'_>, http_addr: SocketAddr) -> Result<Self, StackError> {
+        // The only variables forum-local sets itself: the endpoints of services it stands in
+        // for at its own address (the CDN and `@connections`).
+        let overrides: BTreeMap<String, String> = [
+            ("MEDIA_BASE_URL".to_string(), format!("http://{http_addr}")),
+            ("WS_ENDPOINT".to_string(), format!("http://{http_addr}")),
+        ]
+        .into_iter()
+        .collect();
+        let mut environments = BTreeMap::new();
+        let mut configs = BTreeMap::new();
+        let mut jwt = None;
+        for function in &template.functions {
+            let vars = resolver.function_environment(&function.binary, &overrides)?;
+            let env = Env::new(vars.clone(), Deployment::Development);
+            let init = |e: shared::config::ConfigError| {
+                StackError::Setup(format!(
+                    "{} ({}) would not start: {e}",
+                    function.logical_id, function.binary
+                ))
+            };
+            if template.authorizer_binary.as_deref() == Some(function.binary.as_str()) {
+                jwt = Some(JwtSettings::from_env(&env).map_err(init)?);
+            } else {
+                configs.insert(
+                    function.binary.clone(),
+                    Config::for_function(&env, &function.binary).map_err(init)?,
+                );
+            }
+            environments.insert(function.binary.clone(), vars);
+        }
+        let jwt = jwt.ok_or_else(|| StackError::Setup("template.yaml has no HTTP API authorizer".into()))?;
+        Ok(FunctionEnvironments {
+            environments,
+            configs,
+            jwt,
+        })
     }
 }
 

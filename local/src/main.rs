@@ -42,9 +42,14 @@ struct ServeArgs {
     /// Keep data in memory only (gone when forum-local stops).
     #[arg(long)]
     in_memory: bool,
-    /// Read routes and the table from this template instead of the bundled one.
+    /// Read routes, the table and the functions' environments from this template instead
+    /// of the bundled one.
     #[arg(long)]
     template: Option<PathBuf>,
+    /// Set a template parameter over samconfig.toml's local set (repeatable), e.g.
+    /// `--parameter RatePostsPerMinute=100`.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
 }
 
 #[derive(Args)]
@@ -60,6 +65,21 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 24 * 3600)]
     ttl: i64,
+    /// A template parameter over samconfig.toml's local set (repeatable), as given to the stack.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+}
+
+/// The stack's options with `--parameter NAME=VALUE` pairs applied.
+fn options_with(parameters: &[String]) -> Result<StackOptions, String> {
+    let mut options = StackOptions::local().map_err(|e| e.to_string())?;
+    for pair in parameters {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--parameter takes NAME=VALUE, not `{pair}`"))?;
+        options = options.parameter(name, value);
+    }
+    Ok(options)
 }
 
 fn token_for(jwt: &auth::JwtSettings, args: &TokenArgs) -> Result<String, String> {
@@ -72,8 +92,8 @@ async fn main() -> ExitCode {
     shared::telemetry::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Token(args)) => auth::JwtSettings::from_env()
-            .map_err(|e| e.to_string())
+        Some(Command::Token(args)) => options_with(&args.parameters)
+            .and_then(|options| options.jwt_settings().map_err(|e| e.to_string()))
             .and_then(|jwt| token_for(&jwt, &args))
             .map(|token| println!("{token}")),
         Some(Command::Serve(args)) => serve(args).await,
@@ -89,7 +109,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let mut options = StackOptions::from_env().map_err(|e| e.to_string())?;
+    let mut options = options_with(&args.parameters)?;
     options.listen = SocketAddr::new(args.host, args.port);
     options.storage = if args.in_memory {
         Storage::InMemory
@@ -99,15 +119,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(path) = &args.template {
         options.template = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let jwt = options.config.jwt.clone();
-    let table = options.config.table_name.clone();
+    let table = options.table_name.clone();
     let stack = Stack::start(options).await.map_err(|e| e.to_string())?;
+    let jwt = stack.jwt.clone();
     let base = stack.base_url();
     let sample = TokenArgs {
         username: "alice".into(),
         sub: None,
         picture: None,
         ttl: 24 * 3600,
+        parameters: Vec::new(),
     };
     let token = token_for(&jwt, &sample).unwrap_or_else(|e| format!("<{e}>"));
     let storage = if args.in_memory {

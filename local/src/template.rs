@@ -47,10 +47,57 @@ impl HttpRoute {
 }
 
 /// A function in the template.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FunctionDef {
     pub logical_id: String,
     pub binary: String,
+    /// `Globals.Function.Environment.Variables` with the function's own over them, unresolved.
+    pub environment: BTreeMap<String, Value>,
+}
+
+/// A template parameter's default and the constraints CloudFormation checks a value against.
+#[derive(Clone, Debug, Default)]
+pub struct ParameterDef {
+    pub kind: String,
+    pub default: Option<String>,
+    pub allowed_values: Option<Vec<String>>,
+    pub allowed_pattern: Option<String>,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    pub min_value: Option<f64>,
+}
+
+impl ParameterDef {
+    /// Checks `value` as CloudFormation would before creating or updating the stack.
+    pub fn check(&self, name: &str, value: &str) -> Result<(), TemplateError> {
+        let refuse = |why: String| Err(TemplateError::Invalid(format!("parameter {name}: {why}")));
+        if let Some(allowed) = &self.allowed_values
+            && !allowed.iter().any(|a| a == value)
+        {
+            return refuse(format!("`{value}` is not one of {allowed:?}"));
+        }
+        let chars = value.chars().count();
+        if self.min_length.is_some_and(|min| chars < min) || self.max_length.is_some_and(|max| chars > max) {
+            return refuse(format!("{chars} characters is outside its length constraints"));
+        }
+        if let Some(pattern) = &self.allowed_pattern {
+            // CloudFormation matches the whole value against the pattern.
+            let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| TemplateError::Invalid(format!("parameter {name}: AllowedPattern: {e}")))?;
+            if !whole.is_match(value) {
+                return refuse(format!("does not match its AllowedPattern {pattern}"));
+            }
+        }
+        if self.kind == "Number" {
+            let number: f64 = value
+                .parse()
+                .map_err(|_| TemplateError::Invalid(format!("parameter {name}: `{value}` is not a number")))?;
+            if self.min_value.is_some_and(|min| number < min) {
+                return refuse(format!("{value} is below its MinValue"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the local stack needs from the template.
@@ -66,6 +113,59 @@ pub struct StackTemplate {
     pub authorizer_ttl_secs: u64,
     /// The `AWS::DynamoDB::Table` resource's `Properties`, as JSON.
     pub table: serde_json::Value,
+    pub parameters: BTreeMap<String, ParameterDef>,
+    /// `Conditions` and `Rules`, unresolved.
+    pub conditions: BTreeMap<String, Value>,
+    pub rules: BTreeMap<String, Value>,
+    /// Every resource's type by logical id.
+    pub resource_types: BTreeMap<String, String>,
+    /// Each bucket's `BucketName` property, unresolved.
+    pub bucket_names: BTreeMap<String, Value>,
+}
+
+fn scalar_string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn named_values(doc: &Value, key: &str) -> BTreeMap<String, Value> {
+    get(doc, key).map(named_map).unwrap_or_default().into_iter().collect()
+}
+
+fn environment_of(value: Option<&Value>) -> BTreeMap<String, Value> {
+    value
+        .and_then(|v| get(v, "Environment"))
+        .and_then(|e| get(e, "Variables"))
+        .map(|vars| named_map(vars).into_iter().collect())
+        .unwrap_or_default()
+}
+
+fn named_map(value: &Value) -> Vec<(String, Value)> {
+    value
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
+        .collect()
+}
+
+fn parameter_def(value: &Value) -> ParameterDef {
+    let number = |key: &str| get(value, key).and_then(Value::as_f64);
+    ParameterDef {
+        kind: str_of(value, "Type").unwrap_or("String").to_string(),
+        default: get(value, "Default").and_then(scalar_string),
+        allowed_values: get(value, "AllowedValues")
+            .and_then(Value::as_sequence)
+            .map(|v| v.iter().filter_map(scalar_string).collect()),
+        allowed_pattern: str_of(value, "AllowedPattern").map(str::to_string),
+        min_length: number("MinLength").map(|n| n as usize),
+        max_length: number("MaxLength").map(|n| n as usize),
+        min_value: number("MinValue"),
+    }
 }
 
 fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
@@ -128,15 +228,19 @@ impl StackTemplate {
             by_type.entry(kind).or_default().push((id.to_string(), resource));
         }
 
+        let globals = get(&doc, "Globals").and_then(|g| get(g, "Function"));
         let mut functions = Vec::new();
         for (id, resource) in by_type.get("AWS::Serverless::Function").into_iter().flatten() {
             let binary = get(resource, "Metadata")
                 .and_then(|m| get(m, "BuildProperties"))
                 .and_then(|b| str_of(b, "Binary"))
                 .ok_or_else(|| TemplateError::Invalid(format!("{id} has no Metadata.BuildProperties.Binary")))?;
+            let mut environment = environment_of(globals);
+            environment.extend(environment_of(get(resource, "Properties")));
             functions.push(FunctionDef {
                 logical_id: id.clone(),
                 binary: binary.to_string(),
+                environment,
             });
         }
 
@@ -225,6 +329,21 @@ impl StackTemplate {
                 )));
             }
         };
+        let resource_types = by_type
+            .iter()
+            .flat_map(|(kind, items)| items.iter().map(|(id, _)| (id.clone(), kind.to_string())))
+            .collect();
+        let bucket_names = by_type
+            .get("AWS::S3::Bucket")
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, r)| {
+                Some((
+                    id.clone(),
+                    get(r, "Properties").and_then(|p| get(p, "BucketName"))?.clone(),
+                ))
+            })
+            .collect();
         Ok(StackTemplate {
             functions,
             routes,
@@ -232,6 +351,14 @@ impl StackTemplate {
             identity_header,
             authorizer_ttl_secs,
             table,
+            parameters: named_values(&doc, "Parameters")
+                .iter()
+                .map(|(k, v)| (k.clone(), parameter_def(v)))
+                .collect(),
+            conditions: named_values(&doc, "Conditions"),
+            rules: named_values(&doc, "Rules"),
+            resource_types,
+            bucket_names,
         })
     }
 }

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use shared::auth;
-use shared::handlers::{self, App};
+use shared::handlers;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -114,7 +114,7 @@ fn ws_event(connection_id: &str, route_key: &str, event_type: &str, host: &str, 
 
 /// Handles `GET /ws?token=...` with an upgrade: authorize, `$connect`, then run the connection.
 pub async fn upgrade(
-    app: Arc<App>,
+    functions: Arc<crate::gateway::Functions>,
     verifier: Option<&auth::TokenVerifier>,
     connections: Arc<Connections>,
     mut req: hyper::Request<Incoming>,
@@ -163,7 +163,7 @@ pub async fn upgrade(
         &host,
         json!({ "authorizer": context, "queryStringParameters": query }),
     );
-    let answer = handlers::ws_connect(&app, &connect).await;
+    let answer = handlers::ws_connect(&functions.ws_connect, &connect).await;
     let status = answer["statusCode"].as_u64().unwrap_or(500) as u16;
     if status != 200 {
         return plain(status, r#"{"message":"connection refused"}"#);
@@ -182,17 +182,24 @@ pub async fn upgrade(
     }
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let disconnect = |app: Arc<App>, connections: Arc<Connections>, id: String, host: String| async move {
+        let disconnect = |functions: Arc<crate::gateway::Functions>,
+                          connections: Arc<Connections>,
+                          id: String,
+                          host: String| async move {
             if let Ok(mut open) = connections.open.lock() {
                 open.remove(&id);
             }
-            handlers::ws_disconnect(&app, &ws_event(&id, "$disconnect", "DISCONNECT", &host, json!({}))).await;
+            handlers::ws_disconnect(
+                &functions.ws_disconnect,
+                &ws_event(&id, "$disconnect", "DISCONNECT", &host, json!({})),
+            )
+            .await;
         };
         let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "WebSocket upgrade failed");
-                disconnect(app, connections, connection_id, host).await;
+                disconnect(functions, connections, connection_id, host).await;
                 return;
             }
         };
@@ -203,11 +210,11 @@ pub async fn upgrade(
                 incoming = stream.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         let event = ws_event(&connection_id, "$default", "MESSAGE", &host, json!({ "body": text.to_string() }));
-                        handlers::ws_message(&app, &event).await;
+                        handlers::ws_message(&functions.ws_message, &event).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let event = ws_event(&connection_id, "$default", "MESSAGE", &host, json!({ "body": "" }));
-                        handlers::ws_message(&app, &event).await;
+                        handlers::ws_message(&functions.ws_message, &event).await;
                     }
                     Some(Ok(Message::Ping(data))) => {
                         let _ = sink.send(Message::Pong(data)).await;
@@ -229,7 +236,7 @@ pub async fn upgrade(
                 },
             }
         }
-        disconnect(app, connections, connection_id, host).await;
+        disconnect(functions, connections, connection_id, host).await;
     });
 
     let mut resp = hyper::Response::new(Full::new(Bytes::new()));

@@ -16,17 +16,44 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 
+use crate::config::{ConfigError, Deployment, Env};
+
 /// Where the AWS services are.
 #[derive(Clone, Debug)]
 pub enum AwsTarget {
     /// The real services, with region and credentials from the environment (Lambda).
-    /// `AWS_ENDPOINT_URL_DYNAMODB` and friends are honoured, e.g. for `sam local` against DynamoDB Local.
     Environment,
     /// Local stand-ins (DynamoDB Local, the in-process S3), with fixed development credentials.
     Local {
         dynamodb_endpoint: String,
         s3_endpoint: String,
     },
+}
+
+impl AwsTarget {
+    /// `FORUM_LOCAL_DYNAMODB_ENDPOINT` and `FORUM_LOCAL_S3_ENDPOINT` (both, or neither) point a
+    /// function at forum-local's data plane, e.g. from `sam local`; the template declares them
+    /// empty. They sign with the public local credentials, so only a development environment
+    /// may set them: a deployed function refuses to start with them.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let dynamodb = env.optional("FORUM_LOCAL_DYNAMODB_ENDPOINT");
+        let s3 = env.optional("FORUM_LOCAL_S3_ENDPOINT");
+        match (dynamodb, s3) {
+            (None, None) => Ok(AwsTarget::Environment),
+            _ if env.deployment() == Deployment::Deployed => Err(ConfigError(
+                "FORUM_LOCAL_DYNAMODB_ENDPOINT / FORUM_LOCAL_S3_ENDPOINT are for local development \
+                 (forum-local, sam local) and must be empty in a deployment"
+                    .into(),
+            )),
+            (Some(dynamodb), Some(s3)) => Ok(AwsTarget::Local {
+                dynamodb_endpoint: dynamodb.to_string(),
+                s3_endpoint: s3.to_string(),
+            }),
+            _ => Err(ConfigError(
+                "set both FORUM_LOCAL_DYNAMODB_ENDPOINT and FORUM_LOCAL_S3_ENDPOINT, or neither".into(),
+            )),
+        }
+    }
 }
 
 /// Region and credentials the local stand-ins are addressed with.

@@ -1,29 +1,173 @@
-//! Configuration, read once per cold start from the environment.
-//! Every variable has a default that suits `forum-local`; production sets them in `template.yaml`.
+//! Configuration, read once per cold start from a function's environment.
+//!
+//! Nothing here has a public default. Each function reads only what it uses (only the
+//! authorizer reads JWT settings; only the list routes read the cursor secret), and a secret
+//! that is missing, empty, short or one of the development values this repository publishes
+//! is an init error naming its template parameter. The development values are accepted only
+//! where [`Deployment::Development`] holds: inside forum-local, or in `sam local`'s containers.
 
-use std::env;
+use std::collections::BTreeMap;
 
 use crate::auth::{JwtAlgorithm, JwtSettings};
 use crate::validate::ProfanityMode;
 
-/// Local-development defaults. They are public, so production must override them
-/// (the template passes real values from its Parameters).
-pub const DEFAULT_TABLE_NAME: &str = "forum";
-pub const DEFAULT_JWT_SECRET: &str = "forum-local-development-secret";
-pub const DEFAULT_JWT_ISSUER: &str = "forum-local";
-pub const DEFAULT_JWT_AUDIENCE: &str = "forum-api";
-pub const DEFAULT_CURSOR_SECRET: &str = "forum-local-cursor-secret";
+/// The shortest secret (JWT HS256 or cursor key) a function accepts: HS256 keys should carry
+/// at least the hash's 256 bits, and 32 characters is the least that can.
+pub const MIN_SECRET_LEN: usize = 32;
 
+/// Secrets this repository publishes: samconfig.toml's local parameter set (which forum-local
+/// and `sam local` run with) and the defaults of earlier versions. A deployed function refuses
+/// every one of them; a test keeps this list and samconfig.toml in step.
+pub const PUBLIC_DEVELOPMENT_SECRETS: &[&str] = &[
+    "forum-local-development-jwt-secret-never-deploy-this",
+    "forum-local-development-cursor-secret-never-deploy-this",
+    "forum-local-development-secret",
+    "forum-local-cursor-secret",
+];
+
+/// Where a function runs, which decides whether the published development secrets are allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// AWS Lambda, or anything not known to be local: fail closed.
+    Deployed,
+    /// forum-local (in process), or `sam local` (`AWS_SAM_LOCAL=true`, set by SAM CLI in its
+    /// containers): the local parameter set's public secrets and local endpoints are accepted.
+    Development,
+}
+
+/// A function's environment: variables by name (an empty value counts as unset, as
+/// CloudFormation passes an empty parameter through) and where it runs.
+#[derive(Clone, Debug)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+    deployment: Deployment,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The template parameter a variable comes from, so an init error tells the deployer what to set.
+fn parameter_of(var: &str) -> &'static str {
+    match var {
+        "FORUM_JWT_SECRET" => "JwtSecret",
+        "FORUM_JWT_PUBLIC_KEY" => "JwtPublicKey",
+        "FORUM_JWT_ALGORITHM" => "JwtAlgorithm",
+        "FORUM_JWT_ISSUER" => "JwtIssuer",
+        "FORUM_JWT_AUDIENCE" => "JwtAudience",
+        "FORUM_CURSOR_SECRET" => "CursorSecret",
+        "FORUM_PROFANITY" => "ProfanityMode",
+        "FORUM_RATE_POSTS_PER_MIN" => "RatePostsPerMinute",
+        "FORUM_RATE_COMMENTS_PER_MIN" => "RateCommentsPerMinute",
+        "FORUM_RATE_LIKES_PER_MIN" => "RateLikesPerMinute",
+        _ => "",
+    }
+}
+
+fn named(var: &str) -> String {
+    match parameter_of(var) {
+        "" => var.to_string(),
+        parameter => format!("{var} (template parameter {parameter})"),
+    }
+}
+
+impl Env {
+    pub fn new(vars: BTreeMap<String, String>, deployment: Deployment) -> Self {
+        Env { vars, deployment }
+    }
+
+    /// This process's environment: a Lambda function's, or `sam local`'s container's.
+    pub fn process() -> Self {
+        let deployment = if std::env::var("AWS_SAM_LOCAL").as_deref() == Ok("true") {
+            Deployment::Development
+        } else {
+            Deployment::Deployed
+        };
+        Env::new(std::env::vars().collect(), deployment)
+    }
+
+    pub fn deployment(&self) -> Deployment {
+        self.deployment
+    }
+
+    /// The variable's value, `None` when unset or empty.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
+        self.optional(name)
+            .ok_or_else(|| ConfigError(format!("{} is required and is not set", named(name))))
+    }
+
+    /// A secret: present, at least [`MIN_SECRET_LEN`] characters, and (outside development)
+    /// not one this repository publishes.
+    pub fn secret(&self, name: &str) -> Result<&str, ConfigError> {
+        let value = self.optional(name).ok_or_else(|| {
+            ConfigError(format!(
+                "{} is empty: set it to {MIN_SECRET_LEN}+ random characters (e.g. `openssl rand -hex 32`)",
+                named(name)
+            ))
+        })?;
+        if value.chars().count() < MIN_SECRET_LEN {
+            return Err(ConfigError(format!(
+                "{} is shorter than {MIN_SECRET_LEN} characters",
+                named(name)
+            )));
+        }
+        if self.deployment == Deployment::Deployed && PUBLIC_DEVELOPMENT_SECRETS.contains(&value) {
+            return Err(ConfigError(format!(
+                "{} is a public development value from this repository: set a secret of your own",
+                named(name)
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Like [`Env::secret`], but absent is fine: the function does not use it.
+    pub fn optional_secret(&self, name: &str) -> Result<Option<&str>, ConfigError> {
+        match self.optional(name) {
+            None => Ok(None),
+            Some(_) => self.secret(name).map(Some),
+        }
+    }
+
+    fn positive(&self, name: &str, default: u32) -> Result<u32, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError(format!("{} must be a positive whole number, not `{v}`", named(name)))),
+        }
+    }
+
+    /// An http(s) base URL without a trailing slash; deployed functions accept https only.
+    fn base_url(&self, name: &str) -> Result<String, ConfigError> {
+        let raw = self.required(name)?.trim_end_matches('/');
+        let url = url::Url::parse(raw).map_err(|e| ConfigError(format!("{name} is not a URL (`{raw}`): {e}")))?;
+        let allowed = match self.deployment {
+            Deployment::Deployed => url.scheme() == "https",
+            Deployment::Development => matches!(url.scheme(), "https" | "http"),
+        };
+        if !allowed || url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError(format!("{name} must be an https URL, not `{raw}`")));
+        }
+        Ok(raw.to_string())
+    }
+}
+
+/// What the data handlers need, built once per cold start.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `TABLE_NAME`: the single DynamoDB table.
     pub table_name: String,
-    /// `FORUM_CURSOR_SECRET`: HMAC key that signs pagination cursors.
-    pub cursor_secret: String,
+    /// `FORUM_CURSOR_SECRET`: HMAC key that signs pagination cursors; given only to the
+    /// functions that paginate ([`crate::Route::paginates`]), which refuse to start without it.
+    pub cursor_secret: Option<String>,
     /// `FORUM_PROFANITY`: `refuse` (default) or `censor`.
     pub profanity: ProfanityMode,
-    /// JWT verification settings (`FORUM_JWT_*`).
-    pub jwt: JwtSettings,
     /// Per-user write limits (`FORUM_RATE_*_PER_MIN`).
     pub rate_limits: RateLimits,
     /// `MEDIA_BUCKET`: the S3 bucket for uploads (`uploads/`) and processed media (`media/`).
@@ -34,9 +178,6 @@ pub struct Config {
     /// `WS_ENDPOINT`: the WebSocket API's `@connections` endpoint (stage URL); unset, no pushes.
     pub ws_endpoint: Option<String>,
 }
-
-pub const DEFAULT_MEDIA_BUCKET: &str = "forum-media";
-pub const DEFAULT_MEDIA_BASE_URL: &str = "http://127.0.0.1:3000";
 
 /// Writes a user may make per minute, per action. Kept in the table, taken in the same
 /// transaction as the write, so a refused write changes nothing.
@@ -60,92 +201,212 @@ impl Default for RateLimits {
     }
 }
 
-fn limit_var(name: &str, default: u32) -> Result<u32, ConfigError> {
-    match env::var(name).ok().filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError(format!("{name} must be a positive whole number, not `{v}`"))),
-    }
-}
-
 impl RateLimits {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let d = RateLimits::default();
         Ok(RateLimits {
-            posts_per_min: limit_var("FORUM_RATE_POSTS_PER_MIN", d.posts_per_min)?,
-            comments_per_min: limit_var("FORUM_RATE_COMMENTS_PER_MIN", d.comments_per_min)?,
-            likes_per_min: limit_var("FORUM_RATE_LIKES_PER_MIN", d.likes_per_min)?,
+            posts_per_min: env.positive("FORUM_RATE_POSTS_PER_MIN", d.posts_per_min)?,
+            comments_per_min: env.positive("FORUM_RATE_COMMENTS_PER_MIN", d.comments_per_min)?,
+            likes_per_min: env.positive("FORUM_RATE_LIKES_PER_MIN", d.likes_per_min)?,
         })
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(pub String);
-
-fn var_or(name: &str, default: &str) -> String {
-    env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
 impl Config {
-    /// Reads the configuration from the environment; fails fast on values that cannot work.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let profanity = match var_or("FORUM_PROFANITY", "refuse").as_str() {
+    /// Reads the data handlers' configuration; fails fast on values that cannot work. JWT
+    /// settings are not read here: only the authorizer verifies tokens.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let profanity = match env.optional("FORUM_PROFANITY").unwrap_or("refuse") {
             "refuse" => ProfanityMode::Refuse,
             "censor" => ProfanityMode::Censor,
             other => {
                 return Err(ConfigError(format!(
-                    "FORUM_PROFANITY must be `refuse` or `censor`, not `{other}`"
+                    "{} must be `refuse` or `censor`, not `{other}`",
+                    named("FORUM_PROFANITY")
                 )));
             }
         };
+        let ws_endpoint = match env.optional("WS_ENDPOINT") {
+            Some(_) => Some(env.base_url("WS_ENDPOINT")?),
+            None => None,
+        };
         Ok(Config {
-            table_name: var_or("TABLE_NAME", DEFAULT_TABLE_NAME),
-            cursor_secret: var_or("FORUM_CURSOR_SECRET", DEFAULT_CURSOR_SECRET),
+            table_name: env.required("TABLE_NAME")?.to_string(),
+            cursor_secret: env.optional_secret("FORUM_CURSOR_SECRET")?.map(str::to_string),
             profanity,
-            jwt: JwtSettings::from_env()?,
-            rate_limits: RateLimits::from_env()?,
-            media_bucket: var_or("MEDIA_BUCKET", DEFAULT_MEDIA_BUCKET),
-            media_base_url: var_or("MEDIA_BASE_URL", DEFAULT_MEDIA_BASE_URL)
-                .trim_end_matches('/')
-                .to_string(),
-            ws_endpoint: env::var("WS_ENDPOINT").ok().filter(|v| !v.is_empty()),
+            rate_limits: RateLimits::from_env(env)?,
+            media_bucket: env.required("MEDIA_BUCKET")?.to_string(),
+            media_base_url: env.base_url("MEDIA_BASE_URL")?,
+            ws_endpoint,
+        })
+    }
+
+    /// The configuration of the function built as `binary`, with what that function needs
+    /// checked: what Lambda's init and forum-local both call.
+    pub fn for_function(env: &Env, binary: &str) -> Result<Self, ConfigError> {
+        let config = Config::from_env(env)?;
+        if crate::Route::from_binary(binary).is_some_and(crate::Route::paginates) {
+            config.require_cursor_secret(binary)?;
+        }
+        Ok(config)
+    }
+
+    /// The cursor secret, for a function that paginates (`function` names it in the error).
+    pub fn require_cursor_secret(&self, function: &str) -> Result<&str, ConfigError> {
+        self.cursor_secret.as_deref().ok_or_else(|| {
+            ConfigError(format!(
+                "{function} paginates and needs {}, which is not set",
+                named("FORUM_CURSOR_SECRET")
+            ))
         })
     }
 }
 
 impl JwtSettings {
-    /// `FORUM_JWT_ALGORITHM` (HS256 | RS256 | ES256, default HS256), `FORUM_JWT_SECRET` (HS256),
-    /// `FORUM_JWT_PUBLIC_KEY` (PEM, RS256/ES256), `FORUM_JWT_ISSUER`, `FORUM_JWT_AUDIENCE`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let algorithm = match var_or("FORUM_JWT_ALGORITHM", "HS256").as_str() {
+    /// The authorizer's settings: `FORUM_JWT_ALGORITHM` (HS256 | RS256 | ES256, required),
+    /// `FORUM_JWT_SECRET` (HS256) or `FORUM_JWT_PUBLIC_KEY` (RS256/ES256: JWKS or PEM),
+    /// `FORUM_JWT_ISSUER`, `FORUM_JWT_AUDIENCE` (both required).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let algorithm = match env.required("FORUM_JWT_ALGORITHM")? {
             "HS256" => JwtAlgorithm::Hs256,
             "RS256" => JwtAlgorithm::Rs256,
             "ES256" => JwtAlgorithm::Es256,
             other => {
                 return Err(ConfigError(format!(
-                    "FORUM_JWT_ALGORITHM must be HS256, RS256 or ES256, not `{other}`"
+                    "{} must be HS256, RS256 or ES256, not `{other}`",
+                    named("FORUM_JWT_ALGORITHM")
                 )));
             }
         };
         let key = match algorithm {
-            JwtAlgorithm::Hs256 => var_or("FORUM_JWT_SECRET", DEFAULT_JWT_SECRET),
-            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => env::var("FORUM_JWT_PUBLIC_KEY")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| ConfigError("FORUM_JWT_PUBLIC_KEY (PEM) is required for RS256/ES256".into()))?,
+            JwtAlgorithm::Hs256 => env.secret("FORUM_JWT_SECRET")?,
+            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => env.optional("FORUM_JWT_PUBLIC_KEY").ok_or_else(|| {
+                ConfigError(format!(
+                    "{} (a JWKS document or a PEM public key) is required for {algorithm:?}",
+                    named("FORUM_JWT_PUBLIC_KEY")
+                ))
+            })?,
         };
         Ok(JwtSettings {
             algorithm,
-            key,
-            issuer: var_or("FORUM_JWT_ISSUER", DEFAULT_JWT_ISSUER),
-            audience: var_or("FORUM_JWT_AUDIENCE", DEFAULT_JWT_AUDIENCE),
+            key: key.to_string(),
+            issuer: env.required("FORUM_JWT_ISSUER")?.to_string(),
+            audience: env.required("FORUM_JWT_AUDIENCE")?.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn env(pairs: &[(&str, &str)], deployment: Deployment) -> Env {
+        Env::new(
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            deployment,
+        )
+    }
+
+    fn hs256(secret: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("FORUM_JWT_ALGORITHM", "HS256".into()),
+            ("FORUM_JWT_SECRET", secret.into()),
+            ("FORUM_JWT_ISSUER", "https://issuer.example".into()),
+            ("FORUM_JWT_AUDIENCE", "forum".into()),
+        ]
+    }
+
+    fn jwt(pairs: Vec<(&'static str, String)>, deployment: Deployment) -> Result<JwtSettings, ConfigError> {
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        JwtSettings::from_env(&env(&pairs, deployment))
+    }
+
+    #[test]
+    fn hs256_refuses_empty_short_and_public_secrets_when_deployed() {
+        for bad in [
+            "",
+            "short-secret",
+            PUBLIC_DEVELOPMENT_SECRETS[0],
+            "forum-local-development-secret",
+        ] {
+            let err = jwt(hs256(bad), Deployment::Deployed).unwrap_err().to_string();
+            assert!(
+                err.contains("FORUM_JWT_SECRET (template parameter JwtSecret)"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(jwt(hs256(OWN_SECRET), Deployment::Deployed).unwrap().key, OWN_SECRET);
+    }
+
+    #[test]
+    fn the_published_development_secrets_work_only_in_development() {
+        let dev = PUBLIC_DEVELOPMENT_SECRETS[0];
+        assert!(jwt(hs256(dev), Deployment::Development).is_ok());
+        assert!(jwt(hs256(dev), Deployment::Deployed).is_err());
+        // Short secrets are refused everywhere.
+        assert!(jwt(hs256("short"), Deployment::Development).is_err());
+    }
+
+    #[test]
+    fn asymmetric_algorithms_need_a_public_key_and_no_secret() {
+        let mut pairs = hs256("");
+        pairs[0].1 = "RS256".into();
+        let err = jwt(pairs.clone(), Deployment::Deployed).unwrap_err().to_string();
+        assert!(err.contains("FORUM_JWT_PUBLIC_KEY"), "{err}");
+        pairs.push(("FORUM_JWT_PUBLIC_KEY", "{\"keys\":[]}".into()));
+        assert!(jwt(pairs, Deployment::Deployed).is_ok());
+    }
+
+    #[test]
+    fn jwt_settings_have_no_defaults() {
+        let err = jwt(vec![], Deployment::Development).unwrap_err().to_string();
+        assert!(err.contains("FORUM_JWT_ALGORITHM"), "{err}");
+        let mut pairs = hs256(OWN_SECRET);
+        pairs.retain(|(k, _)| *k != "FORUM_JWT_ISSUER");
+        let err = jwt(pairs, Deployment::Deployed).unwrap_err().to_string();
+        assert!(err.contains("FORUM_JWT_ISSUER"), "{err}");
+    }
+
+    fn data(extra: &[(&str, &str)], deployment: Deployment) -> Result<Config, ConfigError> {
+        let mut pairs = vec![
+            ("TABLE_NAME", "forum"),
+            ("MEDIA_BUCKET", "media"),
+            ("MEDIA_BASE_URL", "https://cdn.example/"),
+        ];
+        pairs.extend_from_slice(extra);
+        Config::from_env(&env(&pairs, deployment))
+    }
+
+    #[test]
+    fn data_functions_start_without_jwt_settings_or_a_cursor_secret() {
+        let config = data(&[], Deployment::Deployed).unwrap();
+        assert_eq!(config.media_base_url, "https://cdn.example");
+        assert!(config.cursor_secret.is_none());
+        let err = config.require_cursor_secret("list-posts").unwrap_err().to_string();
+        assert!(err.contains("list-posts") && err.contains("CursorSecret"), "{err}");
+    }
+
+    #[test]
+    fn a_given_cursor_secret_must_be_strong_and_private() {
+        for bad in ["", "x"] {
+            let config = data(&[("FORUM_CURSOR_SECRET", bad)], Deployment::Deployed);
+            assert_eq!(config.is_ok(), bad.is_empty(), "`{bad}`");
+        }
+        let public = PUBLIC_DEVELOPMENT_SECRETS[1];
+        assert!(data(&[("FORUM_CURSOR_SECRET", public)], Deployment::Deployed).is_err());
+        assert!(data(&[("FORUM_CURSOR_SECRET", public)], Deployment::Development).is_ok());
+        let own = data(&[("FORUM_CURSOR_SECRET", OWN_SECRET)], Deployment::Deployed).unwrap();
+        assert_eq!(own.require_cursor_secret("list-posts").unwrap(), OWN_SECRET);
+    }
+
+    #[test]
+    fn deployed_urls_are_https_and_names_are_required() {
+        assert!(data(&[("MEDIA_BASE_URL", "http://127.0.0.1:3000")], Deployment::Deployed).is_err());
+        assert!(data(&[("MEDIA_BASE_URL", "http://127.0.0.1:3000")], Deployment::Development).is_ok());
+        assert!(data(&[("WS_ENDPOINT", "http://x")], Deployment::Deployed).is_err());
+        assert!(data(&[("TABLE_NAME", "")], Deployment::Development).is_err());
+        assert!(data(&[("FORUM_RATE_POSTS_PER_MIN", "0")], Deployment::Deployed).is_err());
     }
 }

@@ -11,7 +11,7 @@ use lambda_runtime::LambdaEvent;
 
 use crate::auth::{self, JwtSettings, TokenVerifier};
 use crate::aws::{self, AwsTarget};
-use crate::config::Config;
+use crate::config::{Config, Env};
 use crate::handlers::{self, App};
 use crate::realtime::Notifier;
 use crate::routes::Route;
@@ -19,11 +19,13 @@ use serde_json::Value;
 
 pub type Error = lambda_http::Error;
 
-/// Config and clients, built once per cold start from the Lambda environment.
-async fn app_from_env() -> Result<Arc<App>, Error> {
+/// Config and clients, built once per cold start from the Lambda environment. `binary` names
+/// the function, which decides what it must be given (e.g. the cursor secret to paginate).
+async fn app_from_env(binary: &str) -> Result<Arc<App>, Error> {
     crate::telemetry::init();
-    let config = Config::from_env()?;
-    let target = AwsTarget::Environment;
+    let env = Env::process();
+    let config = Config::for_function(&env, binary)?;
+    let target = AwsTarget::from_env(&env)?;
     let sdk = aws::sdk_config(&target).await;
     let round_trips = aws::RoundTrips::default();
     Ok(App::new(
@@ -112,7 +114,7 @@ fn http_route_uses(route: Route) -> Uses {
 
 /// Runs an HTTP route's Lambda function.
 pub async fn serve_http(route: Route) -> Result<(), Error> {
-    let app = app_from_env().await?;
+    let app = app_from_env(route.binary()).await?;
     warm_up(&app, http_route_uses(route)).await;
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
@@ -124,7 +126,7 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
 /// Runs `process-media`, invoked by S3 for each object created under `uploads/`. A failed
 /// dependency fails the invocation, so Lambda retries the event (processing is idempotent).
 pub async fn serve_process_media() -> Result<(), Error> {
-    let app = app_from_env().await?;
+    let app = app_from_env("process-media").await?;
     warm_up(&app, Uses { s3: true, ..DYNAMODB }).await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<S3Event>| {
         let app = app.clone();
@@ -140,7 +142,8 @@ pub async fn serve_process_media() -> Result<(), Error> {
 /// Runs the JWT authorizer's Lambda function (HTTP API requests and WebSocket `$connect`).
 pub async fn serve_authorizer() -> Result<(), Error> {
     crate::telemetry::init();
-    let verifier = Arc::new(TokenVerifier::new(&JwtSettings::from_env()?)?);
+    // The only function that reads JWT settings, and it reads nothing else.
+    let verifier = Arc::new(TokenVerifier::new(&JwtSettings::from_env(&Env::process())?)?);
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let verifier = verifier.clone();
         async move { auth::authorize_event(&verifier, &event.payload).map_err(lambda_runtime::Error::from) }
@@ -156,9 +159,19 @@ pub enum WsRoute {
     Message,
 }
 
+impl WsRoute {
+    pub fn binary(self) -> &'static str {
+        match self {
+            WsRoute::Connect => "ws-connect",
+            WsRoute::Disconnect => "ws-disconnect",
+            WsRoute::Message => "ws-message",
+        }
+    }
+}
+
 /// Runs a WebSocket route's Lambda function.
 pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
-    let app = app_from_env().await?;
+    let app = app_from_env(route.binary()).await?;
     // Messages are answered through `@connections` (pong, errors).
     let connections = matches!(route, WsRoute::Message);
     warm_up(
@@ -184,7 +197,7 @@ pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
 
 /// Runs `stream-fanout`, invoked with batches of the table's stream records.
 pub async fn serve_stream_fanout() -> Result<(), Error> {
-    let app = app_from_env().await?;
+    let app = app_from_env("stream-fanout").await?;
     // S3 only on a deleted post with media: not worth a connection at init.
     warm_up(
         &app,

@@ -87,6 +87,11 @@ impl Route {
     ];
 
     /// The binary (and SAM `BuildProperties.Binary`) that serves this route.
+    /// Routes that answer pages with signed cursors, and so need the cursor secret.
+    pub fn paginates(self) -> bool {
+        matches!(self, Route::ListPosts | Route::ListComments)
+    }
+
     pub fn binary(self) -> &'static str {
         match self {
             Route::ListPosts => "list-posts",

@@ -23,7 +23,7 @@ async fn no_or_bad_tokens_are_401_on_every_route_and_change_nothing() {
     let post = alice.create_post("protected").await;
     let id = post["id"].as_str().unwrap();
 
-    let jwt = &stack.config.jwt;
+    let jwt = &stack.jwt;
     let expired = shared::auth::issue_token(jwt, "u-expired", "old", None, -3600).unwrap();
     // A token for alice's id, signed with settings that differ from the stack's in one way.
     let forged = |settings: shared::auth::JwtSettings| {

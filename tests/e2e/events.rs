@@ -29,7 +29,7 @@ async fn every_sample_event_runs_through_its_handler() {
     // context the route events carry.
     let event: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
         serde_json::from_str(&read_event("authorizer.json")).expect("authorizer.json");
-    let verifier = TokenVerifier::new(&stack.config.jwt).unwrap();
+    let verifier = TokenVerifier::new(&stack.jwt).unwrap();
     let answer = shared::auth::authorize(&verifier, &event);
     assert!(answer.is_authorized);
     let caller = shared::auth::Caller::from_context(&answer.context).expect("the sample token is valid");

@@ -82,7 +82,7 @@ async fn likes_on_missing_or_deleted_posts_are_404() {
 /// Counts what the table holds for a post: like items, and the counter on the post.
 async fn like_truth(stack: &crate::support::TestStack, post_id: &str) -> (usize, u64) {
     let client = &stack.stack.dynamodb;
-    let table = &stack.config.table_name;
+    let table = &stack.table_name;
     let mut likes = 0;
     let mut start = None;
     loop {

@@ -2,17 +2,15 @@
 
 use serde_json::json;
 
-use crate::support::{start_stack, test_config};
+use crate::support::{start_stack, test_options};
 
 #[tokio::test]
 async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
-    let mut config = test_config(&format!("forum-limits-{}", ulid::Ulid::new()));
-    config.rate_limits = shared::config::RateLimits {
-        posts_per_min: 3,
-        comments_per_min: 2,
-        likes_per_min: 4,
-    };
-    let stack = start_stack(config, None).await;
+    let options = test_options(&format!("forum-limits-{}", ulid::Ulid::new()))
+        .parameter("RatePostsPerMinute", "3")
+        .parameter("RateCommentsPerMinute", "2")
+        .parameter("RateLikesPerMinute", "4");
+    let stack = start_stack(options, None).await;
     // Windows are whole minutes: start early in one so the test never straddles two.
     let into_minute = chrono::Utc::now().timestamp().rem_euclid(60);
     if into_minute > 40 {
@@ -67,14 +65,25 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
 }
 
 #[test]
-fn limits_come_from_the_environment_with_defaults() {
-    let defaults = shared::config::RateLimits::default();
+fn the_templates_default_limits_are_the_codes_defaults() {
+    // A function given no FORUM_RATE_* variable and a stack deployed with default parameters
+    // must enforce the same limits.
+    let template = forum_local::template::StackTemplate::parse(forum_local::template::BUNDLED_TEMPLATE).unwrap();
+    let default_of = |name: &str| {
+        template.parameters[name]
+            .default
+            .clone()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let code = shared::config::RateLimits::default();
     assert_eq!(
         (
-            defaults.posts_per_min,
-            defaults.comments_per_min,
-            defaults.likes_per_min
+            default_of("RatePostsPerMinute"),
+            default_of("RateCommentsPerMinute"),
+            default_of("RateLikesPerMinute")
         ),
-        (10, 30, 120)
+        (code.posts_per_min, code.comments_per_min, code.likes_per_min)
     );
 }

@@ -162,7 +162,7 @@ async fn tampered_or_foreign_cursors_are_400_never_a_wrong_page() {
         key: "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
     });
     let other_list =
-        shared::cursor::CursorCodec::new(stack.config.cursor_secret.as_bytes()).encode(&shared::cursor::PageCursor {
+        shared::cursor::CursorCodec::new(stack.cursor_secret.as_bytes()).encode(&shared::cursor::PageCursor {
             scope: "comments:01JD0000000000000000000000".into(),
             direction: shared::cursor::Direction::After,
             key: "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into(),

@@ -172,7 +172,7 @@ async fn items_under(stack: &TestStack, pk: &str) -> usize {
         .stack
         .dynamodb
         .query()
-        .table_name(&stack.config.table_name)
+        .table_name(&stack.table_name)
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.to_string()))
         .consistent_read(true)
@@ -290,7 +290,7 @@ async fn bad_tokens_cannot_connect_and_bad_messages_get_an_error_not_a_hangup() 
             other => panic!("token {token:?} connected: {other:?}"),
         }
     }
-    let expired = shared::auth::issue_token(&stack.config.jwt, &alice.user_id, "old", None, -3600).unwrap();
+    let expired = shared::auth::issue_token(&stack.jwt, &alice.user_id, "old", None, -3600).unwrap();
     assert!(tokio_tungstenite::connect_async(ws_url(stack, &expired)).await.is_err());
 
     let mut live = Live::connect(stack, &alice).await;

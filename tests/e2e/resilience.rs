@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{dynamodb_endpoint, start_stack, test_config};
+use crate::support::{dynamodb_endpoint, start_stack, test_options};
 
 const PASS: u8 = 0;
 const HANG: u8 = 1;
@@ -84,7 +84,11 @@ async fn fault_proxy(target: &str) -> FaultProxy {
 #[tokio::test]
 async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recovers() {
     let FaultProxy { url: proxy, mode, .. } = fault_proxy(&dynamodb_endpoint().await).await;
-    let stack = start_stack(test_config(&format!("forum-faults-{}", ulid::Ulid::new())), Some(proxy)).await;
+    let stack = start_stack(
+        test_options(&format!("forum-faults-{}", ulid::Ulid::new())),
+        Some(proxy),
+    )
+    .await;
     let alice = stack.user("alice");
     let post = alice.create_post("before the outage").await;
     let post_path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
@@ -144,7 +148,7 @@ async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
         };
         let sdk = aws::sdk_config(&target).await;
         let client = aws::dynamodb_client(&sdk, &target, &aws::RoundTrips::default());
-        shared::store::Table::new(client, stack.config.table_name.clone())
+        shared::store::Table::new(client, stack.table_name.clone())
     };
 
     // Without a warm-up, the first request opens a connection.

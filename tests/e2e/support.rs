@@ -9,7 +9,6 @@ use std::time::Duration;
 use forum_local::{DynamoDbLocal, Stack, StackOptions, Storage};
 use reqwest::Method;
 use serde_json::Value;
-use shared::Config;
 use shared::auth;
 use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
@@ -48,38 +47,39 @@ pub async fn dynamodb_endpoint() -> String {
         .clone()
 }
 
-/// The configuration tests run with: the documented local defaults, a table of their own,
-/// and rate limits high enough for tests that post a lot (`limits` tests the real ones).
-pub fn test_config(table: &str) -> Config {
-    let mut config = Config::from_env().expect("default config");
-    config.table_name = table.to_string();
-    config.rate_limits = shared::config::RateLimits {
-        posts_per_min: 10_000,
-        comments_per_min: 10_000,
-        likes_per_min: 10_000,
-    };
-    config
+/// The stack options tests run with: the bundled template and samconfig.toml's local
+/// parameter set (what forum-local runs), a table of their own, and rate limits high enough
+/// for tests that post a lot (`limits` tests the real ones). Every function's environment is
+/// resolved from the template, as a deployment resolves it.
+pub fn test_options(table: &str) -> StackOptions {
+    let mut options = StackOptions::local()
+        .expect("the local parameter set")
+        .parameter("RatePostsPerMinute", "10000")
+        .parameter("RateCommentsPerMinute", "10000")
+        .parameter("RateLikesPerMinute", "10000");
+    options.listen = "127.0.0.1:0".parse().expect("addr");
+    options.storage = Storage::InMemory;
+    options.table_name = table.to_string();
+    options
 }
 
 pub struct TestStack {
     pub base: String,
-    pub config: Config,
+    /// The authorizer's settings (tokens are signed with them).
+    pub jwt: auth::JwtSettings,
+    pub table_name: String,
+    /// The list functions' cursor secret, as their environment has it.
+    pub cursor_secret: String,
     pub stack: Arc<Stack>,
 }
 
 /// Starts a stack (its own table) on the long-lived runtime.
-pub async fn start_stack(config: Config, dynamodb_endpoint: Option<String>) -> TestStack {
-    let endpoint = match dynamodb_endpoint {
+pub async fn start_stack(mut options: StackOptions, dynamodb_endpoint: Option<String>) -> TestStack {
+    options.dynamodb_endpoint = Some(match dynamodb_endpoint {
         Some(e) => e,
         None => self::dynamodb_endpoint().await,
-    };
-    let options = StackOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        dynamodb_endpoint: Some(endpoint),
-        storage: Storage::InMemory,
-        template: forum_local::template::BUNDLED_TEMPLATE.to_string(),
-        config: config.clone(),
-    };
+    });
+    let table_name = options.table_name.clone();
     let stack = background()
         .spawn(async move { Stack::start(options).await })
         .await
@@ -87,7 +87,9 @@ pub async fn start_stack(config: Config, dynamodb_endpoint: Option<String>) -> T
         .expect("stack starts");
     TestStack {
         base: stack.base_url(),
-        config,
+        jwt: stack.jwt.clone(),
+        table_name,
+        cursor_secret: stack.environments["list-posts"]["FORUM_CURSOR_SECRET"].clone(),
         stack: Arc::new(stack),
     }
 }
@@ -96,13 +98,13 @@ pub async fn start_stack(config: Config, dynamodb_endpoint: Option<String>) -> T
 pub async fn shared_stack() -> &'static TestStack {
     static STACK: OnceCell<TestStack> = OnceCell::const_new();
     STACK
-        .get_or_init(|| async { start_stack(test_config("forum-e2e"), None).await })
+        .get_or_init(|| async { start_stack(test_options("forum-e2e"), None).await })
         .await
 }
 
 /// A stack with a fresh table, for tests that need to see the whole feed.
 pub async fn isolated_stack() -> TestStack {
-    start_stack(test_config(&format!("forum-{}", ulid::Ulid::new())), None).await
+    start_stack(test_options(&format!("forum-{}", ulid::Ulid::new())), None).await
 }
 
 /// A unique username, so concurrent tests never share users.
@@ -116,7 +118,7 @@ impl TestStack {
         let username = unique(name);
         let user_id = auth::local_user_id(&username);
         let token = auth::issue_token(
-            &self.config.jwt,
+            &self.jwt,
             &user_id,
             &username,
             Some("https://cdn.example.com/a.png"),

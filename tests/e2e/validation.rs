@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{RequestBody, TestStack, isolated_stack, shared_stack, start_stack, test_config};
+use crate::support::{RequestBody, TestStack, isolated_stack, shared_stack, start_stack, test_options};
 
 #[tokio::test]
 async fn post_content_is_cleaned_to_plain_text() {
@@ -193,9 +193,8 @@ async fn limit_must_be_between_1_and_100() {
 
 #[tokio::test]
 async fn censor_mode_stores_starred_text_instead_of_refusing() {
-    let mut config = test_config(&format!("forum-censor-{}", ulid::Ulid::new()));
-    config.profanity = shared::validate::ProfanityMode::Censor;
-    let stack: TestStack = start_stack(config, None).await;
+    let options = test_options(&format!("forum-censor-{}", ulid::Ulid::new())).parameter("ProfanityMode", "censor");
+    let stack: TestStack = start_stack(options, None).await;
     let alice = stack.user("alice");
     let post = alice.create_post("what a fucking mess").await;
     let content = post["content"].as_str().unwrap();

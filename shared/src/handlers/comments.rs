@@ -33,8 +33,9 @@ fn content_rules(app: &App) -> TextRules {
 pub async fn list_comments(app: &App, req: &Request, _caller: &Caller) -> Result<Response<Body>, ApiError> {
     let post_id = path_id(req, "id", "post")?;
     let limit = page_limit(req)?;
+    let cursors = app.cursors()?;
     let position = http_api::query_param(req, "cursor")
-        .map(|raw| app.cursors.decode(raw, &comments_scope(&post_id)))
+        .map(|raw| cursors.decode(raw, &comments_scope(&post_id)))
         .transpose()?;
     // The existence check and the page are independent: one round trip of latency for both.
     let (exists, page) = tokio::join!(
@@ -58,7 +59,7 @@ pub async fn list_comments(app: &App, req: &Request, _caller: &Caller) -> Result
             CommentView::new(c, &author)
         })
         .collect();
-    let link = |c: &PageCursor| page_url(req, &app.cursors.encode(c), limit);
+    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
     Ok(json(
         200,
         &CommentPage {

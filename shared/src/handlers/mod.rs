@@ -43,7 +43,8 @@ const PROFILE_CACHE_SIZE: usize = 10_000;
 /// What every handler needs, built once per cold start.
 pub struct App {
     pub table: Table,
-    pub cursors: CursorCodec,
+    /// Signs page cursors; only the functions that paginate are given the secret.
+    cursors: Option<CursorCodec>,
     pub profanity: ProfanityMode,
     pub rate_limits: RateLimits,
     /// DynamoDB round trips made by this container (counted by an SDK interceptor).
@@ -68,12 +69,20 @@ impl App {
             notifier,
             bucket: Bucket::new(s3, &config.media_bucket, &config.media_base_url),
             table: Table::new(dynamodb, &config.table_name),
-            cursors: CursorCodec::new(config.cursor_secret.as_bytes()),
+            cursors: config.cursor_secret.as_deref().map(|s| CursorCodec::new(s.as_bytes())),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
             round_trips,
             profiles: TtlCache::new(PROFILE_TTL, PROFILE_CACHE_SIZE),
         })
+    }
+
+    /// The cursor codec. Functions that paginate refuse to start without a secret
+    /// (`Config::require_cursor_secret`), so this fails only on a wiring mistake.
+    pub fn cursors(&self) -> Result<&CursorCodec, ApiError> {
+        self.cursors
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal("this function has no cursor secret".into()))
     }
 
     /// The caller's profile to write with their next item, or `None` when this container

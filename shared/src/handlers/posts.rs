@@ -59,12 +59,13 @@ fn media_url(app: &App, raw: Option<&str>) -> Result<Option<(String, OwnMedia)>,
 /// `GET /posts/`: newest first, keyset-paginated.
 pub async fn list_posts(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let limit = page_limit(req)?;
+    let cursors = app.cursors()?;
     let position = http_api::query_param(req, "cursor")
-        .map(|raw| app.cursors.decode(raw, &feed_scope()))
+        .map(|raw| cursors.decode(raw, &feed_scope()))
         .transpose()?;
     let page = app.table.feed_page(position.as_ref(), limit).await?;
     let posts = app.post_views(page.items, caller).await?;
-    let link = |c: &crate::cursor::PageCursor| page_url(req, &app.cursors.encode(c), limit);
+    let link = |c: &crate::cursor::PageCursor| page_url(req, &cursors.encode(c), limit);
     Ok(json(
         200,
         &PostPage {
