@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -144,17 +145,29 @@ pub struct DynamoDbLocal {
     endpoint: String,
     child: Child,
     watchdog: Option<ChildStdin>,
+    /// The end of what Java printed (stdout and stderr), kept to explain an early exit.
+    output: Arc<Mutex<Vec<u8>>>,
+    drain: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The watchdog: runs Java in the background, and kills it when stdin reaches EOF (our
-/// process closed it or died) or on a signal.
-const WATCHDOG: &str = r#"java "$@" </dev/null &
+/// The watchdog: runs Java (its output to our pipe), stops it when stdin reaches EOF (our
+/// process closed it or died) or on a signal, and exits with Java's status when Java exits
+/// on its own, so an early failure is seen at once rather than after a readiness timeout.
+/// (An asynchronous list's stdin is /dev/null in a non-interactive shell: fd 3 keeps ours.)
+const WATCHDOG: &str = r#"exec 3<&0
+java "$@" </dev/null 1>&2 &
 pid=$!
-trap 'kill $pid 2>/dev/null; exit 0' INT TERM HUP
-read -r _ignored
-kill $pid 2>/dev/null
-wait $pid 2>/dev/null
-exit 0"#;
+(read -r _ignored <&3; kill $pid 2>/dev/null) </dev/null >/dev/null 2>&1 &
+reader=$!
+exec 3<&-
+trap 'kill $pid 2>/dev/null; kill $reader 2>/dev/null; exit 0' INT TERM HUP
+wait $pid
+status=$?
+kill $reader 2>/dev/null
+exit $status"#;
+
+/// How much of Java's output is kept for an error message.
+const OUTPUT_KEPT: usize = 16 * 1024;
 
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -183,8 +196,10 @@ impl DynamoDbLocal {
             Storage::InMemory => args.push("-inMemory".into()),
             Storage::Dir(path) => {
                 std::fs::create_dir_all(path)?;
+                // Java runs in the jar's folder: a relative path would be resolved there.
+                let absolute = std::fs::canonicalize(path)?;
                 args.push("-dbPath".into());
-                args.push(path.display().to_string());
+                args.push(absolute.display().to_string());
             }
         }
         let mut child = Command::new("sh")
@@ -198,11 +213,31 @@ impl DynamoDbLocal {
             .stderr(Stdio::piped())
             .spawn()?;
         let watchdog = child.stdin.take();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        // Always drained, so Java never blocks on a full pipe.
+        let drain = child.stderr.take().map(|mut stderr| {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut kept) = output.lock() {
+                        kept.extend_from_slice(&buf[..n]);
+                        let excess = kept.len().saturating_sub(OUTPUT_KEPT);
+                        kept.drain(..excess);
+                    }
+                }
+            })
+        });
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut running = DynamoDbLocal {
             endpoint,
             child,
             watchdog,
+            output,
+            drain,
         };
         running.wait_ready(port).await?;
         Ok(running)
@@ -212,14 +247,16 @@ impl DynamoDbLocal {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                let mut stderr = String::new();
-                if let Some(mut err) = self.child.stderr.take() {
-                    let _ = err.read_to_string(&mut stderr).await;
+                // Java's last words reach the pipe before the watchdog exits; take them all.
+                if let Some(drain) = self.drain.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
                 }
-                return Err(DynamoLocalError::Start(format!(
-                    "java exited ({status}): {}",
-                    stderr.trim()
-                )));
+                let output = self
+                    .output
+                    .lock()
+                    .map(|kept| String::from_utf8_lossy(&kept).trim().to_string())
+                    .unwrap_or_default();
+                return Err(DynamoLocalError::Start(format!("java exited ({status}): {output}")));
             }
             if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                 // A bare HTTP request: DynamoDB Local answers (400) once it serves requests.

@@ -101,7 +101,7 @@ impl StackOptions {
             .authorizer_binary
             .clone()
             .ok_or_else(|| StackError::Setup("template.yaml has no authorizer".into()))?;
-        let env = resolver.function_environment(&binary, &BTreeMap::new())?;
+        let env = resolver.function_environment(&binary, &endpoint_overrides(self.listen))?;
         Ok(JwtSettings::from_env(&Env::new(env, Deployment::Development))?)
     }
 
@@ -314,6 +314,17 @@ impl Drop for Stack {
     }
 }
 
+/// The only variables forum-local sets itself: the endpoints of the services it stands in for
+/// at its own address (the CDN and `@connections`).
+fn endpoint_overrides(http_addr: SocketAddr) -> BTreeMap<String, String> {
+    [
+        ("MEDIA_BASE_URL".to_string(), format!("http://{http_addr}")),
+        ("WS_ENDPOINT".to_string(), format!("http://{http_addr}")),
+    ]
+    .into_iter()
+    .collect()
+}
+
 /// Every function's environment as the template gives it, and what each function builds from
 /// it at init: the authorizer its JWT settings, every other function its [`Config`].
 struct FunctionEnvironments {
@@ -324,14 +335,7 @@ struct FunctionEnvironments {
 
 impl FunctionEnvironments {
     fn resolve(template: &StackTemplate, resolver: &Resolver<'_>, http_addr: SocketAddr) -> Result<Self, StackError> {
-        // The only variables forum-local sets itself: the endpoints of services it stands in
-        // for at its own address (the CDN and `@connections`).
-        let overrides: BTreeMap<String, String> = [
-            ("MEDIA_BASE_URL".to_string(), format!("http://{http_addr}")),
-            ("WS_ENDPOINT".to_string(), format!("http://{http_addr}")),
-        ]
-        .into_iter()
-        .collect();
+        let overrides = endpoint_overrides(http_addr);
         let mut environments = BTreeMap::new();
         let mut configs = BTreeMap::new();
         let mut jwt = None;
