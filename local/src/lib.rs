@@ -105,6 +105,21 @@ impl StackOptions {
         Ok(JwtSettings::from_env(&Env::new(env, Deployment::Development))?)
     }
 
+    /// Every function's environment (by binary) as a deployment with this parameter set gives
+    /// it, with `overrides` for what only AWS can name (the CDN, the WebSocket API).
+    pub fn function_environments(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, StackError> {
+        let template = StackTemplate::parse(&self.template)?;
+        let resolver = Resolver::new(&template, &self.parameters, self.names())?;
+        template
+            .functions
+            .iter()
+            .map(|f| Ok((f.binary.clone(), resolver.function_environment(&f.binary, overrides)?)))
+            .collect()
+    }
+
     fn names(&self) -> LocalNames {
         LocalNames {
             table_name: self.table_name.clone(),

@@ -1,0 +1,388 @@
+//! Every Lambda binary, started as Lambda starts it: the environment template.yaml gives it for
+//! a parameter set (resolved as CloudFormation resolves it), Lambda's own variables, and a
+//! Runtime API. Init must reach `GET /next`; the authorizer must then allow a correctly signed
+//! token and refuse others. A configuration a function cannot run with must stop it at init,
+//! naming the parameter, and never reach `/next`.
+//!
+//! AWS endpoints point at a closed loopback port, so the warm-up fails at once and nothing
+//! leaves the machine; init does not depend on reaching AWS.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use forum_local::runtime_api::{Shared, Timeline, lambda_variables, lock, serve_runtime_api};
+use forum_local::{Parameters, StackOptions};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+/// Every binary of this package, built by cargo for this test.
+macro_rules! binaries {
+    ($($name:literal),* $(,)?) => { &[$(($name, env!(concat!("CARGO_BIN_EXE_", $name)))),*] };
+}
+const BINARIES: &[(&str, &str)] = binaries![
+    "authorizer",
+    "create-comment",
+    "create-post",
+    "delete-comment",
+    "delete-post",
+    "get-media",
+    "get-post",
+    "list-comments",
+    "list-posts",
+    "not-found",
+    "presign-upload",
+    "process-media",
+    "stream-fanout",
+    "toggle-like",
+    "update-comment",
+    "update-post",
+    "upload-media",
+    "ws-connect",
+    "ws-disconnect",
+    "ws-message",
+];
+
+const RSA_PRIVATE: &str = include_str!("../../shared/tests/fixtures/rsa_private.pem");
+const EC_PRIVATE: &str = include_str!("../../shared/tests/fixtures/ec_private.pem");
+const EC_PUBLIC: &str = include_str!("../../shared/tests/fixtures/ec_public.pem");
+/// key-1 (the RSA key above), key-2 and ec-1.
+const JWKS: &str = include_str!("../../shared/tests/fixtures/jwks.json");
+
+const ISSUER: &str = "https://issuer.forum.test";
+const AUDIENCE: &str = "forum-api";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn own_secret() -> String {
+    format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new())
+}
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a port")
+}
+
+fn parameters(pairs: &[(&str, &str)]) -> Parameters {
+    let mut p: Parameters = [
+        ("JwtIssuer", ISSUER.to_string()),
+        ("JwtAudience", AUDIENCE.to_string()),
+        ("CursorSecret", own_secret()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in pairs {
+        p.insert(k.to_string(), v.to_string());
+    }
+    p
+}
+
+fn options(parameters: Parameters) -> StackOptions {
+    let mut options = StackOptions::local().expect("options");
+    options.parameters = parameters;
+    options
+}
+
+/// Each function's environment in a deployment with `parameters`: the template's own, and
+/// what only AWS can name (CloudFront's domain, the WebSocket API) as a deployment has them.
+fn deployed_environments(parameters: Parameters) -> BTreeMap<String, BTreeMap<String, String>> {
+    let unreachable = format!("127.0.0.1:{}", closed_port());
+    let overrides = BTreeMap::from([
+        (
+            "MEDIA_BASE_URL".to_string(),
+            "https://d111111abcdef8.cloudfront.net".to_string(),
+        ),
+        ("WS_ENDPOINT".to_string(), format!("https://{unreachable}/live")),
+    ]);
+    options(parameters)
+        .function_environments(&overrides)
+        .expect("the parameter set is one CloudFormation accepts")
+}
+
+/// What a process did: reached `/next` (with the responses it gave), or exited with output.
+enum Outcome {
+    Ready(Vec<Value>),
+    Exited(String),
+}
+
+/// Starts `binary` with `env` (and nothing else of this process's environment) against its
+/// own Runtime API, hands it `events`, and waits for init plus one response per event.
+async fn start(binary: &str, name: &str, env: &BTreeMap<String, String>, events: Vec<Value>) -> Outcome {
+    let expected = events.len();
+    let timeline: Shared<Timeline> = Arc::new(Mutex::new(Timeline {
+        events: VecDeque::from(events),
+        ..Timeline::default()
+    }));
+    let (api, server) = serve_runtime_api(timeline.clone()).await.expect("runtime API");
+    let unreachable = format!("http://127.0.0.1:{}", closed_port());
+    let mut vars = env.clone();
+    vars.extend(lambda_variables(name, api));
+    for (k, v) in [
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        ("AWS_ENDPOINT_URL", unreachable.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", unreachable.as_str()),
+        ("AWS_ENDPOINT_URL_S3", unreachable.as_str()),
+    ] {
+        vars.entry(k.to_string()).or_insert_with(|| v.to_string());
+    }
+    let mut child = tokio::process::Command::new(binary)
+        .env_clear()
+        .envs(&vars)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let started = Instant::now();
+    let outcome = loop {
+        {
+            let t = lock(&timeline);
+            if !t.errors.is_empty() {
+                break Outcome::Exited(format!("runtime errors: {:?}", t.errors));
+            }
+            if !t.next_calls.is_empty() && t.responses.len() >= expected {
+                break Outcome::Ready(t.responses.clone());
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut output = String::new();
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut pipe = pipe;
+                let _ = pipe.read_to_string(&mut output).await;
+            }
+            break Outcome::Exited(format!("{status}: {output}"));
+        }
+        if started.elapsed() > LIMIT {
+            break Outcome::Exited(format!("{name}: no /next within {LIMIT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _ = child.kill().await;
+    server.abort();
+    outcome
+}
+
+fn authorizer_event(token: &str) -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/authorizer.json"))
+        .expect("events/authorizer.json");
+    let mut event: Value = serde_json::from_str(&text).expect("JSON");
+    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    event["identitySource"] = json!([format!("Bearer {token}")]);
+    event
+}
+
+fn websocket_authorizer_event(token: &str) -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/ws-authorizer.json"))
+        .expect("events/ws-authorizer.json");
+    let mut event: Value = serde_json::from_str(&text).expect("JSON");
+    event["queryStringParameters"]["token"] = json!(token);
+    event
+}
+
+fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, issuer: &str) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_string);
+    let claims = json!({
+        "sub": "user-1", "preferred_username": "alice",
+        "exp": chrono::Utc::now().timestamp() + 600,
+        "iss": issuer, "aud": AUDIENCE,
+    });
+    jsonwebtoken::encode(&header, &claims, key).expect("signs")
+}
+
+/// Starts all twenty with their environments; the authorizer gets a good token, a forged one
+/// and one from another issuer, over both APIs. Panics with every failure.
+async fn every_function_starts(environments: &BTreeMap<String, BTreeMap<String, String>>, good: &str, forged: &str) {
+    let names: Vec<&str> = BINARIES.iter().map(|(n, _)| *n).collect();
+    let in_template: Vec<&str> = environments.keys().map(String::as_str).collect();
+    assert_eq!(
+        names, in_template,
+        "this test starts every function the template deploys"
+    );
+    let wrong_issuer_key = EncodingKey::from_secret(b"a key nobody configured, long enough to sign");
+    let wrong_issuer = sign(Algorithm::HS256, None, &wrong_issuer_key, "https://elsewhere.test");
+    let runs = BINARIES.iter().map(|(name, path)| {
+        let events = if *name == "authorizer" {
+            vec![
+                authorizer_event(good),
+                authorizer_event(forged),
+                authorizer_event(&wrong_issuer),
+                websocket_authorizer_event(good),
+                websocket_authorizer_event(forged),
+            ]
+        } else {
+            Vec::new()
+        };
+        async move { (*name, start(path, name, &environments[*name], events).await) }
+    });
+    let mut failures = Vec::new();
+    for (name, outcome) in futures::future::join_all(runs).await {
+        match outcome {
+            Outcome::Exited(why) => failures.push(format!("{name} did not start: {why}")),
+            Outcome::Ready(responses) if name == "authorizer" => {
+                let http_refusal = |r: &Value| r["context"]["auth_error"].as_str().map(str::to_string);
+                if http_refusal(&responses[0]).is_some() || responses[0]["context"]["user_id"] != "user-1" {
+                    failures.push(format!("the authorizer refused a good token: {}", responses[0]));
+                }
+                for refused in &responses[1..3] {
+                    if http_refusal(refused).is_none() {
+                        failures.push(format!("the authorizer accepted a bad token: {refused}"));
+                    }
+                }
+                let effect = |r: &Value| r["policyDocument"]["Statement"][0]["Effect"].clone();
+                if effect(&responses[3]) != "Allow" || effect(&responses[4]) != "Deny" {
+                    failures.push(format!("WebSocket $connect: {} / {}", responses[3], responses[4]));
+                }
+            }
+            Outcome::Ready(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test]
+async fn every_function_starts_with_rs256_and_a_jwks_key_set() {
+    let environments = deployed_environments(parameters(&[("JwtAlgorithm", "RS256"), ("JwtPublicKey", JWKS)]));
+    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).expect("RSA key");
+    let good = sign(Algorithm::RS256, Some("key-1"), &key, ISSUER);
+    // Signed by the right key but naming a key the set does not hold.
+    let forged = sign(Algorithm::RS256, Some("key-9"), &key, ISSUER);
+    every_function_starts(&environments, &good, &forged).await;
+}
+
+#[tokio::test]
+async fn every_function_starts_with_es256_and_a_pem_key() {
+    let environments = deployed_environments(parameters(&[("JwtAlgorithm", "ES256"), ("JwtPublicKey", EC_PUBLIC)]));
+    let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("EC key");
+    let good = sign(Algorithm::ES256, None, &key, ISSUER);
+    // Algorithm confusion: HS256 "signed" with the public key's text.
+    let forged = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(EC_PUBLIC.as_bytes()),
+        ISSUER,
+    );
+    every_function_starts(&environments, &good, &forged).await;
+}
+
+#[tokio::test]
+async fn every_function_starts_with_hs256_and_a_secret_of_its_own() {
+    let secret = own_secret();
+    let environments = deployed_environments(parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", &secret)]));
+    let good = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(secret.as_bytes()),
+        ISSUER,
+    );
+    let published = shared::config::PUBLIC_DEVELOPMENT_SECRETS[0];
+    let forged = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(published.as_bytes()),
+        ISSUER,
+    );
+    every_function_starts(&environments, &good, &forged).await;
+}
+
+#[tokio::test]
+async fn sam_local_runs_every_function_with_the_repositorys_development_set() {
+    // What `sam local` gives a function: samconfig.toml's local parameter set, AWS_SAM_LOCAL,
+    // and local/sam-env.json's endpoints (here closed ports).
+    let dev = StackOptions::local().expect("options");
+    let unreachable = format!("http://127.0.0.1:{}", closed_port());
+    let overrides = BTreeMap::from([
+        ("MEDIA_BASE_URL".to_string(), "http://127.0.0.1:3001".to_string()),
+        ("WS_ENDPOINT".to_string(), unreachable.clone()),
+        ("FORUM_LOCAL_DYNAMODB_ENDPOINT".to_string(), unreachable.clone()),
+        ("FORUM_LOCAL_S3_ENDPOINT".to_string(), unreachable.clone()),
+    ]);
+    let mut environments = dev.function_environments(&overrides).expect("the local set resolves");
+    for env in environments.values_mut() {
+        env.insert("AWS_SAM_LOCAL".into(), "true".into());
+    }
+    let jwt = dev.jwt_settings().expect("local JWT settings");
+    let good = shared::auth::issue_token(&jwt, "user-1", "alice", None, 600).expect("token");
+    let forged = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"not the local secret at all, sorry"),
+        "forum-local",
+    );
+    every_function_starts(&environments, &good, &forged).await;
+}
+
+/// Starts one function with `env` and expects it to stop at init with a message naming `needle`.
+async fn refuses_to_start(binary: &str, env: &BTreeMap<String, String>, needle: &str) {
+    let path = BINARIES
+        .iter()
+        .find(|(n, _)| *n == binary)
+        .map(|(_, p)| *p)
+        .expect("a binary");
+    match start(path, binary, env, Vec::new()).await {
+        Outcome::Ready(_) => panic!("{binary} started with {needle} wrong"),
+        Outcome::Exited(output) => assert!(output.contains(needle), "{binary} should name {needle}: {output}"),
+    }
+}
+
+#[tokio::test]
+async fn a_function_without_what_it_needs_does_not_start() {
+    let secret = own_secret();
+    let hs256 = deployed_environments(parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", &secret)]));
+
+    // CloudFormation (and forum-local) refuse the parameter set itself ...
+    for bad in [
+        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", "")]),
+        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", "short")]),
+        parameters(&[("JwtAlgorithm", "RS256")]),
+        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", &secret), ("CursorSecret", "")]),
+    ] {
+        assert!(
+            options(bad.clone()).function_environments(&BTreeMap::new()).is_err(),
+            "{bad:?}"
+        );
+    }
+
+    // ... and a function given such an environment anyway (say, edited in the console) stops.
+    let mut empty = hs256["authorizer"].clone();
+    empty.insert("FORUM_JWT_SECRET".into(), String::new());
+    refuses_to_start("authorizer", &empty, "FORUM_JWT_SECRET (template parameter JwtSecret)").await;
+    let published = shared::config::PUBLIC_DEVELOPMENT_SECRETS[0];
+    let mut public = hs256["authorizer"].clone();
+    public.insert("FORUM_JWT_SECRET".into(), published.into());
+    refuses_to_start("authorizer", &public, "public development value").await;
+    let mut no_cursor = hs256["list-posts"].clone();
+    no_cursor.remove("FORUM_CURSOR_SECRET");
+    refuses_to_start("list-posts", &no_cursor, "CursorSecret").await;
+    let mut public_cursor = hs256["list-comments"].clone();
+    public_cursor.insert(
+        "FORUM_CURSOR_SECRET".into(),
+        shared::config::PUBLIC_DEVELOPMENT_SECRETS[1].into(),
+    );
+    refuses_to_start("list-comments", &public_cursor, "public development value").await;
+    // Local endpoints sign with public credentials: never in a deployment.
+    let mut local = hs256["get-post"].clone();
+    local.insert("FORUM_LOCAL_DYNAMODB_ENDPOINT".into(), "http://127.0.0.1:8000".into());
+    local.insert("FORUM_LOCAL_S3_ENDPOINT".into(), "http://127.0.0.1:9000".into());
+    refuses_to_start("get-post", &local, "FORUM_LOCAL_DYNAMODB_ENDPOINT").await;
+}
