@@ -386,3 +386,84 @@ async fn a_function_without_what_it_needs_does_not_start() {
     local.insert("FORUM_LOCAL_S3_ENDPOINT".into(), "http://127.0.0.1:9000".into());
     refuses_to_start("get-post", &local, "FORUM_LOCAL_DYNAMODB_ENDPOINT").await;
 }
+
+#[tokio::test]
+async fn sam_local_functions_work_against_forum_locals_data_plane() {
+    // forum-local's data plane in process, on free ports instead of the fixed 8000/9000/3001.
+    let mut options = StackOptions::local().expect("options");
+    options.listen = "127.0.0.1:0".parse().expect("addr");
+    options.storage = forum_local::Storage::InMemory;
+    let stack = forum_local::Stack::start(options).await.expect("the data plane starts");
+    // local/sam-env.json as SAM's containers get it, its fixed ports mapped to this run's.
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../local/sam-env.json")).expect("sam-env.json"),
+    )
+    .expect("JSON");
+    let port = |endpoint: &str| endpoint.rsplit(':').next().unwrap_or_default().to_string();
+    let actual = BTreeMap::from([
+        ("8000".to_string(), port(&stack.dynamodb_endpoint)),
+        ("9000".to_string(), port(&stack.s3_endpoint)),
+        ("3001".to_string(), stack.http_addr.port().to_string()),
+    ]);
+    let overrides: BTreeMap<String, String> = file["Parameters"]
+        .as_object()
+        .expect("a Parameters block for every function")
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .as_str()
+                .expect("a string")
+                .replace("host.docker.internal", "127.0.0.1");
+            let v = match v.rsplit_once(':') {
+                Some((head, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
+                    format!(
+                        "{head}:{}",
+                        actual
+                            .get(p)
+                            .unwrap_or_else(|| panic!("{k}: no data-plane service on port {p}"))
+                    )
+                }
+                _ => v,
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let mut environments = StackOptions::local()
+        .expect("options")
+        .function_environments(&overrides)
+        .expect("the local set resolves");
+    let mut env = environments.remove("create-post").expect("create-post");
+    env.insert("AWS_SAM_LOCAL".into(), "true".into());
+
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/create-post.json"))
+        .expect("events/create-post.json");
+    let event: Value = serde_json::from_str(&text).expect("JSON");
+    let path = BINARIES
+        .iter()
+        .find(|(n, _)| *n == "create-post")
+        .map(|(_, p)| *p)
+        .expect("binary");
+    let responses = match start(path, "create-post", &env, vec![event]).await {
+        Outcome::Ready(responses) => responses,
+        Outcome::Exited(why) => panic!("create-post did not run: {why}"),
+    };
+    assert_eq!(responses[0]["statusCode"], 201, "{}", responses[0]);
+    let created: Value = serde_json::from_str(responses[0]["body"].as_str().expect("a body")).expect("JSON");
+
+    // The post is in the data plane's table: forum-local's own API lists it.
+    let token = shared::auth::issue_token(&stack.jwt, "reader", "reader", None, 600).expect("token");
+    let page: Value = reqwest_get(&format!("{}/api/forum/posts/", stack.base_url()), &token).await;
+    assert!(
+        page["posts"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["id"] == created["id"])),
+        "{page}"
+    );
+    stack.shutdown().await;
+}
+
+async fn reqwest_get(url: &str, token: &str) -> Value {
+    let client = reqwest::Client::new();
+    let response = client.get(url).bearer_auth(token).send().await.expect("an answer");
+    response.json().await.expect("JSON")
+}

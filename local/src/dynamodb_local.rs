@@ -174,14 +174,22 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl DynamoDbLocal {
-    /// Starts DynamoDB Local on a free loopback port and waits until it answers.
+    /// Starts DynamoDB Local on a free port and waits until it answers.
     pub async fn start(storage: Storage) -> Result<Self, DynamoLocalError> {
+        Self::start_on(storage, None).await
+    }
+
+    /// Starts DynamoDB Local on `port` (a free one if `None`) and waits until it answers.
+    pub async fn start_on(storage: Storage, port: Option<u16>) -> Result<Self, DynamoLocalError> {
         if !command_exists("java", "-version").await {
             return Err(DynamoLocalError::NoJava);
         }
         let jar = ensure_installed().await?;
         let dir = jar.parent().unwrap_or(Path::new("."));
-        let port = free_port()?;
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let mut args: Vec<String> = vec![
             format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()),
             // Faster start-up; DynamoDB Local does little that benefits from the C2 compiler.

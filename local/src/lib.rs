@@ -66,6 +66,10 @@ pub struct StackOptions {
     pub parameters: Parameters,
     /// The DynamoDB table's name, what `!Ref` of the table resource gives here.
     pub table_name: String,
+    /// Where a started DynamoDB Local listens (a free port if `None`).
+    pub dynamodb_port: Option<u16>,
+    /// Where the S3 stand-in listens (port 0: a free one).
+    pub s3_listen: SocketAddr,
 }
 
 impl StackOptions {
@@ -83,6 +87,8 @@ impl StackOptions {
                 environment::SAMCONFIG_SECTION,
             )?,
             table_name: LocalNames::default().table_name,
+            dynamodb_port: None,
+            s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         })
     }
 
@@ -172,7 +178,7 @@ impl Stack {
         let (dynamo, dynamodb_endpoint) = match &options.dynamodb_endpoint {
             Some(endpoint) => (None, endpoint.clone()),
             None => {
-                let local = DynamoDbLocal::start(options.storage.clone()).await?;
+                let local = DynamoDbLocal::start_on(options.storage.clone(), options.dynamodb_port).await?;
                 let endpoint = local.endpoint().to_string();
                 (Some(local), endpoint)
             }
@@ -186,6 +192,7 @@ impl Stack {
         };
         let (created_tx, created_rx) = mpsc::unbounded_channel();
         let s3 = LocalS3::start(
+            options.s3_listen,
             &s3_root,
             temporary,
             aws::LOCAL_ACCESS_KEY,

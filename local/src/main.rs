@@ -24,8 +24,24 @@ struct Cli {
 enum Command {
     /// Start the stack (the default).
     Serve(ServeArgs),
-    /// Print a JWT the running stack accepts (HS256 with FORUM_JWT_SECRET).
+    /// Print a JWT the running stack accepts (HS256, the local parameter set's JwtSecret).
     Token(TokenArgs),
+    /// Run the data plane for `sam local start-api`/`invoke`: DynamoDB Local, the S3 stand-in,
+    /// the stream and S3 triggers, the WebSocket API with `@connections`, and the CDN stand-in,
+    /// on the fixed ports local/sam-env.json points SAM's containers at.
+    DataPlane(DataPlaneArgs),
+}
+
+#[derive(Args, Clone)]
+struct DataPlaneArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Port for DynamoDB Local (local/sam-env.json: FORUM_LOCAL_DYNAMODB_ENDPOINT).
+    #[arg(long, default_value_t = 8000)]
+    dynamodb_port: u16,
+    /// Port for the S3 stand-in (local/sam-env.json: FORUM_LOCAL_S3_ENDPOINT).
+    #[arg(long, default_value_t = 9000)]
+    s3_port: u16,
 }
 
 #[derive(Args, Clone)]
@@ -96,8 +112,20 @@ async fn main() -> ExitCode {
             .and_then(|options| options.jwt_settings().map_err(|e| e.to_string()))
             .and_then(|jwt| token_for(&jwt, &args))
             .map(|token| println!("{token}")),
-        Some(Command::Serve(args)) => serve(args).await,
-        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args, None).await,
+        Some(Command::DataPlane(args)) => {
+            let mut serve_args = args.serve.clone();
+            // Defaults for the data plane: beside `sam local start-api` (port 3000), and on every
+            // interface, since SAM's containers reach the host through Docker's bridge.
+            if serve_args.port == 3000 {
+                serve_args.port = 3001;
+            }
+            if serve_args.host == IpAddr::from([127, 0, 0, 1]) {
+                serve_args.host = IpAddr::from([0, 0, 0, 0]);
+            }
+            serve(serve_args, Some(args)).await
+        }
+        None => serve(cli.serve, None).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,9 +136,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+async fn serve(args: ServeArgs, data_plane: Option<DataPlaneArgs>) -> Result<(), String> {
     let mut options = options_with(&args.parameters)?;
     options.listen = SocketAddr::new(args.host, args.port);
+    if let Some(plane) = &data_plane {
+        options.dynamodb_port = Some(plane.dynamodb_port);
+        options.s3_listen = SocketAddr::new(args.host, plane.s3_port);
+    }
     options.storage = if args.in_memory {
         Storage::InMemory
     } else {
@@ -136,6 +168,29 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         format!("data in {}", args.data_dir.display())
     };
+    if data_plane.is_some() {
+        println!(
+            "forum-local's data plane is up (listening on {}; --host limits it)",
+            args.host
+        );
+        println!("  DynamoDB Local:  {}", stack.dynamodb_endpoint);
+        println!("  S3 stand-in:     {}", stack.s3_endpoint);
+        println!(
+            "  WebSocket API:   ws://127.0.0.1:{}/ws?token=...  (@connections and media here too)",
+            args.port
+        );
+        println!();
+        println!("In another terminal (local/sam-env.json points the functions here):");
+        println!("  sam build");
+        println!("  sam local start-api --add-host host.docker.internal:host-gateway");
+        println!();
+        println!("A token for user `alice`: {token}");
+        println!("Ctrl-C stops it (and DynamoDB Local with it).");
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("forum-local: stopping");
+        stack.shutdown().await;
+        return Ok(());
+    }
     println!("forum-local is up");
     println!("  HTTP API:  {base}/api/forum/");
     println!("  DynamoDB:  {} (table `{table}`, {storage})", stack.dynamodb_endpoint);

@@ -141,8 +141,9 @@ pub struct LocalS3 {
 }
 
 impl LocalS3 {
-    /// Serves `root` on a free loopback port; created objects are sent to `created`.
+    /// Serves `root` on `listen` (port 0: a free one); created objects are sent to `created`.
     pub async fn start(
+        listen: std::net::SocketAddr,
         root: &Path,
         temporary: bool,
         access_key: &str,
@@ -154,8 +155,9 @@ impl LocalS3 {
         let mut builder = S3ServiceBuilder::new(ObservedFs { fs, created });
         builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
+        let listener = TcpListener::bind(listen).await?;
+        // Clients in this process reach it on loopback, whatever address it listens on.
+        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
         let (stop, mut stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             loop {
