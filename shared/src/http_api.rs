@@ -59,8 +59,12 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             bytes.len()
         )));
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("invalid_json", "a JSON body is required"));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::bad_request("invalid_json", "a JSON body is required")),
+        // serde's derived structs also accept a sequence, read by position: `["text"]` would
+        // be taken as `{"content": "text"}`. Every body of this API is an object.
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid: {e}")))

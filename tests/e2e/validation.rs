@@ -244,3 +244,54 @@ async fn browsers_get_cors_answers_like_the_http_apis_cors_configuration() {
             .contains("etag")
     );
 }
+
+#[tokio::test]
+async fn bodies_must_be_json_objects_never_read_by_position() {
+    // serde's derived structs accept a sequence in field order: `["text"]` would be taken as
+    // `{"content": "text"}`. Every JSON route refuses it, and nothing is written.
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let post = alice.create_post("target of positional bodies").await;
+    let id = post["id"].as_str().unwrap();
+    let comments = format!("/api/forum/posts/{id}/comments/");
+    let comment = alice.post(&comments, json!({"content": "a real comment"})).await;
+    assert_eq!(comment.status, 201);
+    let comment_path = format!("{comments}{}/", comment.body["id"].as_str().unwrap());
+    let positional = [json!(["g\u{17}"]), json!(["g", null]), json!([["nested"]]), json!(["image/png", 10])];
+    for body in &positional {
+        for (method, path) in [
+            (Method::POST, "/api/forum/posts/".to_string()),
+            (Method::PATCH, format!("/api/forum/posts/{id}/")),
+            (Method::POST, comments.clone()),
+            (Method::PATCH, comment_path.clone()),
+            (Method::POST, "/api/forum/upload/presign/".to_string()),
+        ] {
+            alice
+                .send(method.clone(), &path, Some(RequestBody::Json(body.clone())))
+                .await
+                .assert_error(400, "invalid_json");
+        }
+    }
+    let listed = alice.get(&comments).await;
+    assert_eq!(listed.body["comments"].as_array().map(Vec::len), Some(1), "{}", listed.body);
+    let unchanged = alice.get(&format!("/api/forum/posts/{id}/")).await;
+    assert_eq!(unchanged.body["content"], "target of positional bodies");
+    assert_eq!(unchanged.body["comment_count"], 1);
+}
+
+#[tokio::test]
+async fn a_post_edit_with_null_content_is_refused_and_changes_nothing() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let post = alice.create_post("keeps its content").await;
+    let path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
+    for body in [
+        json!({"content": null, "media_url": null}),
+        json!({"content": null}),
+    ] {
+        alice.patch(&path, body).await.assert_error(400, "content_required");
+    }
+    let after = alice.get(&path).await;
+    assert_eq!(after.body["content"], "keeps its content");
+    assert_eq!(after.body["edited_at"], serde_json::Value::Null);
+}

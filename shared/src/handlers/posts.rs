@@ -24,8 +24,9 @@ struct CreatePostBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdatePostBody {
-    #[serde(default)]
-    content: Option<String>,
+    /// Absent: unchanged. `null` is refused: a post always has content.
+    #[serde(default, deserialize_with = "http_api::nullable")]
+    content: Option<Option<String>>,
     /// Absent: unchanged. `null` or `""`: removed.
     #[serde(default, deserialize_with = "http_api::nullable")]
     media_url: Option<Option<String>>,
@@ -136,11 +137,16 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
             "give `content` and/or `media_url` to change",
         ));
     }
-    let content = body
-        .content
-        .as_deref()
-        .map(|c| validate::clean_text(c, content_rules(app)))
-        .transpose()?;
+    let content = match &body.content {
+        None => None,
+        Some(None) => {
+            return Err(ApiError::bad_request(
+                "content_required",
+                "`content` cannot be null: a post always has content (leave it out to keep it)",
+            ));
+        }
+        Some(Some(c)) => Some(validate::clean_text(c, content_rules(app))?),
+    };
     // Absent: unchanged; null or "": removed; a URL: must be the caller's upload.
     let media = match &body.media_url {
         None => None,
