@@ -148,6 +148,8 @@ impl TokenVerifier {
         validation.set_audience(&[settings.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        // A token is not valid before its `nbf` (jsonwebtoken checks it only when asked).
+        validation.validate_nbf = true;
         Ok(TokenVerifier { keys, validation })
     }
 
@@ -219,16 +221,23 @@ const MAX_USERNAME_CHARS: usize = 64;
 
 impl Caller {
     fn from_claims(claims: Claims) -> Result<Self, AuthFailure> {
-        let user_id = claims.sub.trim().to_string();
-        if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.contains('#') {
+        // `sub` is the user exactly as signed: never trimmed or folded, so " alice" is not
+        // "alice". Whitespace and control characters make it unusable rather than ambiguous.
+        let user_id = claims.sub;
+        if user_id.is_empty()
+            || user_id.len() > MAX_USER_ID_LEN
+            || user_id.contains('#')
+            || user_id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || validate::is_invisible(c))
+        {
             return Err(AuthFailure::Invalid("unusable `sub` claim".into()));
         }
         let username = claims
             .preferred_username
             .or(claims.username)
             .or(claims.cognito_username)
-            .map(|u| validate::plain_text(&u))
-            .filter(|u| !u.is_empty())
+            .and_then(|u| validate::display_name(&u))
             .unwrap_or_else(|| user_id.clone());
         let username: String = username.chars().take(MAX_USERNAME_CHARS).collect();
         // An avatar the forum would echo to browsers must be a safe https URL; drop anything else.

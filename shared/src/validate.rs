@@ -25,26 +25,107 @@ pub enum ProfanityMode {
     Censor,
 }
 
-/// Cleans user text into the plain-text policy: strips tags, control characters and bidi
-/// overrides, normalizes to NFC, normalizes newlines and trims.
-pub fn plain_text(raw: &str) -> String {
-    let without_tags = strip_tags(raw);
-    let normalized: String = without_tags.replace("\r\n", "\n").nfc().collect();
-    normalized
+/// Text that still holds markup after cleaning; refused rather than stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkupLeft;
+
+/// How many strip passes a text may need. Each pass removes at least one tag, and nesting
+/// tricks (`<<b>img ...>`) need one pass per level; real text needs one.
+const MAX_STRIP_PASSES: usize = 16;
+
+/// Cleans user text into the plain-text policy: removes control, bidi and invisible format
+/// characters first (so they cannot hide a tag from the stripper and rebuild it afterwards),
+/// normalizes to NFC, strips tags until nothing changes, and trims. What is left must hold
+/// no markup as the HTML tokenizer (html5ever, the spec's algorithm) sees it; if it does, the
+/// text is refused instead of stored.
+pub fn plain_text(raw: &str) -> Result<String, MarkupLeft> {
+    let visible: String = raw
+        .replace("\r\n", "\n")
         .chars()
         .filter(|c| !is_forbidden_char(*c))
-        .collect::<String>()
-        .trim()
-        .to_string()
+        .collect();
+    let mut text: String = visible.nfc().collect();
+    let mut passes = 0;
+    loop {
+        let stripped = strip_tags(&text);
+        if stripped == text {
+            break;
+        }
+        passes += 1;
+        if passes > MAX_STRIP_PASSES {
+            return Err(MarkupLeft);
+        }
+        text = stripped;
+    }
+    if holds_markup(&text) {
+        return Err(MarkupLeft);
+    }
+    Ok(text.trim().to_string())
+}
+
+/// Whether the HTML tokenizer finds a tag, comment or doctype in `text`: what a page that
+/// (wrongly) inserted the text as HTML would turn into markup.
+pub fn holds_markup(text: &str) -> bool {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer};
+    use std::cell::Cell;
+
+    struct Sink(Cell<bool>);
+    impl TokenSink for Sink {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            if matches!(
+                token,
+                Token::TagToken(_) | Token::CommentToken(_) | Token::DoctypeToken(_)
+            ) {
+                self.0.set(true);
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(text));
+    let tokenizer = Tokenizer::new(Sink(Cell::new(false)), Default::default());
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    tokenizer.sink.0.get()
 }
 
 fn is_forbidden_char(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t')
-        // Bidi embeddings/overrides/isolates: used to disguise text direction.
+        // Bidi embeddings/overrides/isolates and marks: used to disguise text direction.
         || ('\u{202A}'..='\u{202E}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
-        // Byte-order mark and zero-width no-break space.
+        || c == '\u{200E}'
+        || c == '\u{200F}'
+        || c == '\u{061C}'
+        // Invisible characters that split a word or a tag without showing: zero-width space,
+        // word joiner and invisible operators, byte-order mark, Mongolian vowel separator.
+        // (Zero-width joiners stay: emoji sequences need them.)
+        || c == '\u{200B}'
+        || ('\u{2060}'..='\u{2064}').contains(&c)
         || c == '\u{FEFF}'
+        || c == '\u{180E}'
+}
+
+/// Default-ignorable and filler characters: invisible, so a name holding them looks like
+/// another (`al\u{200b}ice`, `\u{3164}`). Removed from display names, where nothing invisible
+/// belongs (Unicode's Default_Ignorable_Code_Point set, plus the Hangul fillers).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// A display name from a token claim: plain text with nothing invisible, runs of whitespace
+/// as one space. `None` when nothing visible is left (or markup is).
+pub fn display_name(raw: &str) -> Option<String> {
+    let text = plain_text(raw).ok()?;
+    let visible: String = text.chars().filter(|c| !is_invisible(*c)).collect();
+    let name = visible.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some(name)
 }
 
 /// Removes HTML tags and comments, keeping the text between them. A `<` that does not start a
@@ -96,15 +177,23 @@ pub struct TextRules {
     pub profanity: ProfanityMode,
 }
 
-/// Cleans and checks a required text field: the value the store keeps, or a 400.
 /// Builds the profanity filter's tables now (about 20 ms, otherwise paid by the first text
 /// checked): a cold start does it during init.
 pub fn warm_up() {
     let _ = Censor::from_str("warm up").censor_and_analyze();
 }
 
+/// Cleans and checks a required text field: the value the store keeps, or a 400.
 pub fn clean_text(raw: &str, rules: TextRules) -> Result<String, ApiError> {
-    let text = plain_text(raw);
+    let text = plain_text(raw).map_err(|MarkupLeft| {
+        ApiError::bad_request(
+            "invalid_content",
+            format!(
+                "`{}` holds markup that could not be removed; send plain text",
+                rules.field
+            ),
+        )
+    })?;
     if text.is_empty() {
         return Err(ApiError::bad_request(
             "content_required",
@@ -171,29 +260,32 @@ mod tests {
 
     #[test]
     fn tags_are_removed_and_their_text_kept() {
-        assert_eq!(plain_text("<b>bold</b> and <i class=\"x\">it</i>"), "bold and it");
-        assert_eq!(plain_text("<script>alert(1)</script>hi"), "alert(1)hi");
-        assert_eq!(plain_text("a<!-- hidden -->b"), "ab");
-        assert_eq!(plain_text("<img src=x onerror=alert(1)>"), "");
+        assert_eq!(
+            plain_text("<b>bold</b> and <i class=\"x\">it</i>").unwrap(),
+            "bold and it"
+        );
+        assert_eq!(plain_text("<script>alert(1)</script>hi").unwrap(), "alert(1)hi");
+        assert_eq!(plain_text("a<!-- hidden -->b").unwrap(), "ab");
+        assert_eq!(plain_text("<img src=x onerror=alert(1)>").unwrap(), "");
     }
 
     #[test]
     fn text_that_only_looks_like_markup_is_kept() {
-        assert_eq!(plain_text("a < b and 1<2"), "a < b and 1<2");
-        assert_eq!(plain_text("I <3 rust"), "I <3 rust");
-        assert_eq!(plain_text("x <b unclosed"), "x <b unclosed");
+        assert_eq!(plain_text("a < b and 1<2").unwrap(), "a < b and 1<2");
+        assert_eq!(plain_text("I <3 rust").unwrap(), "I <3 rust");
+        assert_eq!(plain_text("x <b unclosed").unwrap(), "x <b unclosed");
     }
 
     #[test]
     fn control_and_bidi_characters_are_removed_newlines_kept() {
-        assert_eq!(plain_text("a\u{0}b\u{7}c\r\nd\te"), "abc\nd\te");
-        assert_eq!(plain_text("evil\u{202E}txt.exe\u{FEFF}"), "eviltxt.exe");
+        assert_eq!(plain_text("a\u{0}b\u{7}c\r\nd\te").unwrap(), "abc\nd\te");
+        assert_eq!(plain_text("evil\u{202E}txt.exe\u{FEFF}").unwrap(), "eviltxt.exe");
     }
 
     #[test]
     fn unicode_is_normalized_to_nfc() {
         // "e" + combining acute becomes the single precomposed "é".
-        assert_eq!(plain_text("cafe\u{301}"), "caf\u{e9}");
+        assert_eq!(plain_text("cafe\u{301}").unwrap(), "caf\u{e9}");
     }
 
     #[test]
@@ -252,5 +344,59 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert!(https_url(&long).is_err());
+    }
+
+    /// Tags rebuilt by the cleaning itself: nested brackets, and characters removed after the
+    /// stripper ran (the attacks found against the one-pass stripper), with their neighbours.
+    #[test]
+    fn no_cleaning_step_can_rebuild_a_tag() {
+        let payloads = [
+            "<<b>img src=x onerror=alert(1)>",
+            "<<script>script>alert(1)<</script>/script>",
+            "<\u{0}img src=x onerror=alert(1)>",
+            "<\u{202E}img src=x onerror=alert(1)>",
+            "<\u{FEFF}svg/onload=alert(1)>",
+            "<\u{200B}svg onload=alert(1)>",
+            "<\u{2060}a href=javascript:alert(1)>x</a>",
+            "<<<i>i>i>mg src=x onerror=alert(1)>",
+            "<!<!-- -->-- x --><img src=x>",
+            "<scr<b></b>ipt>alert(1)</scr<b></b>ipt>",
+            "<img\rsrc=x onerror=alert(1)>",
+            "<a\u{0}\u{202E}\u{FEFF} href=x>",
+        ];
+        for payload in payloads {
+            for wrapped in [payload.to_string(), format!("before {payload} after")] {
+                // Refused (`MarkupLeft`) is as safe as cleaned.
+                if let Ok(text) = plain_text(&wrapped) {
+                    assert!(!holds_markup(&text), "{wrapped:?} left markup: {text:?}");
+                }
+            }
+        }
+        assert_eq!(plain_text("<<b>img src=x onerror=alert(1)>").unwrap(), "");
+        assert_eq!(plain_text("hi <\u{FEFF}b>there").unwrap(), "hi there");
+    }
+
+    #[test]
+    fn ordinary_text_with_angle_brackets_is_kept_as_written() {
+        for text in [
+            "a<b",
+            "if x < y and y > z",
+            "I <3 you",
+            "<- back",
+            "1 < 2 > 0",
+            "-->",
+            "x <b unclosed",
+        ] {
+            assert_eq!(plain_text(text).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn display_names_lose_invisible_characters() {
+        assert_eq!(display_name("al\u{200B}ice").as_deref(), Some("alice"));
+        assert_eq!(display_name("a\u{2060}lice").as_deref(), Some("alice"));
+        assert_eq!(display_name("\u{3164}"), None);
+        assert_eq!(display_name("  bob \u{115F}  smith "), Some("bob smith".into()));
+        assert_eq!(display_name("<<b>img src=x onerror=alert(1)>"), None);
     }
 }

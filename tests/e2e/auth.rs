@@ -104,3 +104,73 @@ async fn the_caller_comes_from_the_token_never_the_body() {
     let mine = bob.create_post("mine").await;
     assert_eq!(mine["user"]["id"], bob.user_id.as_str());
 }
+
+/// Signs `claims` with the stack's HS256 secret.
+fn signed(stack: &crate::support::TestStack, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(stack.jwt.key.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn identity_claims_are_taken_exactly_as_signed() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let post = alice.create_post("alice's own").await;
+    let path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
+    let now = chrono::Utc::now().timestamp();
+    let base = |sub: &str| json!({"sub": sub, "preferred_username": "x", "exp": now + 600, "iss": stack.jwt.issuer, "aud": stack.jwt.audience});
+
+    // Not valid before its `nbf`: refused on every route, until then.
+    let mut early = base(&alice.user_id);
+    early["nbf"] = json!(now + 3600);
+    let early = alice.with_token(&signed(stack, early));
+    early.get("/api/forum/posts/").await.assert_error(401, "unauthorized");
+    early
+        .patch(&path, json!({"content": "too early"}))
+        .await
+        .assert_error(401, "unauthorized");
+
+    // A `sub` padded with whitespace (or invisible characters) is not alice, and not usable.
+    for sub in [
+        format!("  {}  ", alice.user_id),
+        format!("{}\n", alice.user_id),
+        format!("{}\u{200B}", alice.user_id),
+    ] {
+        let padded = alice.with_token(&signed(stack, base(&sub)));
+        padded
+            .patch(&path, json!({"content": "hijacked"}))
+            .await
+            .assert_error(401, "unauthorized");
+    }
+    assert_eq!(alice.get(&path).await.body["content"], "alice's own");
+}
+
+#[tokio::test]
+async fn display_names_from_claims_are_plain_visible_text() {
+    let stack = shared_stack().await;
+    let now = chrono::Utc::now().timestamp();
+    for (i, (claimed, shown)) in [
+        ("<<b>img src=x onerror=alert(1)>", None),
+        ("al\u{200B}ice", Some("alice")),
+        ("a\u{2060}lice", Some("alice")),
+        ("\u{3164}", None),
+        ("<\u{FEFF}svg/onload=alert(1)>bob", Some("bob")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sub = format!("display-{i}-{}", ulid::Ulid::new());
+        let claims = json!({"sub": sub, "preferred_username": claimed, "exp": now + 600, "iss": stack.jwt.issuer, "aud": stack.jwt.audience});
+        let user = stack.anonymous().with_token(&signed(stack, claims));
+        let created = user.post("/api/forum/posts/", json!({"content": "who am I"})).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let name = created.body["user"]["username"].as_str().unwrap().to_string();
+        // Nothing invisible and no markup; with nothing visible left, the id stands in.
+        assert_eq!(name, shown.map(str::to_string).unwrap_or(sub), "{claimed:?}");
+        assert!(!shared::validate::holds_markup(&name));
+    }
+}

@@ -257,7 +257,12 @@ async fn bodies_must_be_json_objects_never_read_by_position() {
     let comment = alice.post(&comments, json!({"content": "a real comment"})).await;
     assert_eq!(comment.status, 201);
     let comment_path = format!("{comments}{}/", comment.body["id"].as_str().unwrap());
-    let positional = [json!(["g\u{17}"]), json!(["g", null]), json!([["nested"]]), json!(["image/png", 10])];
+    let positional = [
+        json!(["g\u{17}"]),
+        json!(["g", null]),
+        json!([["nested"]]),
+        json!(["image/png", 10]),
+    ];
     for body in &positional {
         for (method, path) in [
             (Method::POST, "/api/forum/posts/".to_string()),
@@ -273,7 +278,12 @@ async fn bodies_must_be_json_objects_never_read_by_position() {
         }
     }
     let listed = alice.get(&comments).await;
-    assert_eq!(listed.body["comments"].as_array().map(Vec::len), Some(1), "{}", listed.body);
+    assert_eq!(
+        listed.body["comments"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.body
+    );
     let unchanged = alice.get(&format!("/api/forum/posts/{id}/")).await;
     assert_eq!(unchanged.body["content"], "target of positional bodies");
     assert_eq!(unchanged.body["comment_count"], 1);
@@ -285,13 +295,49 @@ async fn a_post_edit_with_null_content_is_refused_and_changes_nothing() {
     let alice = stack.user("alice");
     let post = alice.create_post("keeps its content").await;
     let path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
-    for body in [
-        json!({"content": null, "media_url": null}),
-        json!({"content": null}),
-    ] {
+    for body in [json!({"content": null, "media_url": null}), json!({"content": null})] {
         alice.patch(&path, body).await.assert_error(400, "content_required");
     }
     let after = alice.get(&path).await;
     assert_eq!(after.body["content"], "keeps its content");
     assert_eq!(after.body["edited_at"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn cleaning_never_rebuilds_markup_in_stored_text() {
+    // Tags hidden from a one-pass stripper by nesting or by characters removed after it.
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let payloads = [
+        "<<b>img src=x onerror=alert(1)>",
+        "<\u{0}img src=x onerror=alert(1)>",
+        "<\u{202E}img src=x onerror=alert(1)>",
+        "<<script>script>alert(1)<</script>/script>",
+        "<\u{FEFF}svg/onload=alert(1)>",
+        "<\u{200B}iframe src=javascript:alert(1)>",
+        "<<<i>i>i>mg src=x onerror=alert(1)>",
+    ];
+    let post = alice.create_post("comment target").await;
+    let comments = format!("/api/forum/posts/{}/comments/", post["id"].as_str().unwrap());
+    for payload in payloads {
+        let text = format!("look {payload} here");
+        for path in ["/api/forum/posts/", comments.as_str()] {
+            let answer = alice.post(path, json!({"content": text})).await;
+            match answer.status {
+                201 => {
+                    let stored = answer.body["content"].as_str().unwrap();
+                    assert!(!shared::validate::holds_markup(stored), "{payload:?} -> {stored:?}");
+                    assert!(stored.starts_with("look") && stored.ends_with("here"), "{stored:?}");
+                }
+                _ => answer.assert_error(400, "invalid_content"),
+            }
+        }
+        // Edits go through the same path.
+        let path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
+        let edited = alice.patch(&path, json!({"content": text})).await;
+        assert_eq!(edited.status, 200);
+        assert!(!shared::validate::holds_markup(
+            edited.body["content"].as_str().unwrap()
+        ));
+    }
 }
