@@ -86,8 +86,27 @@ pub enum MediaError {
     TooLarge(u64, u64),
     #[error("the image is {0}x{1} pixels; the limit is {MAX_PIXELS} pixels and {MAX_SIDE} per side")]
     TooManyPixels(u32, u32),
+    #[error(
+        "the image is {0}x{1} pixels of {2} bytes each: decoding it needs {3} MB, more than the {4} MB this function may spend"
+    )]
+    TooMuchMemory(u32, u32, u64, u64, u64),
     #[error("the image is corrupt or truncated: {0}")]
     Corrupt(String),
+}
+
+/// How many bytes of pixel buffers a decode may allocate: half the function's memory
+/// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, set by Lambda; 256 MB, the API functions' size, where it
+/// is not set, as in forum-local). The other half is the runtime, the upload itself and the
+/// outputs. A pixel count alone does not bound this: a 16-bit RGBA PNG needs 8 bytes a pixel.
+pub fn decode_budget() -> u64 {
+    static BUDGET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let megabytes = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(256);
+        megabytes * 1024 * 1024 / 2
+    })
 }
 
 impl From<MediaError> for ApiError {
@@ -95,7 +114,9 @@ impl From<MediaError> for ApiError {
         match &err {
             MediaError::UnsupportedType => ApiError::UnsupportedMediaType(err.to_string()),
             MediaError::TooLarge(..) => ApiError::PayloadTooLarge(err.to_string()),
-            MediaError::TooManyPixels(..) => ApiError::bad_request("image_too_large", err.to_string()),
+            MediaError::TooManyPixels(..) | MediaError::TooMuchMemory(..) => {
+                ApiError::bad_request("image_too_large", err.to_string())
+            }
             MediaError::Corrupt(_) => ApiError::bad_request("invalid_image", err.to_string()),
         }
     }
@@ -162,7 +183,28 @@ pub fn probe(bytes: &[u8], max_bytes: u64) -> Result<Probe, MediaError> {
         }
         MediaType::Png => {
             let decoder = image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
-            decoder.dimensions()
+            let (width, height) = decoder.dimensions();
+            check_pixels(width, height)?;
+            // The decode holds the image in its own pixel format, then in 8-bit RGB(A).
+            let native = decoder.color_type().bytes_per_pixel() as u64;
+            let converted = if decoder.color_type().has_alpha() { 4 } else { 3 };
+            let per_pixel = if native == converted {
+                native
+            } else {
+                native + converted
+            };
+            let needed = u64::from(width) * u64::from(height) * per_pixel;
+            if needed > decode_budget() {
+                const MB: u64 = 1024 * 1024;
+                return Err(MediaError::TooMuchMemory(
+                    width,
+                    height,
+                    native,
+                    needed.div_ceil(MB),
+                    decode_budget() / MB,
+                ));
+            }
+            (width, height)
         }
     };
     check_pixels(width, height)?;
@@ -240,7 +282,7 @@ fn decode(probe: Probe, bytes: &[u8], cover: u32) -> Result<Decoded, MediaError>
             let mut limits = image::Limits::default();
             limits.max_image_width = Some(MAX_SIDE);
             limits.max_image_height = Some(MAX_SIDE);
-            limits.max_alloc = Some(MAX_PIXELS * 8);
+            limits.max_alloc = Some(decode_budget());
             decoder.set_limits(limits).map_err(corrupt)?;
             let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
             let (width, height) = (image.width(), image.height());
@@ -613,6 +655,11 @@ pub mod fixtures {
     /// A PNG whose header claims `width` x `height` with almost no data: a decompression bomb's
     /// calling card.
     pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+        png_header_only(width, height, 1, 0) // 1-bit grayscale
+    }
+
+    /// A PNG with this header (bit depth, color type) and almost no data.
+    pub fn png_header_only(width: u32, height: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
         fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
             out.extend_from_slice(&(data.len() as u32).to_be_bytes());
             let mut crc_input = kind.to_vec();
@@ -624,7 +671,7 @@ pub mod fixtures {
         let mut ihdr = Vec::new();
         ihdr.extend_from_slice(&width.to_be_bytes());
         ihdr.extend_from_slice(&height.to_be_bytes());
-        ihdr.extend_from_slice(&[1, 0, 0, 0, 0]); // 1-bit grayscale
+        ihdr.extend_from_slice(&[bit_depth, color_type, 0, 0, 0]);
         chunk(&mut out, b"IHDR", &ihdr);
         chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
         chunk(&mut out, b"IEND", &[]);

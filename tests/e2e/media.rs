@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::media::fixtures::{jpeg_with_exif, png, png_bomb};
+use shared::media::fixtures::{jpeg_with_exif, png, png_bomb, png_header_only};
 
 use crate::support::{Answer, Client, RequestBody, TestStack, isolated_stack, shared_stack};
 
@@ -254,6 +254,33 @@ async fn malicious_files_are_refused_and_nothing_is_stored() {
         ("truncated jpeg", jpeg[..jpeg.len() / 2].to_vec(), 400, "invalid_image"),
         ("jpeg/zip polyglot", polyglot, 400, "invalid_image"),
         ("50k x 50k bomb", png_bomb(50_000, 50_000), 400, "image_too_large"),
+        // Under the pixel limit, over the memory a decode may take: 16-bit RGBA is 8 bytes a
+        // pixel (392 MB here, plus the 8-bit copy), 8-bit RGBA 4 (+0).
+        (
+            "7000x7000 16-bit RGBA",
+            png_header_only(7000, 7000, 16, 6),
+            400,
+            "image_too_large",
+        ),
+        (
+            "3500x3500 16-bit RGBA",
+            png_header_only(3500, 3500, 16, 6),
+            400,
+            "image_too_large",
+        ),
+        (
+            "7000x6000 8-bit RGBA",
+            png_header_only(7000, 6000, 8, 6),
+            400,
+            "image_too_large",
+        ),
+        // A size the budget allows gets as far as the decode (which finds no data).
+        (
+            "4000x3000 8-bit RGB, no data",
+            png_header_only(4000, 3000, 8, 2),
+            400,
+            "invalid_image",
+        ),
         ("over 4 MiB", oversize, 413, "payload_too_large"),
     ];
     for (what, bytes, status, code) in cases {
