@@ -16,6 +16,9 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::validate;
 
+/// Clock skew tolerated on `exp` and `nbf`, everywhere a token's times are checked.
+pub const TOKEN_LEEWAY_SECS: i64 = 30;
+
 /// The algorithm is pinned by configuration; the token's own `alg` header is never trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JwtAlgorithm {
@@ -147,7 +150,7 @@ impl TokenVerifier {
         validation.set_issuer(&[settings.issuer.as_str()]);
         validation.set_audience(&[settings.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = TOKEN_LEEWAY_SECS as u64;
         // A token is not valid before its `nbf` (jsonwebtoken checks it only when asked).
         validation.validate_nbf = true;
         Ok(TokenVerifier { keys, validation })
@@ -288,7 +291,7 @@ impl Caller {
             _ => None,
         }
         .ok_or_else(|| ApiError::Unauthorized("invalid token: no expiry".into()))?;
-        if expires_at + 30 < chrono::Utc::now().timestamp() {
+        if expires_at + TOKEN_LEEWAY_SECS < chrono::Utc::now().timestamp() {
             return Err(ApiError::Unauthorized(AuthFailure::Expired.to_string()));
         }
         let avatar_url = text("avatar_url").filter(|a| !a.is_empty());

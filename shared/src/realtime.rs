@@ -77,6 +77,17 @@ pub enum ClientMessage {
     Ping {},
 }
 
+fn canonical_ids(ids: Vec<String>) -> Vec<String> {
+    let mut ids: Vec<String> = ids
+        .iter()
+        .filter_map(|id| ulid::Ulid::from_string(id).ok())
+        .map(|id| id.to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 impl ClientMessage {
     /// Parses and checks a client's message; the error is what the client is told.
     pub fn parse(body: &str) -> Result<ClientMessage, ApiError> {
@@ -103,6 +114,17 @@ impl ClientMessage {
                 ));
             }
         }
+        // Ids in their canonical (upper-case) form, as posts are keyed and as the HTTP routes
+        // read them: a lower-case id names the same post, and must match its events.
+        let message = match message {
+            ClientMessage::Subscribe { post_ids } => ClientMessage::Subscribe {
+                post_ids: canonical_ids(post_ids),
+            },
+            ClientMessage::Unsubscribe { post_ids } => ClientMessage::Unsubscribe {
+                post_ids: canonical_ids(post_ids),
+            },
+            other => other,
+        };
         Ok(message)
     }
 }
@@ -220,6 +242,16 @@ impl Notifier {
     /// `Table::warm_up`): a lookup of a connection id that cannot exist.
     pub async fn warm_up(&self) {
         let _ = self.client.get_connection().connection_id("warm-up").send().await;
+    }
+
+    /// Closes a socket from the server's side (`DELETE @connections/{id}`); API Gateway then
+    /// runs `$disconnect`. A connection already gone is fine.
+    pub async fn close(&self, connection: &str) {
+        if let Err(e) = self.client.delete_connection().connection_id(connection).send().await
+            && !e.as_service_error().is_some_and(|s| s.is_gone_exception())
+        {
+            tracing::warn!(connection_id = %connection, error = ?e, "closing a connection failed");
+        }
     }
 
     pub async fn send(&self, connection: &str, message: &ServerMessage) -> (Delivery, Vec<String>) {

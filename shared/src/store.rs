@@ -74,6 +74,10 @@ pub mod keys {
         format!("CONN#{connection_id}")
     }
     pub const CONN_SK: &str = "CONN";
+    /// A user's connection slots (`USER#<uid>` / `CONNSLOT#<n>`): the per-user cap.
+    pub fn conn_slot_sk(slot: u32) -> String {
+        format!("CONNSLOT#{slot:02}")
+    }
     pub fn sub_pk(post_id: &str) -> String {
         format!("SUB#{post_id}")
     }
@@ -89,6 +93,10 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn signed(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -237,6 +245,12 @@ fn connection_from_item(connection_id: &str, item: &Item) -> Connection {
     Connection {
         id: connection_id.to_string(),
         user_id: get_s(item, "user_id").unwrap_or_default(),
+        // Connections stored before expiry was recorded live until their TTL.
+        expires_at: item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(i64::MAX),
         subscriptions: item
             .get("subs")
             .and_then(|v| v.as_ss().ok())
@@ -756,24 +770,59 @@ impl Table {
         }
     }
 
-    /// Stores a connection (after `$connect` was authorized); it expires at `ttl`.
-    pub async fn put_connection(&self, connection_id: &str, user_id: &str, ttl: i64) -> Result<(), ApiError> {
-        let mut item = key(keys::conn_pk(connection_id), keys::CONN_SK);
-        item.insert("type".into(), s("connection"));
-        item.insert("connection_id".into(), s(connection_id));
-        item.insert("user_id".into(), s(user_id));
-        item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
-        item.insert(keys::FEED_PK.into(), s(keys::CONNECTIONS_PARTITION));
-        item.insert(keys::FEED_SK.into(), s(keys::conn_pk(connection_id)));
-        item.insert(keys::USER_PK.into(), s(keys::user_pk(user_id)));
-        item.insert(keys::USER_SK.into(), s(keys::conn_pk(connection_id)));
-        self.client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .send()
-            .await?;
-        Ok(())
+    /// Stores a connection (after `$connect` was authorized) for a token valid until
+    /// `expires_at`; the item expires at `ttl`. The connection takes one of the user's
+    /// [`MAX_CONNECTIONS_PER_USER`] slot items in the same transaction, so concurrent connects
+    /// cannot exceed the cap; a slot whose connection expired counts as free.
+    pub async fn put_connection(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        expires_at: i64,
+        ttl: i64,
+    ) -> Result<(), ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        // Start at a slot of the id's own, so a user's concurrent connects rarely collide.
+        let start = connection_id
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        for probe in 0..MAX_CONNECTIONS_PER_USER {
+            let slot = (start.wrapping_add(probe)) % MAX_CONNECTIONS_PER_USER;
+            let mut item = key(keys::conn_pk(connection_id), keys::CONN_SK);
+            item.insert("type".into(), s("connection"));
+            item.insert("connection_id".into(), s(connection_id));
+            item.insert("user_id".into(), s(user_id));
+            item.insert("expires_at".into(), signed(expires_at));
+            item.insert("slot".into(), n(u64::from(slot)));
+            item.insert("ttl".into(), signed(ttl));
+            item.insert(keys::FEED_PK.into(), s(keys::CONNECTIONS_PARTITION));
+            item.insert(keys::FEED_SK.into(), s(keys::conn_pk(connection_id)));
+            item.insert(keys::USER_PK.into(), s(keys::user_pk(user_id)));
+            item.insert(keys::USER_SK.into(), s(keys::conn_pk(connection_id)));
+            let mut slot_item = key(keys::user_pk(user_id), keys::conn_slot_sk(slot));
+            slot_item.insert("type".into(), s("connection_slot"));
+            slot_item.insert("connection_id".into(), s(connection_id));
+            slot_item.insert("ttl".into(), signed(ttl));
+            let claim = built(
+                Put::builder()
+                    .table_name(&self.name)
+                    .set_item(Some(slot_item))
+                    .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", signed(now))
+                    .build(),
+            )?;
+            let actions = vec![TransactWriteItem::builder().put(claim).build(), self.put(item, None)?];
+            match self.transact(actions).await? {
+                Ok(()) => return Ok(()),
+                Err(c) if c.failed(0) => continue,
+                Err(c) => return Err(ApiError::Internal(format!("storing a connection: {:?}", c.codes))),
+            }
+        }
+        Err(ApiError::RateLimited {
+            message: format!("a user may hold {MAX_CONNECTIONS_PER_USER} live connections at once; close one first"),
+            retry_after_secs: 60,
+        })
     }
 
     pub async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>, ApiError> {
@@ -794,59 +843,91 @@ impl Table {
             .send()
             .await?;
         let Some(old) = out.attributes() else { return Ok(()) };
-        let subs = connection_from_item(connection_id, old).subscriptions;
-        self.batch_delete(self.subscription_keys(connection_id, &subs)).await
+        let connection = connection_from_item(connection_id, old);
+        if let Some(slot) = old
+            .get("slot")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            // Only if the slot is still this connection's (an expired one may be taken again).
+            let freed = self
+                .client
+                .delete_item()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(&connection.user_id), keys::conn_slot_sk(slot))))
+                .condition_expression("connection_id = :id")
+                .expression_attribute_values(":id", s(connection_id))
+                .send()
+                .await;
+            if let Err(e) = freed
+                && !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+            {
+                return Err(e.into());
+            }
+        }
+        self.batch_delete(self.subscription_keys(connection_id, &connection.subscriptions))
+            .await
     }
 
-    /// Follows posts: the subscription items (found by post) and their list on the connection
-    /// (found by connection, for clean-up). Refused past [`MAX_SUBSCRIPTIONS`].
+    /// Follows posts: the subscription items (found by post, carrying the connection's token
+    /// expiry) and their list on the connection (found by connection, for clean-up). The cap of
+    /// [`MAX_SUBSCRIPTIONS`] is a condition on the list's size in the same write that grows it,
+    /// so concurrent messages cannot pass it together.
     pub async fn subscribe(&self, connection: &Connection, post_ids: &[String], ttl: i64) -> Result<(), ApiError> {
-        let mut all: Vec<String> = connection.subscriptions.clone();
-        all.extend(post_ids.iter().cloned());
-        all.sort();
-        all.dedup();
-        if all.len() > MAX_SUBSCRIPTIONS {
-            return Err(ApiError::bad_request(
-                "too_many_subscriptions",
-                format!("a connection may follow at most {MAX_SUBSCRIPTIONS} posts"),
-            ));
-        }
-        // Subscription items first, then their list on the connection, only if it still exists:
-        // a connection deleted meanwhile (a 410 from another fan-out) either saw the list and
-        // removes these items itself, or makes the update fail and we remove them here. Either
-        // way no subscription outlives its connection.
+        // Subscription items first, then their list on the connection, only if it still exists
+        // and has room: a connection deleted meanwhile (a 410 from another fan-out) either saw
+        // the list and removes these items itself, or makes the update fail and we remove them
+        // here. Either way no subscription outlives its connection.
         let items = post_ids
             .iter()
             .map(|pid| {
                 let mut item = key(keys::sub_pk(pid), keys::conn_pk(&connection.id));
                 item.insert("type".into(), s("subscription"));
                 item.insert("connection_id".into(), s(&connection.id));
-                item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
+                item.insert("expires_at".into(), signed(connection.expires_at));
+                item.insert("ttl".into(), signed(ttl));
                 item
             })
             .collect();
         self.batch_put(items).await?;
+        // Room for the new ids even if none is a duplicate: the cap is never exceeded.
+        let room = MAX_SUBSCRIPTIONS.saturating_sub(post_ids.len());
         let listed = self
             .client
             .update_item()
             .table_name(&self.name)
             .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
             .update_expression("ADD subs :posts")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(subs) OR size(subs) <= :room)")
             .expression_attribute_values(":posts", AttributeValue::Ss(post_ids.to_vec()))
+            .expression_attribute_values(":room", n(room as u64))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match listed {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                self.batch_delete(self.subscription_keys(&connection.id, post_ids))
-                    .await?;
-                Err(ApiError::NotFound("this connection is not known; reconnect".into()))
-            }
-            Err(e) => Err(e.into()),
+        let seen = match listed {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failure)) => failure.item().cloned(),
+                _ => return Err(err.into()),
+            },
+        };
+        // Undo only the items this call added: an id already listed is someone's subscription.
+        let old = seen.as_ref().map(|item| connection_from_item(&connection.id, item));
+        let added: Vec<String> = post_ids
+            .iter()
+            .filter(|id| !old.as_ref().is_some_and(|c| c.subscriptions.contains(id)))
+            .cloned()
+            .collect();
+        self.batch_delete(self.subscription_keys(&connection.id, &added))
+            .await?;
+        match old {
+            None => Err(ApiError::NotFound("this connection is not known; reconnect".into())),
+            Some(_) => Err(ApiError::bad_request(
+                "too_many_subscriptions",
+                format!("a connection may follow at most {MAX_SUBSCRIPTIONS} posts"),
+            )),
         }
     }
 
@@ -884,44 +965,41 @@ impl Table {
     }
 
     /// Every open connection (the feed's audience): a Query of one index partition, paged.
-    pub async fn all_connections(&self) -> Result<Vec<String>, ApiError> {
-        self.query_all(
+    pub async fn all_connections(&self) -> Result<Vec<Recipient>, ApiError> {
+        self.recipients(
             Some(keys::FEED_INDEX),
             keys::FEED_PK,
             keys::CONNECTIONS_PARTITION.to_string(),
             keys::FEED_SK,
-            "CONN#",
         )
         .await
     }
 
     /// Connections following a post.
-    pub async fn subscribers(&self, post_id: &str) -> Result<Vec<String>, ApiError> {
-        self.query_all(None, keys::PK, keys::sub_pk(post_id), keys::SK, "CONN#")
-            .await
+    pub async fn subscribers(&self, post_id: &str) -> Result<Vec<Recipient>, ApiError> {
+        self.recipients(None, keys::PK, keys::sub_pk(post_id), keys::SK).await
     }
 
     /// A user's open connections.
-    pub async fn user_connections(&self, user_id: &str) -> Result<Vec<String>, ApiError> {
-        self.query_all(
+    pub async fn user_connections(&self, user_id: &str) -> Result<Vec<Recipient>, ApiError> {
+        self.recipients(
             Some(keys::USER_INDEX),
             keys::USER_PK,
             keys::user_pk(user_id),
             keys::USER_SK,
-            "CONN#",
         )
         .await
     }
 
-    /// The connection ids (sort keys `CONN#<id>`) under one partition, all pages.
-    async fn query_all(
+    /// Connection ids (from `CONN#<id>` sort keys) and their tokens' expiry, every page.
+    async fn recipients(
         &self,
         index: Option<&str>,
         pk_attr: &str,
         pk: String,
         sk_attr: &str,
-        prefix: &str,
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Vec<Recipient>, ApiError> {
+        const PREFIX: &str = "CONN#";
         let query = self
             .client
             .query()
@@ -931,13 +1009,18 @@ impl Table {
             .expression_attribute_names("#pk", pk_attr)
             .expression_attribute_names("#sk", sk_attr)
             .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":prefix", s(prefix))
-            .projection_expression("#sk");
+            .expression_attribute_values(":prefix", s(PREFIX))
+            .projection_expression("#sk, expires_at");
         let items = self.query_every(query).await?;
         Ok(items
             .iter()
-            .filter_map(|i| get_s(i, sk_attr))
-            .filter_map(|sk| sk.strip_prefix(prefix).map(str::to_string))
+            .filter_map(|item| {
+                let id = get_s(item, sk_attr)?.strip_prefix(PREFIX)?.to_string();
+                Some(Recipient {
+                    expires_at: connection_from_item(&id, item).expires_at,
+                    connection_id: id,
+                })
+            })
             .collect())
     }
 
@@ -1481,6 +1564,8 @@ fn not_own_media() -> ApiError {
 pub struct Connection {
     pub id: String,
     pub user_id: String,
+    /// When the token it was opened with expires (its socket is closed then).
+    pub expires_at: i64,
     /// Posts this connection follows.
     pub subscriptions: Vec<String>,
 }
@@ -1528,6 +1613,16 @@ impl Change {
 
 /// Most subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 200;
+
+/// A connection to push to, and when the token it was opened with expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub connection_id: String,
+    pub expires_at: i64,
+}
+
+/// Live WebSocket connections one user may hold at once.
+pub const MAX_CONNECTIONS_PER_USER: u32 = 10;
 
 /// A comment edit/delete transaction failed: the post is gone (404), the comment is gone
 /// (404), or it is someone else's (403).

@@ -150,7 +150,7 @@ async fn every_sample_event_runs_through_its_handler() {
             .await
             .unwrap()
             .iter()
-            .all(|c| *c != connection_id)
+            .all(|c| c.connection_id != connection_id)
     );
     let disconnect: Value = serde_json::from_str(&read_event("ws-disconnect.json")).unwrap();
     assert_eq!(handlers::ws_disconnect(app, &disconnect).await["statusCode"], 200);

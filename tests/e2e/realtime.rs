@@ -243,7 +243,12 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
     let table = &stack.stack.app.table;
     let ghost = format!("ghost{}=", ulid::Ulid::new());
     table
-        .put_connection(&ghost, "ghost-user", chrono::Utc::now().timestamp() + 600)
+        .put_connection(
+            &ghost,
+            "ghost-user",
+            chrono::Utc::now().timestamp() + 600,
+            chrono::Utc::now().timestamp() + 600,
+        )
         .await
         .unwrap();
     // Any fan-out (another test's post.created reaches every connection) may find the ghost gone
@@ -347,4 +352,131 @@ async fn the_uploader_hears_when_media_is_ready_or_rejected() {
         })
         .await;
     assert!(rejected["reason"].as_str().is_some_and(|r| !r.is_empty()));
+}
+
+impl Live {
+    /// Waits for the server to close the socket, failing if `unwanted` arrives first.
+    pub async fn expect_closed(&mut self, unwanted: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let value: Value = serde_json::from_str(&text).expect("JSON");
+                    assert!(!unwanted(&value), "received after its token expired: {value}");
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => panic!("the socket was not closed within 15 s"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_socket_lives_no_longer_than_its_token() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let bob = stack.user("bob");
+    // Valid for 5 more seconds (the 30 s leeway included).
+    let short = shared::auth::issue_token(&stack.jwt, &bob.user_id, &bob.username, None, 5 - 30).unwrap();
+    let mut listener = Live::connect(stack, &bob.with_token(&short)).await;
+    let mut fresh = Live::connect(stack, &bob).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let post = alice.create_post("after bob's token expired").await;
+    let id = post["id"].as_str().unwrap().to_string();
+    // The fresh socket hears it; the expired one is closed instead, and hears nothing.
+    fresh.expect("post.created", is("post.created", id.clone())).await;
+    listener
+        .expect_closed(|m| m["type"] == "post.created" && m["post"]["id"] == id)
+        .await;
+    // HTTP agrees: that token is refused.
+    bob.with_token(&short)
+        .get("/api/forum/posts/")
+        .await
+        .assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn lower_case_post_ids_subscribe_to_the_same_post() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let bob = stack.user("bob");
+    let post = alice.create_post("followed in lower case").await;
+    let id = post["id"].as_str().unwrap().to_string();
+    let mut live = Live::connect(stack, &bob).await;
+    live.send(json!({"action": "subscribe", "post_ids": [id.to_lowercase()]}))
+        .await;
+    let ack = live.expect("subscribed", |m| m["type"] == "subscribed").await;
+    assert_eq!(ack["post_ids"], json!([id]), "acknowledged in canonical form");
+    bob.post(&format!("/api/forum/posts/{id}/like/"), json!({})).await;
+    let update = live.expect("like.updated", is("like.updated", id.clone())).await;
+    assert_eq!(update["like_count"], 1);
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_ten_sockets_even_when_opening_them_at_once() {
+    let stack = shared_stack().await;
+    let carol = stack.user("carol");
+    let url = ws_url(stack, carol.token.as_deref().unwrap());
+    let attempts = futures::future::join_all((0..15).map(|_| tokio_tungstenite::connect_async(url.clone()))).await;
+    let (mut open, refused): (Vec<_>, Vec<_>) = attempts.into_iter().partition(Result::is_ok);
+    let max = shared::store::MAX_CONNECTIONS_PER_USER as usize;
+    assert_eq!((open.len(), refused.len()), (max, 15 - max));
+    // Closing one frees its slot for a new connection.
+    let (mut socket, _) = open.pop().unwrap().unwrap();
+    socket.close(None).await.unwrap();
+    let mut reconnected = None;
+    for _ in 0..50 {
+        if let Ok(pair) = tokio_tungstenite::connect_async(url.clone()).await {
+            reconnected = Some(pair);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reconnected.is_some(), "a freed slot can be taken again");
+    // Another user is not affected.
+    Live::connect(stack, &stack.user("dave")).await;
+}
+
+#[tokio::test]
+async fn the_subscription_cap_holds_under_concurrent_messages() {
+    // In AWS a connection's messages may run in parallel on several instances: the cap must
+    // hold without a read-then-write window.
+    let stack = shared_stack().await;
+    let table = &stack.stack.app.table;
+    let connection = format!("cap-{}", ulid::Ulid::new());
+    let now = chrono::Utc::now().timestamp();
+    table
+        .put_connection(
+            &connection,
+            &format!("cap-user-{}", ulid::Ulid::new()),
+            now + 600,
+            now + 600,
+        )
+        .await
+        .unwrap();
+    let stored = table.get_connection(&connection).await.unwrap().unwrap();
+    let batches: Vec<Vec<String>> = (0..6)
+        .map(|_| (0..50).map(|_| ulid::Ulid::new().to_string()).collect())
+        .collect();
+    let results = futures::future::join_all(batches.iter().map(|ids| table.subscribe(&stored, ids, now + 600))).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let listed = table.get_connection(&connection).await.unwrap().unwrap().subscriptions;
+    assert!(
+        listed.len() <= shared::store::MAX_SUBSCRIPTIONS,
+        "{} listed",
+        listed.len()
+    );
+    assert_eq!(listed.len(), accepted * 50);
+    // Exactly the listed posts have subscription items: refused batches left nothing behind.
+    for (ids, result) in batches.iter().zip(&results) {
+        for id in ids {
+            let followers = table.subscribers(id).await.unwrap();
+            let follows = followers.iter().any(|r| r.connection_id == connection);
+            assert_eq!(follows, result.is_ok(), "{id}");
+            assert_eq!(follows, listed.contains(id));
+        }
+    }
+    table.delete_connection(&connection).await.unwrap();
 }

@@ -3,18 +3,19 @@
 //! fails is reported (`batchItemFailures`), so Lambda retries from there and nothing is lost.
 //! Everything here is idempotent: a retried record repeats at most a message.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
 use super::App;
+use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use crate::media::THUMBNAIL_SIZES;
 use crate::metrics::{self, Metric};
 use crate::model::{CommentView, MediaStatus, PostView, Profile};
 use crate::realtime::{ServerMessage, item_from_json};
 use crate::storage::variant_key;
-use crate::store::Change;
+use crate::store::{Change, Recipient};
 
 /// Handles one batch of stream records; answers Lambda's partial-batch response.
 pub async fn stream_fanout(app: &App, event: &Value) -> Value {
@@ -146,19 +147,31 @@ async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
 }
 
 /// Who hears about a post: its subscribers and its author's connections.
-async fn post_audience(app: &App, post_id: &str, author_id: &str) -> Result<Vec<String>, ApiError> {
+async fn post_audience(app: &App, post_id: &str, author_id: &str) -> Result<Vec<Recipient>, ApiError> {
     let (subscribers, authors) = tokio::join!(app.table.subscribers(post_id), app.table.user_connections(author_id));
-    let all: BTreeSet<String> = subscribers?.into_iter().chain(authors?).collect();
-    Ok(all.into_iter().collect())
+    let mut all: Vec<Recipient> = subscribers?.into_iter().chain(authors?).collect();
+    all.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+    all.dedup_by(|a, b| a.connection_id == b.connection_id);
+    Ok(all)
 }
 
-/// Sends to each connection; gone ones are forgotten. Send failures are logged, never fatal.
-async fn broadcast(app: &App, connections: &[String], message: &ServerMessage) -> Result<(), ApiError> {
+/// Sends to each connection whose token is still valid; gone ones are forgotten. A socket
+/// whose token expired is closed instead, so it hears nothing its owner could not read over
+/// HTTP. Send failures are logged, never fatal.
+async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage) -> Result<(), ApiError> {
     let Some(notifier) = &app.notifier else { return Ok(()) };
+    let now = chrono::Utc::now().timestamp();
+    let (live, expired): (Vec<&Recipient>, Vec<&Recipient>) =
+        recipients.iter().partition(|r| r.expires_at + TOKEN_LEEWAY_SECS >= now);
+    for recipient in expired {
+        notifier.close(&recipient.connection_id).await;
+        app.table.delete_connection(&recipient.connection_id).await?;
+    }
+    let connections: Vec<String> = live.into_iter().map(|r| r.connection_id.clone()).collect();
     if connections.is_empty() {
         return Ok(());
     }
-    let (delivery, gone) = notifier.send_all(connections, message).await;
+    let (delivery, gone) = notifier.send_all(&connections, message).await;
     for id in &gone {
         app.table.delete_connection(id).await?;
     }

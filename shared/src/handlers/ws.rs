@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::App;
 use crate::auth::Caller;
+use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use crate::realtime::{CONNECTION_TTL_SECS, ClientMessage, ServerMessage};
 
@@ -37,9 +38,19 @@ pub async fn ws_connect(app: &App, event: &Value) -> Value {
             return status(401);
         }
     };
-    let ttl = chrono::Utc::now().timestamp() + CONNECTION_TTL_SECS;
-    match app.table.put_connection(id, &caller.user_id, ttl).await {
+    // The socket lives as long as the token (fan-out closes it then), and two hours at most.
+    let now = chrono::Utc::now().timestamp();
+    let ttl = (now + CONNECTION_TTL_SECS).min(caller.expires_at + TOKEN_LEEWAY_SECS);
+    match app
+        .table
+        .put_connection(id, &caller.user_id, caller.expires_at, ttl)
+        .await
+    {
         Ok(()) => status(200),
+        Err(e @ ApiError::RateLimited { .. }) => {
+            tracing::info!(connection_id = id, user_id = %caller.user_id, reason = %e, "connection refused");
+            status(429)
+        }
         Err(e) => {
             tracing::error!(connection_id = id, error = %e, "storing a connection failed");
             status(500)
@@ -94,6 +105,13 @@ async fn handle_message(app: &App, id: &str, body: &str) -> Result<ServerMessage
         .get_connection(id)
         .await?
         .ok_or_else(|| ApiError::NotFound("this connection is not known; reconnect".into()))?;
+    if connection.expires_at + TOKEN_LEEWAY_SECS < chrono::Utc::now().timestamp() {
+        if let Some(notifier) = &app.notifier {
+            notifier.close(id).await;
+        }
+        app.table.delete_connection(id).await?;
+        return Err(ApiError::Unauthorized("token expired; reconnect with a new one".into()));
+    }
     match message {
         ClientMessage::Subscribe { post_ids } => {
             let ttl = chrono::Utc::now().timestamp() + CONNECTION_TTL_SECS;
