@@ -182,19 +182,22 @@ async fn start(binary: &str, name: &str, env: &BTreeMap<String, String>, events:
     outcome
 }
 
+/// A file of the repository as JSON (`events/...`, `local/sam-env.json`).
+fn repo_json(path: &str) -> Value {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 fn authorizer_event(token: &str) -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/authorizer.json"))
-        .expect("events/authorizer.json");
-    let mut event: Value = serde_json::from_str(&text).expect("JSON");
+    let mut event = repo_json("events/authorizer.json");
     event["headers"]["authorization"] = json!(format!("Bearer {token}"));
     event["identitySource"] = json!([format!("Bearer {token}")]);
     event
 }
 
 fn websocket_authorizer_event(token: &str) -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/ws-authorizer.json"))
-        .expect("events/ws-authorizer.json");
-    let mut event: Value = serde_json::from_str(&text).expect("JSON");
+    let mut event = repo_json("events/ws-authorizer.json");
     event["queryStringParameters"]["token"] = json!(token);
     event
 }
@@ -395,10 +398,7 @@ async fn sam_local_functions_work_against_forum_locals_data_plane() {
     options.storage = forum_local::Storage::InMemory;
     let stack = forum_local::Stack::start(options).await.expect("the data plane starts");
     // local/sam-env.json as SAM's containers get it, its fixed ports mapped to this run's.
-    let file: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../local/sam-env.json")).expect("sam-env.json"),
-    )
-    .expect("JSON");
+    let file = repo_json("local/sam-env.json");
     let port = |endpoint: &str| endpoint.rsplit(':').next().unwrap_or_default().to_string();
     let actual = BTreeMap::from([
         ("8000".to_string(), port(&stack.dynamodb_endpoint)),
@@ -435,9 +435,7 @@ async fn sam_local_functions_work_against_forum_locals_data_plane() {
     let mut env = environments.remove("create-post").expect("create-post");
     env.insert("AWS_SAM_LOCAL".into(), "true".into());
 
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/create-post.json"))
-        .expect("events/create-post.json");
-    let event: Value = serde_json::from_str(&text).expect("JSON");
+    let event = repo_json("events/create-post.json");
     let path = BINARIES
         .iter()
         .find(|(n, _)| *n == "create-post")

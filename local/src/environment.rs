@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml::Value;
 
-use crate::template::{StackTemplate, TemplateError};
+use crate::template::{StackTemplate, TemplateError, scalar_string};
 
 /// The repository's samconfig.toml, whose `local_*` sections carry the development parameter set.
 pub const BUNDLED_SAMCONFIG: &str = include_str!("../../samconfig.toml");
@@ -82,17 +82,6 @@ pub struct Resolver<'t> {
 
 fn invalid(message: String) -> TemplateError {
     TemplateError::Invalid(message)
-}
-
-/// A YAML scalar as CloudFormation passes it on: strings as they are, numbers and booleans
-/// written out.
-fn scalar(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 /// An intrinsic function as (name, argument), from either the short (`!Ref`) or the long
@@ -213,20 +202,25 @@ impl<'t> Resolver<'t> {
             },
             "Condition" => {
                 let id = arg.as_str().ok_or_else(|| invalid("Condition takes a name".into()))?;
-                let named = self
-                    .template
-                    .conditions
-                    .get(id)
-                    .ok_or_else(|| invalid(format!("no condition named {id}")))?;
-                self.condition(named)
+                self.named_condition(id)
             }
             other => Err(invalid(format!("{other} is not a condition function"))),
         }
     }
 
+    /// A condition of the template's `Conditions`, by name.
+    fn named_condition(&self, id: &str) -> Result<bool, TemplateError> {
+        let named = self
+            .template
+            .conditions
+            .get(id)
+            .ok_or_else(|| invalid(format!("no condition named {id}")))?;
+        self.condition(named)
+    }
+
     /// A value as the string a function's environment receives.
     pub fn string(&self, value: &Value) -> Result<String, TemplateError> {
-        if let Some(s) = scalar(value) {
+        if let Some(s) = scalar_string(value) {
             return Ok(s);
         }
         let (name, arg) = intrinsic(value).ok_or_else(|| invalid(format!("cannot resolve {value:?}")))?;
@@ -245,14 +239,11 @@ impl<'t> Resolver<'t> {
                 self.substitute(text)
             }
             "Fn::If" => match arg.as_sequence().map(Vec::as_slice) {
-                Some([Value::String(condition), then, otherwise]) => {
-                    let named = self
-                        .template
-                        .conditions
-                        .get(condition)
-                        .ok_or_else(|| invalid(format!("no condition named {condition}")))?;
-                    self.string(if self.condition(named)? { then } else { otherwise })
-                }
+                Some([Value::String(condition), then, otherwise]) => self.string(if self.named_condition(condition)? {
+                    then
+                } else {
+                    otherwise
+                }),
                 _ => Err(invalid("Fn::If takes [condition, then, else]".into())),
             },
             "Fn::GetAtt" => {

@@ -123,7 +123,9 @@ pub struct StackTemplate {
     pub bucket_names: BTreeMap<String, Value>,
 }
 
-fn scalar_string(value: &Value) -> Option<String> {
+/// A YAML scalar as CloudFormation passes it on: strings as they are, numbers and booleans
+/// written out.
+pub(crate) fn scalar_string(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
