@@ -161,7 +161,9 @@ async fn api(args: Args) {
         .expect("options")
         .parameter("RatePostsPerMinute", &max)
         .parameter("RateCommentsPerMinute", &max)
-        .parameter("RateLikesPerMinute", &max);
+        .parameter("RateLikesPerMinute", &max)
+        .parameter("RateEditsPerMinute", &max)
+        .parameter("RateUploadsPerMinute", &max);
     options.listen = "127.0.0.1:0".parse().expect("addr");
     options.dynamodb_endpoint = Some(endpoint);
     options.table_name = format!("forum-bench-{}", ulid::Ulid::new());

@@ -60,6 +60,8 @@ fn parameter_of(var: &str) -> &'static str {
         "FORUM_RATE_POSTS_PER_MIN" => "RatePostsPerMinute",
         "FORUM_RATE_COMMENTS_PER_MIN" => "RateCommentsPerMinute",
         "FORUM_RATE_LIKES_PER_MIN" => "RateLikesPerMinute",
+        "FORUM_RATE_EDITS_PER_MIN" => "RateEditsPerMinute",
+        "FORUM_RATE_UPLOADS_PER_MIN" => "RateUploadsPerMinute",
         _ => "",
     }
 }
@@ -189,6 +191,12 @@ pub struct RateLimits {
     pub comments_per_min: u32,
     /// `FORUM_RATE_LIKES_PER_MIN` (default 120): like toggles.
     pub likes_per_min: u32,
+    /// `FORUM_RATE_EDITS_PER_MIN` (default 30): edits of posts and comments together (each
+    /// edit is broadcast to the post's subscribers).
+    pub edits_per_min: u32,
+    /// `FORUM_RATE_UPLOADS_PER_MIN` (default 10): direct and presigned uploads together (each
+    /// may cost a `process-media` run).
+    pub uploads_per_min: u32,
 }
 
 impl Default for RateLimits {
@@ -197,6 +205,8 @@ impl Default for RateLimits {
             posts_per_min: 10,
             comments_per_min: 30,
             likes_per_min: 120,
+            edits_per_min: 30,
+            uploads_per_min: 10,
         }
     }
 }
@@ -208,6 +218,8 @@ impl RateLimits {
             posts_per_min: env.positive("FORUM_RATE_POSTS_PER_MIN", d.posts_per_min)?,
             comments_per_min: env.positive("FORUM_RATE_COMMENTS_PER_MIN", d.comments_per_min)?,
             likes_per_min: env.positive("FORUM_RATE_LIKES_PER_MIN", d.likes_per_min)?,
+            edits_per_min: env.positive("FORUM_RATE_EDITS_PER_MIN", d.edits_per_min)?,
+            uploads_per_min: env.positive("FORUM_RATE_UPLOADS_PER_MIN", d.uploads_per_min)?,
         })
     }
 }

@@ -230,4 +230,6 @@ pub struct Media {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub reason: Option<String>,
+    /// The post that shows it, once one claimed it: an upload belongs to one post at most.
+    pub post_id: Option<String>,
 }

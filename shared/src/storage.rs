@@ -146,6 +146,20 @@ impl Bucket {
         Ok(())
     }
 
+    /// Deletes everything stored for an upload: what the client sent (if still there) and
+    /// every variant made of it. Deleting a missing key succeeds, so this is safe to repeat.
+    pub async fn delete_media(&self, media_id: &str, kind: MediaType) -> Result<(), ApiError> {
+        let keys = std::iter::once(upload_key(media_id))
+            .chain(VARIANTS.iter().map(|(name, _)| variant_key(media_id, name, kind)));
+        futures::future::try_join_all(keys.map(|key| async move { self.delete(&key).await })).await?;
+        Ok(())
+    }
+
+    /// The start of every public URL of an upload's variants.
+    pub fn media_url_prefix(&self, media_id: &str) -> String {
+        self.public_url(&format!("media/{media_id}/"))
+    }
+
     /// A presigned PUT whose signature covers the content type and length: S3 refuses an
     /// upload of another type or size, or with a tampered signature.
     pub async fn presign_put(&self, key: &str, kind: MediaType, length: u64) -> Result<PresignedUpload, ApiError> {

@@ -203,6 +203,9 @@ fn media_item(media: &Media) -> Item {
     item.insert("created_at".into(), s(&media.created_at));
     item.insert(keys::USER_PK.into(), s(keys::user_pk(&media.user_id)));
     item.insert(keys::USER_SK.into(), s(format!("MEDIA#{}", media.id)));
+    if let Some(post_id) = &media.post_id {
+        item.insert("post_id".into(), s(post_id));
+    }
     item
 }
 
@@ -226,6 +229,7 @@ fn media_from_item(item: &Item) -> Result<Media, ApiError> {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok()),
         reason: get_s(item, "reason"),
+        post_id: get_s(item, "post_id"),
     })
 }
 
@@ -326,6 +330,10 @@ pub enum RateAction {
     Post,
     Comment,
     LikeToggle,
+    /// Edits of posts and comments.
+    Edit,
+    /// Direct and presigned uploads.
+    Upload,
 }
 
 impl RateAction {
@@ -335,6 +343,8 @@ impl RateAction {
             RateAction::Post => "post",
             RateAction::Comment => "comment",
             RateAction::LikeToggle => "like",
+            RateAction::Edit => "edit",
+            RateAction::Upload => "upload",
         }
     }
 
@@ -343,6 +353,8 @@ impl RateAction {
             RateAction::Post => "posts",
             RateAction::Comment => "comments",
             RateAction::LikeToggle => "like toggles",
+            RateAction::Edit => "edits",
+            RateAction::Upload => "uploads",
         }
     }
 }
@@ -533,7 +545,7 @@ impl Table {
 
     /// Writes a new post, its author's profile (when it changed) and a rate-limit token in one
     /// transaction: one round trip, and nothing written when over the limit.
-    /// Media it shows must be the author's own: checked in the same transaction.
+    /// Media it shows must be the author's own and unused: claimed in the same transaction.
     pub async fn create_post(
         &self,
         post: &Post,
@@ -546,14 +558,14 @@ impl Table {
             self.put(post_item(post), Some("attribute_not_exists(pk)"))?,
         ];
         if let Some(media) = media {
-            actions.push(self.own_media_check(media, &post.user_id)?);
+            actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);
         }
         if let Some(profile) = author {
             actions.push(self.put(profile_item(profile, &post.created_at), None)?);
         }
         match self.transact(actions).await? {
             Ok(()) => Ok(()),
-            Err(c) if media.is_some() && c.failed(2) => Err(not_own_media()),
+            Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
             Err(c) if c.failed(0) => Err(rate.refused()),
             Err(c) => Err(ApiError::Internal(format!("post write refused: {:?}", c.codes))),
         }
@@ -583,7 +595,8 @@ impl Table {
         }
     }
 
-    /// Edits a comment if `caller` wrote it and its post still exists: one transaction.
+    /// Edits a comment if `caller` wrote it and its post still exists, taking a rate-limit
+    /// token: one transaction.
     pub async fn update_comment(
         &self,
         post_id: &str,
@@ -591,6 +604,7 @@ impl Table {
         caller: &str,
         content: &str,
         edited_at: &str,
+        rate: &RateToken,
     ) -> Result<(), ApiError> {
         let update = built(
             Update::builder()
@@ -607,9 +621,12 @@ impl Table {
         let actions = vec![
             self.post_exists_check(post_id)?,
             TransactWriteItem::builder().update(update).build(),
+            self.take_rate_token(rate)?,
         ];
         match self.transact(actions).await? {
             Ok(()) => Ok(()),
+            // Over the limit only matters for an edit that could otherwise have happened.
+            Err(c) if c.failed(2) && !c.failed(0) && !c.failed(1) => Err(rate.refused()),
             Err(c) => Err(comment_write_failure(&c)),
         }
     }
@@ -699,34 +716,110 @@ impl Table {
         })
     }
 
-    /// The media must be the caller's, of the type its URL names, and not rejected.
-    fn own_media_check(&self, media: &OwnMedia, user_id: &str) -> Result<TransactWriteItem, ApiError> {
-        let check = built(
-            ConditionCheck::builder()
+    /// Claims an upload for a post: it must be the caller's, of the type its URL names, not
+    /// rejected, not expired, and not used by another post. A claimed upload no longer expires;
+    /// it lives as long as its post shows it (the stream releases it after).
+    fn claim_media(
+        &self,
+        media: &OwnMedia,
+        user_id: &str,
+        post_id: &str,
+        now: i64,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let update = built(
+            Update::builder()
                 .table_name(&self.name)
                 .set_key(Some(key(keys::media_pk(&media.id), keys::MEDIA_SK)))
+                .update_expression("SET post_id = :post REMOVE #ttl")
                 .condition_expression(
-                    "attribute_exists(pk) AND user_id = :owner AND content_type = :type AND #status <> :rejected",
+                    "attribute_exists(pk) AND user_id = :owner AND content_type = :type AND #status <> :rejected \
+                     AND (attribute_not_exists(post_id) OR post_id = :post) \
+                     AND (attribute_not_exists(#ttl) OR #ttl > :now)",
                 )
                 .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":owner", s(user_id))
                 .expression_attribute_values(":type", s(media.kind.content_type()))
                 .expression_attribute_values(":rejected", s(MediaStatus::Rejected.as_str()))
+                .expression_attribute_values(":post", s(post_id))
+                .expression_attribute_values(":now", signed(now))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build(),
         )?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Records a new upload (pending).
-    pub async fn create_media(&self, media: &Media) -> Result<(), ApiError> {
-        self.client
-            .put_item()
+    /// Records a new upload (pending) and takes a rate-limit token: one transaction. Until a
+    /// post claims it, the record expires [`UNCLAIMED_MEDIA_TTL_SECS`] after the request (TTL),
+    /// and the stream then deletes its objects.
+    pub async fn create_media(&self, media: &Media, rate: &RateToken) -> Result<(), ApiError> {
+        let mut item = media_item(media);
+        item.insert("ttl".into(), signed(rate.now + UNCLAIMED_MEDIA_TTL_SECS));
+        let actions = vec![
+            self.take_rate_token(rate)?,
+            self.put(item, Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) => Err(ApiError::Internal(format!("media write refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Deletes an upload's record once no post shows it: the post that claimed it was deleted
+    /// or now shows other media. Done in one transaction with a check that the post does not
+    /// show it (again), so a late stream record never removes media in use. `url_prefix` is
+    /// the start of every URL of the media (`<base>/media/<id>/`).
+    pub async fn release_media(&self, media_id: &str, post_id: &str, url_prefix: &str) -> Result<bool, ApiError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::media_pk(media_id), keys::MEDIA_SK)))
+                .condition_expression("post_id = :post")
+                .expression_attribute_values(":post", s(post_id))
+                .build(),
+        )?;
+        let unused = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR attribute_not_exists(media_url) OR NOT begins_with(media_url, :prefix)",
+                )
+                .expression_attribute_values(":prefix", s(url_prefix))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().condition_check(unused).build(),
+        ];
+        Ok(self.transact(actions).await?.is_ok())
+    }
+
+    /// Takes media that was rejected after a post claimed it off that post (the post then
+    /// shows no media, and the stream releases the media). `false` when the post is gone or
+    /// already shows something else.
+    pub async fn drop_rejected_media(&self, post_id: &str, url_prefix: &str) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .update_item()
             .table_name(&self.name)
-            .set_item(Some(media_item(media)))
-            .condition_expression("attribute_not_exists(pk)")
+            .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+            .update_expression("REMOVE media_url")
+            .condition_expression("attribute_exists(pk) AND begins_with(media_url, :prefix)")
+            .expression_attribute_values(":prefix", s(url_prefix))
             .send()
-            .await?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn get_media(&self, media_id: &str) -> Result<Option<Media>, ApiError> {
@@ -1041,17 +1134,6 @@ impl Table {
         let count = doomed.len();
         self.batch_delete(doomed).await?;
         Ok(count)
-    }
-
-    /// Deletes a media record (when its post is deleted).
-    pub async fn delete_media(&self, media_id: &str) -> Result<(), ApiError> {
-        self.client
-            .delete_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::media_pk(media_id), keys::MEDIA_SK)))
-            .send()
-            .await?;
-        Ok(())
     }
 
     /// A post's current counters (consistent), for events about it.
@@ -1403,9 +1485,10 @@ impl Table {
     }
 
     /// Edits a post if `caller` owns it; returns the post as now stored and whether `caller`
-    /// likes it. Two round trips: without new media, an UpdateItem (`ALL_NEW`) beside a read of
-    /// the caller's like; with new media, a transaction that also checks the media is the
-    /// caller's, then one BatchGetItem of the post and the like.
+    /// likes it. Two round trips, concurrent: a transaction (the edit, a rate-limit token and,
+    /// with new media, its claim) beside a BatchGetItem of the post and the caller's like, onto
+    /// which the edit's own fields are laid (the read may see the post just before the edit).
+    #[allow(clippy::too_many_arguments)]
     pub async fn update_post(
         &self,
         post_id: &str,
@@ -1414,6 +1497,7 @@ impl Table {
         media_url: Option<Option<&str>>,
         new_media: Option<&OwnMedia>,
         edited_at: &str,
+        rate: &RateToken,
     ) -> Result<(Post, bool), ApiError> {
         let mut sets = vec!["edited_at = :edited_at"];
         let mut removes = Vec::new();
@@ -1437,59 +1521,41 @@ impl Table {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        let owner_condition = "attribute_exists(pk) AND user_id = :caller";
-        let post_key = key(keys::post_pk(post_id), keys::POST_SK);
-
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .update_expression(expression)
+                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        let mut actions = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.take_rate_token(rate)?,
+        ];
         if let Some(media) = new_media {
-            let update = built(
-                Update::builder()
-                    .table_name(&self.name)
-                    .set_key(Some(post_key))
-                    .update_expression(expression)
-                    .condition_expression(owner_condition)
-                    .set_expression_attribute_values(Some(values))
-                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                    .build(),
-            )?;
-            let actions = vec![
-                TransactWriteItem::builder().update(update).build(),
-                self.own_media_check(media, caller)?,
-            ];
-            match self.transact(actions).await? {
-                Ok(()) => {}
-                Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
-                Err(_) => return Err(not_own_media()),
-            }
-            return self
-                .get_post(post_id, caller)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("post not found".into()));
+            actions.push(self.claim_media(media, caller, post_id, rate.now)?);
         }
-
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(post_key))
-            .update_expression(expression)
-            .condition_expression(owner_condition)
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send();
-        let (updated, liked) = tokio::join!(update, self.likes(post_id, caller));
-        let post = match updated {
-            Ok(out) => post_from_item(out.attributes().unwrap_or(&HashMap::new()))?,
-            Err(err) => {
-                return match err.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
-                        Err(owned_write_failure(e.item().is_some()).into_error())
-                    }
-                    _ => Err(err.into()),
-                };
-            }
-        };
-        Ok((post, liked?))
+        let (written, read) = tokio::join!(self.transact(actions), self.get_post(post_id, caller));
+        match written? {
+            Ok(()) => {}
+            Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
+            Err(c) if c.failed(2) => return Err(media_refused(c.item(2), caller, post_id)),
+            Err(c) if c.failed(1) => return Err(rate.refused()),
+            Err(c) => return Err(ApiError::Internal(format!("post edit refused: {:?}", c.codes))),
+        }
+        // Deleted in between: gone is the truthful answer.
+        let (mut post, liked) = read?.ok_or_else(|| ApiError::NotFound("post not found".into()))?;
+        if let Some(content) = content {
+            post.content = content.to_string();
+        }
+        if let Some(url) = media_url {
+            post.media_url = url.map(str::to_string);
+        }
+        post.edited_at = Some(edited_at.to_string());
+        Ok((post, liked))
     }
 
     /// Deletes a post if `caller` owns it, in one DeleteItem. Its comments and likes become
@@ -1552,12 +1618,29 @@ pub fn comments_scope(post_id: &str) -> String {
     format!("comments:{post_id}")
 }
 
-fn not_own_media() -> ApiError {
-    ApiError::bad_request(
-        "invalid_media_url",
-        "`media_url` must be an image you uploaded (and that was not rejected)",
-    )
+/// Why a post may not show the media it names: someone else's, missing, expired or rejected
+/// (the same answer for each, so ids cannot be probed), or the caller's but shown by another post.
+fn media_refused(seen: Option<&Item>, caller: &str, post_id: &str) -> ApiError {
+    let claimed_elsewhere = seen.is_some_and(|item| {
+        get_s(item, "user_id").as_deref() == Some(caller)
+            && get_s(item, "post_id").is_some_and(|other| other != post_id)
+    });
+    if claimed_elsewhere {
+        ApiError::bad_request(
+            "invalid_media_url",
+            "that image is already shown by another of your posts; an upload belongs to one post (upload it again)",
+        )
+    } else {
+        ApiError::bad_request(
+            "invalid_media_url",
+            "`media_url` must be an image you uploaded in the last 24 hours (and that was not rejected)",
+        )
+    }
 }
+
+/// How long an upload no post has claimed is kept (its record expires by TTL, and the stream
+/// then deletes its objects).
+pub const UNCLAIMED_MEDIA_TTL_SECS: i64 = 24 * 3600;
 
 /// An open WebSocket connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1585,6 +1668,8 @@ pub enum Change {
         old: Option<Media>,
         new: Media,
     },
+    /// An upload's record was deleted: released by its post, or expired unclaimed (TTL).
+    MediaRemoved(Media),
     /// Items whose changes nobody is told about (likes, profiles, connections, rate windows).
     Other,
 }
@@ -1606,6 +1691,7 @@ impl Change {
                 old: o.map(media_from_item).transpose()?,
                 new: media_from_item(n)?,
             },
+            (Some("media"), Some(o), None) => Change::MediaRemoved(media_from_item(o)?),
             _ => Change::Other,
         })
     }

@@ -91,8 +91,9 @@ async fn every_sample_event_runs_through_its_handler() {
         width: None,
         height: None,
         reason: None,
+        post_id: None,
     };
-    app.table.create_media(&media).await.unwrap();
+    app.table.create_media(&media, &rate(RateAction::Upload)).await.unwrap();
 
     let mut covered = Vec::new();
     for (file, route, status) in [

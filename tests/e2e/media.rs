@@ -359,7 +359,8 @@ async fn posts_may_only_use_their_authors_media() {
     assert_eq!(post.status, 201, "{}", post.body);
     assert_eq!(post.body["media_url"], alices["url"]);
     // A thumbnail URL of one's own media is fine too.
-    let thumb = alices["thumbnails"]["320"].as_str().unwrap();
+    let fresh = ready_media(&alice).await;
+    let thumb = fresh["thumbnails"]["320"].as_str().unwrap();
     assert_eq!(
         alice
             .post("/api/forum/posts/", json!({"content": "thumb", "media_url": thumb}))
@@ -402,4 +403,225 @@ async fn posts_may_only_use_their_authors_media() {
     bob.get(&format!("/api/forum/media/{}/", alices["id"].as_str().unwrap()))
         .await
         .assert_error(404, "not_found");
+}
+
+/// Waits until nothing is stored under `prefix` (the stream deletes asynchronously).
+async fn gone(stack: &TestStack, prefix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !objects(stack, prefix).await.is_empty() {
+        assert!(Instant::now() < deadline, "{prefix} still stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a post until `check` holds for it.
+async fn post_until(client: &Client, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let post = client.get(path).await;
+        if check(&post.body) {
+            return post.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never became as expected: {}",
+            post.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upload_belongs_to_one_post_and_is_deleted_when_no_post_shows_it() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let first = ready_media(&alice).await;
+    let id = |m: &Value| m["id"].as_str().unwrap().to_string();
+    let url = |m: &Value| m["url"].as_str().unwrap().to_string();
+
+    let post = alice
+        .post("/api/forum/posts/", json!({"content": "one", "media_url": url(&first)}))
+        .await;
+    assert_eq!(post.status, 201, "{}", post.body);
+    let path = format!("/api/forum/posts/{}/", post.body["id"].as_str().unwrap());
+    // The same upload (under any of its URLs) in a second post, new or edited, is refused:
+    // deleting one post would otherwise break the other's image.
+    let other = alice.create_post("two").await;
+    let other_path = format!("/api/forum/posts/{}/", other["id"].as_str().unwrap());
+    for reuse in [url(&first), first["thumbnails"]["640"].as_str().unwrap().to_string()] {
+        let refused = alice
+            .post("/api/forum/posts/", json!({"content": "again", "media_url": reuse}))
+            .await;
+        refused.assert_error(400, "invalid_media_url");
+        assert!(
+            refused.body["error"]["message"].as_str().unwrap().contains("another"),
+            "{}",
+            refused.body
+        );
+        alice
+            .patch(&other_path, json!({"media_url": reuse}))
+            .await
+            .assert_error(400, "invalid_media_url");
+    }
+    assert!(alice.get(&other_path).await.body["media_url"].is_null());
+    // Setting the same media again on its own post is no change of owner.
+    assert_eq!(alice.patch(&path, json!({"media_url": url(&first)})).await.status, 200);
+
+    // An edit that swaps the image releases the old one: record and objects go.
+    let second = ready_media(&alice).await;
+    let swapped = alice.patch(&path, json!({"media_url": url(&second)})).await;
+    assert_eq!(swapped.status, 200, "{}", swapped.body);
+    gone(stack, &format!("media/{}/", id(&first))).await;
+    alice
+        .get(&format!("/api/forum/media/{}/", id(&first)))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(fetch(&url(&second)).await.0, 200, "the new image is served");
+    // The released upload cannot come back.
+    alice
+        .patch(&path, json!({"media_url": url(&first)}))
+        .await
+        .assert_error(400, "invalid_media_url");
+
+    // Removing the image releases it too.
+    assert_eq!(alice.patch(&path, json!({"media_url": null})).await.status, 200);
+    gone(stack, &format!("media/{}/", id(&second))).await;
+
+    // Deleting the post deletes the media it showed.
+    let third = ready_media(&alice).await;
+    assert_eq!(alice.patch(&path, json!({"media_url": url(&third)})).await.status, 200);
+    assert_eq!(alice.delete(&path).await.status, 204);
+    gone(stack, &format!("media/{}/", id(&third))).await;
+    alice
+        .get(&format!("/api/forum/media/{}/", id(&third)))
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_post_never_keeps_media_that_was_rejected_after_it_took_it() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    // A presigned upload is pending until its bytes arrive; a post may already show it.
+    let bytes = b"this is not a PNG at all, whatever the header said".to_vec();
+    let presigned = alice
+        .post(
+            "/api/forum/upload/presign/",
+            json!({"content_type": "image/png", "content_length": bytes.len()}),
+        )
+        .await;
+    assert_eq!(presigned.status, 201, "{}", presigned.body);
+    let media_id = presigned.body["id"].as_str().unwrap().to_string();
+    let post = alice
+        .post(
+            "/api/forum/posts/",
+            json!({"content": "soon", "media_url": presigned.body["url"]}),
+        )
+        .await;
+    assert_eq!(post.status, 201, "{}", post.body);
+    let path = format!("/api/forum/posts/{}/", post.body["id"].as_str().unwrap());
+
+    let mut put = reqwest::Client::new()
+        .put(presigned.body["upload"]["url"].as_str().unwrap())
+        .body(bytes);
+    for (name, value) in presigned.body["upload"]["headers"].as_object().unwrap() {
+        if !name.eq_ignore_ascii_case("content-length") {
+            put = put.header(name, value.as_str().unwrap());
+        }
+    }
+    assert_eq!(put.send().await.unwrap().status().as_u16(), 200);
+    // Rejected: the post then shows no image rather than one that 404s forever...
+    let post = post_until(&alice, &path, |p| p["media_url"].is_null()).await;
+    assert_eq!(post["content"], "soon");
+    // ... and the rejected upload, shown by nothing, is deleted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.get(&format!("/api/forum/media/{media_id}/")).await.status != 404 {
+        assert!(Instant::now() < deadline, "rejected media kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(objects(stack, &format!("uploads/{media_id}")).await.is_empty());
+}
+
+#[tokio::test]
+async fn uploads_no_post_claims_expire_and_their_objects_go() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let table = &stack.stack.app.table;
+    let client = table.client();
+    let key = |id: &str| {
+        std::collections::HashMap::from([
+            (
+                "pk".to_string(),
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::media_pk(id)),
+            ),
+            (
+                "sk".to_string(),
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::MEDIA_SK.to_string()),
+            ),
+        ])
+    };
+    let ttl_of = |id: String| async move {
+        let item = client
+            .get_item()
+            .table_name(table.name())
+            .set_key(Some(key(&id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        item.item()
+            .and_then(|i| i.get("ttl"))
+            .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
+    };
+
+    // Unclaimed, an upload expires a day after it was made.
+    let unclaimed = ready_media(&alice).await;
+    let unclaimed_id = unclaimed["id"].as_str().unwrap().to_string();
+    let ttl = ttl_of(unclaimed_id.clone())
+        .await
+        .expect("an unclaimed upload has a TTL");
+    let expected = chrono::Utc::now().timestamp() + shared::store::UNCLAIMED_MEDIA_TTL_SECS;
+    assert!((expected - 120..=expected).contains(&ttl), "{ttl} vs {expected}");
+    // Claimed, it lives as long as its post.
+    let claimed = ready_media(&alice).await;
+    let post = alice
+        .post(
+            "/api/forum/posts/",
+            json!({"content": "kept", "media_url": claimed["url"]}),
+        )
+        .await;
+    assert_eq!(post.status, 201, "{}", post.body);
+    assert_eq!(ttl_of(claimed["id"].as_str().unwrap().to_string()).await, None);
+
+    // Past its TTL (DynamoDB deletes expired items lazily), it can no longer be claimed.
+    client
+        .update_item()
+        .table_name(table.name())
+        .set_key(Some(key(&unclaimed_id)))
+        .update_expression("SET #ttl = :past")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N((chrono::Utc::now().timestamp() - 1).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    alice
+        .post(
+            "/api/forum/posts/",
+            json!({"content": "late", "media_url": unclaimed["url"]}),
+        )
+        .await
+        .assert_error(400, "invalid_media_url");
+    // When TTL removes the record, the stream deletes what was stored for it.
+    assert!(!objects(stack, &format!("media/{unclaimed_id}/")).await.is_empty());
+    client
+        .delete_item()
+        .table_name(table.name())
+        .set_key(Some(key(&unclaimed_id)))
+        .send()
+        .await
+        .unwrap();
+    gone(stack, &format!("media/{unclaimed_id}/")).await;
 }

@@ -112,8 +112,9 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let body: CommentBody = json_body(req)?;
     let content = validate::clean_text(&body.content, content_rules(app))?;
     let edited_at = now_rfc3339();
+    let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
     app.table
-        .update_comment(&post_id, &comment_id, &caller.user_id, &content, &edited_at)
+        .update_comment(&post_id, &comment_id, &caller.user_id, &content, &edited_at, &rate)
         .await?;
     // Everything in the answer is known without a read: the author is the caller, and the
     // creation time is in the id.

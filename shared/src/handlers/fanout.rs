@@ -12,7 +12,7 @@ use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use crate::media::THUMBNAIL_SIZES;
 use crate::metrics::{self, Metric};
-use crate::model::{CommentView, MediaStatus, PostView, Profile};
+use crate::model::{CommentView, MediaStatus, Post, PostView, Profile};
 use crate::realtime::{ServerMessage, item_from_json};
 use crate::storage::variant_key;
 use crate::store::{Change, Recipient};
@@ -50,6 +50,7 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
         }
         Change::PostChanged { old, new } => {
             let recipients = post_audience(app, &new.id, &new.user_id).await?;
+            let media_changed = old.media_url != new.media_url;
             if old.like_count != new.like_count {
                 let message = ServerMessage::LikeUpdated {
                     post_id: new.id.clone(),
@@ -64,6 +65,9 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
                 };
                 broadcast(app, &recipients, &message).await?;
             }
+            if media_changed {
+                release_media(app, &old).await?;
+            }
             Ok(())
         }
         Change::PostDeleted(post) => {
@@ -73,15 +77,7 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
             broadcast(app, &app.table.all_connections().await?, &message).await?;
             // The post's comments, likes and subscriptions, then its media.
             let removed = app.table.delete_post_leftovers(&post.id).await?;
-            if let Some((media_id, kind)) = post.media_url.as_deref().and_then(|url| app.bucket.media_of_url(url)) {
-                let names = ["display".to_string()]
-                    .into_iter()
-                    .chain(THUMBNAIL_SIZES.iter().map(u32::to_string));
-                for name in names {
-                    app.bucket.delete(&variant_key(&media_id, &name, kind)).await?;
-                }
-                app.table.delete_media(&media_id).await?;
-            }
+            release_media(app, &post).await?;
             tracing::info!(post_id = %post.id, removed, "deleted post cleaned up");
             Ok(())
         }
@@ -117,6 +113,14 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
             if !was_pending || new.status == MediaStatus::Pending {
                 return Ok(());
             }
+            // A post took it while it was pending: it shows nothing rather than a broken image.
+            if let (MediaStatus::Rejected, Some(post_id)) = (new.status, &new.post_id) {
+                let dropped = app
+                    .table
+                    .drop_rejected_media(post_id, &app.bucket.media_url_prefix(&new.id))
+                    .await?;
+                tracing::info!(media_id = %new.id, post_id, dropped, "rejected media taken off its post");
+            }
             let url = |variant: &str| app.bucket.public_url(&variant_key(&new.id, variant, new.media_type));
             let message = match new.status {
                 MediaStatus::Ready => ServerMessage::MediaReady {
@@ -137,8 +141,29 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
             };
             broadcast(app, &app.table.user_connections(&new.user_id).await?, &message).await
         }
+        Change::MediaRemoved(media) => {
+            // Released by its post, or expired before any post claimed it: nothing may show
+            // it any more, so nothing of it is kept.
+            app.bucket.delete_media(&media.id, media.media_type).await?;
+            tracing::info!(media_id = %media.id, "media objects deleted");
+            Ok(())
+        }
         Change::Other => Ok(()),
     }
+}
+
+/// The media a post showed (before an edit, or before it was deleted) is deleted, unless the
+/// post shows it again by now.
+async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
+    let Some((media_id, _)) = post.media_url.as_deref().and_then(|url| app.bucket.media_of_url(url)) else {
+        return Ok(());
+    };
+    let released = app
+        .table
+        .release_media(&media_id, &post.id, &app.bucket.media_url_prefix(&media_id))
+        .await?;
+    tracing::info!(%media_id, post_id = %post.id, released, "media released by its post");
+    Ok(())
 }
 
 async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {

@@ -14,6 +14,7 @@ use crate::http_api::{json, json_body, path_id};
 use crate::media::{self, MAX_DIRECT_UPLOAD_BYTES, MAX_UPLOAD_BYTES, MediaError, MediaType, THUMBNAIL_SIZES};
 use crate::model::{Media, MediaStatus, new_id_with_timestamp};
 use crate::storage::{IMMUTABLE, PresignedUpload, media_id_of_upload, upload_key, variant_key};
+use crate::store::RateAction;
 
 /// Multipart framing around the file: boundaries and part headers.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -117,8 +118,10 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         width: None,
         height: None,
         reason: None,
+        post_id: None,
     };
-    app.table.create_media(&record).await?;
+    let rate = app.rate_token(caller, RateAction::Upload, app.rate_limits.uploads_per_min);
+    app.table.create_media(&record, &rate).await?;
     if let Err(err) = app
         .bucket
         .put(&upload_key(&id), file, probe.media_type.content_type(), None)
@@ -170,12 +173,14 @@ pub async fn presign_upload(app: &App, req: &Request, caller: &Caller) -> Result
         width: None,
         height: None,
         reason: None,
+        post_id: None,
     };
     let upload = app
         .bucket
         .presign_put(&upload_key(&id), kind, body.content_length)
         .await?;
-    app.table.create_media(&record).await?;
+    let rate = app.rate_token(caller, RateAction::Upload, app.rate_limits.uploads_per_min);
+    app.table.create_media(&record, &rate).await?;
     Ok(json(
         201,
         &PresignView {

@@ -154,6 +154,7 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
     };
     let new_url = media.as_ref().map(|m| m.as_ref().map(|(url, _)| url.as_str()));
     let new_media = media.as_ref().and_then(|m| m.as_ref().map(|(_, own)| own));
+    let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
     let (post, is_liked) = app
         .table
         .update_post(
@@ -163,6 +164,7 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
             new_url,
             new_media,
             &now_rfc3339(),
+            &rate,
         )
         .await?;
     // Only the author gets here, so the author's profile is the caller's.
