@@ -220,7 +220,7 @@ pub struct Caller {
 }
 
 const MAX_USER_ID_LEN: usize = 128;
-const MAX_USERNAME_CHARS: usize = 64;
+pub const MAX_USERNAME_CHARS: usize = 64;
 
 impl Caller {
     fn from_claims(claims: Claims) -> Result<Self, AuthFailure> {

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 405: the path exists but not with this method.
     #[error("method {method} is not allowed here")]
     MethodNotAllowed { method: String, allow: Vec<String> },
+    /// 409: the request conflicts with what another account holds (its name).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// 413: the body is larger than the route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RateLimited { .. } => 429,
+            ApiError::Conflict { .. } => 409,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

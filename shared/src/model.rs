@@ -52,8 +52,12 @@ pub struct Post {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
     pub user_id: String,
+    /// The name shown: unique up to case and look-alikes (`validate::username_key`). It is
+    /// `token_name` unless another account held that first ([`Profile::fallback_name`]).
     pub username: String,
     pub avatar_url: Option<String>,
+    /// The name the token asks for, as its claims give it.
+    pub token_name: String,
 }
 
 impl Profile {
@@ -64,16 +68,36 @@ impl Profile {
             user_id: user_id.to_string(),
             username: user_id.to_string(),
             avatar_url: None,
+            token_name: user_id.to_string(),
         }
+    }
+
+    /// The name an account is shown under when another account holds the one its token asks
+    /// for: that name and a tag derived from the account's id (`alice-k3v9q`), so each
+    /// account's second choice differs and stays the same across requests.
+    pub fn fallback_name(&self) -> String {
+        use sha2::{Digest, Sha256};
+        const TAG: &[u8; 32] = b"abcdefghjkmnpqrstvwxyz0123456789";
+        let digest = Sha256::digest(self.user_id.as_bytes());
+        let tag: String = digest
+            .iter()
+            .take(5)
+            .map(|b| TAG[usize::from(b % 32)] as char)
+            .collect();
+        let room = crate::auth::MAX_USERNAME_CHARS - tag.len() - 1;
+        let base: String = self.token_name.chars().take(room).collect();
+        format!("{base}-{tag}")
     }
 }
 
 impl From<&crate::auth::Caller> for Profile {
+    /// The profile a caller's token asks for (shown so unless the name is someone else's).
     fn from(caller: &crate::auth::Caller) -> Self {
         Profile {
             user_id: caller.user_id.clone(),
             username: caller.username.clone(),
             avatar_url: caller.avatar_url.clone(),
+            token_name: caller.username.clone(),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::cursor::{Direction, PageCursor};
 use crate::error::ApiError;
 use crate::media::MediaType;
 use crate::model::{Comment, LikeState, Media, MediaStatus, Post, Profile};
+use crate::validate::username_key;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -86,6 +87,11 @@ pub mod keys {
     pub fn rate_pk(user_id: &str, action: &str) -> String {
         format!("RATE#{user_id}#{action}")
     }
+    /// A display name's claim (`NAME#<username_key>` / `NAME`): which account it belongs to.
+    pub fn name_pk(username_key: &str) -> String {
+        format!("NAME#{username_key}")
+    }
+    pub const NAME_SK: &str = "NAME";
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -238,6 +244,8 @@ fn profile_item(profile: &Profile, now: &str) -> Item {
     item.insert("type".into(), s("profile"));
     item.insert("user_id".into(), s(&profile.user_id));
     item.insert("username".into(), s(&profile.username));
+    item.insert("token_name".into(), s(&profile.token_name));
+    item.insert("name_key".into(), s(username_key(&profile.username)));
     if let Some(url) = &profile.avatar_url {
         item.insert("avatar_url".into(), s(url));
     }
@@ -264,9 +272,11 @@ fn connection_from_item(connection_id: &str, item: &Item) -> Connection {
 }
 
 fn profile_from_item(item: &Item) -> Result<Profile, ApiError> {
+    let username = require_s(item, "username")?;
     Ok(Profile {
         user_id: require_s(item, "user_id")?,
-        username: require_s(item, "username")?,
+        token_name: get_s(item, "token_name").unwrap_or_else(|| username.clone()),
+        username,
         avatar_url: get_s(item, "avatar_url"),
     })
 }
@@ -383,6 +393,16 @@ impl RateToken {
     }
 }
 
+/// Who makes an edit and when: the caller (who must own what they edit), the edit's time,
+/// their rate-limit token, and their profile when it is due to be written.
+#[derive(Clone, Copy, Debug)]
+pub struct Editor<'a> {
+    pub caller: &'a str,
+    pub edited_at: &'a str,
+    pub rate: &'a RateToken,
+    pub author: Option<&'a Profile>,
+}
+
 /// A media item a post wants to use: checked in the post's own transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnMedia {
@@ -483,6 +503,91 @@ impl Table {
         ))
     }
 
+    /// Runs `actions` and, when `author` is given (its claims changed since this container last
+    /// wrote them), the author's profile and the claim on the name it is shown under, in the
+    /// same transaction. The name the token asks for is tried first, then the account's
+    /// [`Profile::fallback_name`]; both held by other accounts is `409 username_taken`.
+    /// Answers the cancellation of `actions` (their indices unchanged) or the profile written.
+    async fn transact_as_author(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        author: Option<&Profile>,
+        now: &str,
+    ) -> Result<Result<Option<Profile>, Cancelled>, ApiError> {
+        let Some(author) = author else {
+            return Ok(self.transact(actions).await?.map(|()| None));
+        };
+        let own = actions.len();
+        for name in [author.token_name.clone(), author.fallback_name()] {
+            let shown = Profile {
+                username: name,
+                ..author.clone()
+            };
+            let mut all = actions.clone();
+            all.push(self.put(profile_item(&shown, now), None)?);
+            all.push(self.claim_name(&shown, now)?);
+            match self.transact(all).await? {
+                Ok(()) => return Ok(Ok(Some(shown))),
+                // Only the name was refused: try the next one.
+                Err(c) if c.failed(own + 1) && (0..own).all(|i| !c.failed(i)) => continue,
+                Err(c) => return Ok(Err(c)),
+            }
+        }
+        Err(ApiError::Conflict {
+            code: "username_taken",
+            message: format!(
+                "the username `{}` (or one that looks the same) belongs to another account; \
+                 choose another name with your identity provider",
+                author.token_name
+            ),
+        })
+    }
+
+    /// Holds a display name for one account: written only if no other account holds a name
+    /// with the same key.
+    fn claim_name(&self, profile: &Profile, now: &str) -> Result<TransactWriteItem, ApiError> {
+        let mut item = key(keys::name_pk(&username_key(&profile.username)), keys::NAME_SK);
+        item.insert("type".into(), s("name"));
+        item.insert("user_id".into(), s(&profile.user_id));
+        item.insert("username".into(), s(&profile.username));
+        item.insert("claimed_at".into(), s(now));
+        let put = built(
+            Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR user_id = :uid")
+                .expression_attribute_values(":uid", s(&profile.user_id))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Frees a name its account no longer shows (after a rename), unless the account shows it
+    /// again by now: the stream's clean-up, safe to repeat.
+    pub async fn release_name(&self, name_key: &str, user_id: &str) -> Result<bool, ApiError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::name_pk(name_key), keys::NAME_SK)))
+                .condition_expression("user_id = :uid")
+                .expression_attribute_values(":uid", s(user_id))
+                .build(),
+        )?;
+        let renamed = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(user_id), keys::PROFILE_SK)))
+                .condition_expression("attribute_not_exists(pk) OR name_key <> :key")
+                .expression_attribute_values(":key", s(name_key))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().condition_check(renamed).build(),
+        ];
+        Ok(self.transact(actions).await?.is_ok())
+    }
+
     fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, ApiError> {
         let put = built(
             Put::builder()
@@ -552,7 +657,7 @@ impl Table {
         author: Option<&Profile>,
         rate: &RateToken,
         media: Option<&OwnMedia>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Profile>, ApiError> {
         let mut actions = vec![
             self.take_rate_token(rate)?,
             self.put(post_item(post), Some("attribute_not_exists(pk)"))?,
@@ -560,11 +665,8 @@ impl Table {
         if let Some(media) = media {
             actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);
         }
-        if let Some(profile) = author {
-            actions.push(self.put(profile_item(profile, &post.created_at), None)?);
-        }
-        match self.transact(actions).await? {
-            Ok(()) => Ok(()),
+        match self.transact_as_author(actions, author, &post.created_at).await? {
+            Ok(written) => Ok(written),
             Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
             Err(c) if c.failed(0) => Err(rate.refused()),
             Err(c) => Err(ApiError::Internal(format!("post write refused: {:?}", c.codes))),
@@ -578,17 +680,14 @@ impl Table {
         comment: &Comment,
         author: Option<&Profile>,
         rate: &RateToken,
-    ) -> Result<(), ApiError> {
-        let mut actions = vec![
+    ) -> Result<Option<Profile>, ApiError> {
+        let actions = vec![
             self.take_rate_token(rate)?,
             self.bump_post(&comment.post_id, "comment_count", 1)?,
             self.put(comment_item(comment), Some("attribute_not_exists(pk)"))?,
         ];
-        if let Some(profile) = author {
-            actions.push(self.put(profile_item(profile, &comment.created_at), None)?);
-        }
-        match self.transact(actions).await? {
-            Ok(()) => Ok(()),
+        match self.transact_as_author(actions, author, &comment.created_at).await? {
+            Ok(written) => Ok(written),
             Err(c) if c.failed(1) => Err(ApiError::NotFound("post not found".into())),
             Err(c) if c.failed(0) => Err(rate.refused()),
             Err(c) => Err(ApiError::Internal(format!("comment write refused: {:?}", c.codes))),
@@ -601,11 +700,15 @@ impl Table {
         &self,
         post_id: &str,
         comment_id: &str,
-        caller: &str,
         content: &str,
-        edited_at: &str,
-        rate: &RateToken,
-    ) -> Result<(), ApiError> {
+        editor: Editor<'_>,
+    ) -> Result<Option<Profile>, ApiError> {
+        let Editor {
+            caller,
+            edited_at,
+            rate,
+            author,
+        } = editor;
         let update = built(
             Update::builder()
                 .table_name(&self.name)
@@ -623,8 +726,8 @@ impl Table {
             TransactWriteItem::builder().update(update).build(),
             self.take_rate_token(rate)?,
         ];
-        match self.transact(actions).await? {
-            Ok(()) => Ok(()),
+        match self.transact_as_author(actions, author, edited_at).await? {
+            Ok(written) => Ok(written),
             // Over the limit only matters for an edit that could otherwise have happened.
             Err(c) if c.failed(2) && !c.failed(0) && !c.failed(1) => Err(rate.refused()),
             Err(c) => Err(comment_write_failure(&c)),
@@ -1488,17 +1591,20 @@ impl Table {
     /// likes it. Two round trips, concurrent: a transaction (the edit, a rate-limit token and,
     /// with new media, its claim) beside a BatchGetItem of the post and the caller's like, onto
     /// which the edit's own fields are laid (the read may see the post just before the edit).
-    #[allow(clippy::too_many_arguments)]
     pub async fn update_post(
         &self,
         post_id: &str,
-        caller: &str,
         content: Option<&str>,
         media_url: Option<Option<&str>>,
         new_media: Option<&OwnMedia>,
-        edited_at: &str,
-        rate: &RateToken,
-    ) -> Result<(Post, bool), ApiError> {
+        editor: Editor<'_>,
+    ) -> Result<(Post, bool, Option<Profile>), ApiError> {
+        let Editor {
+            caller,
+            edited_at,
+            rate,
+            author,
+        } = editor;
         let mut sets = vec!["edited_at = :edited_at"];
         let mut removes = Vec::new();
         let mut values = HashMap::from([
@@ -1538,14 +1644,17 @@ impl Table {
         if let Some(media) = new_media {
             actions.push(self.claim_media(media, caller, post_id, rate.now)?);
         }
-        let (written, read) = tokio::join!(self.transact(actions), self.get_post(post_id, caller));
-        match written? {
-            Ok(()) => {}
+        let (written, read) = tokio::join!(
+            self.transact_as_author(actions, author, edited_at),
+            self.get_post(post_id, caller)
+        );
+        let author = match written? {
+            Ok(author) => author,
             Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
             Err(c) if c.failed(2) => return Err(media_refused(c.item(2), caller, post_id)),
             Err(c) if c.failed(1) => return Err(rate.refused()),
             Err(c) => return Err(ApiError::Internal(format!("post edit refused: {:?}", c.codes))),
-        }
+        };
         // Deleted in between: gone is the truthful answer.
         let (mut post, liked) = read?.ok_or_else(|| ApiError::NotFound("post not found".into()))?;
         if let Some(content) = content {
@@ -1555,7 +1664,7 @@ impl Table {
             post.media_url = url.map(str::to_string);
         }
         post.edited_at = Some(edited_at.to_string());
-        Ok((post, liked))
+        Ok((post, liked, author))
     }
 
     /// Deletes a post if `caller` owns it, in one DeleteItem. Its comments and likes become
@@ -1670,6 +1779,11 @@ pub enum Change {
     },
     /// An upload's record was deleted: released by its post, or expired unclaimed (TTL).
     MediaRemoved(Media),
+    /// An account is now shown under a name with another key: the old claim can go.
+    Renamed {
+        user_id: String,
+        old_key: String,
+    },
     /// Items whose changes nobody is told about (likes, profiles, connections, rate windows).
     Other,
 }
@@ -1692,6 +1806,13 @@ impl Change {
                 new: media_from_item(n)?,
             },
             (Some("media"), Some(o), None) => Change::MediaRemoved(media_from_item(o)?),
+            (Some("profile"), Some(o), Some(n)) => match (get_s(o, "name_key"), get_s(n, "name_key")) {
+                (Some(old_key), new_key) if Some(&old_key) != new_key.as_ref() => Change::Renamed {
+                    user_id: require_s(n, "user_id")?,
+                    old_key,
+                },
+                _ => Change::Other,
+            },
             _ => Change::Other,
         })
     }
@@ -1794,6 +1915,7 @@ mod tests {
             user_id: "u1".into(),
             username: "alice".into(),
             avatar_url: None,
+            token_name: "alice".into(),
         };
         let item = profile_item(&profile, "2026-01-01T00:00:00.000Z");
         assert_eq!(get_s(&item, keys::PK).as_deref(), Some("USER#u1"));

@@ -128,6 +128,21 @@ pub fn display_name(raw: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The form under which display names are unique: names a reader could take for one another
+/// share a key. NFKC (fullwidth forms, ligatures), lower case, the UTS #39 skeleton
+/// (homoglyphs from other scripts: Cyrillic `а` is Latin `a`; `rn` is `m`; default-ignorable
+/// characters vanish), lower case again (a skeleton keeps case), then `i` read as `l` (`I`,
+/// `l`, `1` and `|` look alike in many fonts), and no whitespace.
+pub fn username_key(name: &str) -> String {
+    use unicode_security::confusable_detection::skeleton;
+    let folded = name.nfkc().collect::<String>().to_lowercase();
+    let first: String = skeleton(&folded).collect();
+    skeleton(&first.to_lowercase())
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if c == 'i' { 'l' } else { c })
+        .collect()
+}
+
 /// Removes HTML tags and comments, keeping the text between them. A `<` that does not start a
 /// tag (`a < b`, `<3`) and a tag that never closes are kept as text: without a closing `>`
 /// they cannot form markup.
@@ -249,6 +264,28 @@ pub fn https_url(raw: &str) -> Result<String, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_look_alike_share_a_key() {
+        let key = username_key("alice");
+        for same in [
+            "Alice",
+            "ALICE",
+            "AIice",
+            "a1ice",
+            "al\u{200B}ice",
+            "\u{0430}lice",
+            "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}",
+            "a lice",
+        ] {
+            assert_eq!(username_key(same), key, "{same:?}");
+        }
+        for different in ["alicia", "alicé", "bob", "alice2"] {
+            assert_ne!(username_key(different), key, "{different:?}");
+        }
+        assert_eq!(username_key("rn"), username_key("m"));
+        assert_eq!(username_key("b0b"), username_key("BOB"));
+    }
 
     fn rules() -> TextRules {
         TextRules {

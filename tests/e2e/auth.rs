@@ -153,12 +153,17 @@ async fn identity_claims_are_taken_exactly_as_signed() {
 async fn display_names_from_claims_are_plain_visible_text() {
     let stack = shared_stack().await;
     let now = chrono::Utc::now().timestamp();
+    // Names are unique in the forum: each case ends in a tag of its own.
+    let tag = ulid::Ulid::new().to_string()[18..].to_string();
     for (i, (claimed, shown)) in [
-        ("<<b>img src=x onerror=alert(1)>", None),
-        ("al\u{200B}ice", Some("alice")),
-        ("a\u{2060}lice", Some("alice")),
-        ("\u{3164}", None),
-        ("<\u{FEFF}svg/onload=alert(1)>bob", Some("bob")),
+        ("<<b>img src=x onerror=alert(1)>".to_string(), None),
+        (format!("al\u{200B}ice1{tag}"), Some(format!("alice1{tag}"))),
+        (format!("a\u{2060}lice2{tag}"), Some(format!("alice2{tag}"))),
+        ("\u{3164}".to_string(), None),
+        (
+            format!("<\u{FEFF}svg/onload=alert(1)>bob{tag}"),
+            Some(format!("bob{tag}")),
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -170,7 +175,96 @@ async fn display_names_from_claims_are_plain_visible_text() {
         assert_eq!(created.status, 201, "{}", created.body);
         let name = created.body["user"]["username"].as_str().unwrap().to_string();
         // Nothing invisible and no markup; with nothing visible left, the id stands in.
-        assert_eq!(name, shown.map(str::to_string).unwrap_or(sub), "{claimed:?}");
+        assert_eq!(name, shown.unwrap_or(sub), "{claimed:?}");
         assert!(!shared::validate::holds_markup(&name));
+    }
+}
+
+/// Posts as a new account whose token asks for `name`; answers the post (or the error).
+async fn post_as(stack: &crate::support::TestStack, sub: &str, name: &str) -> crate::support::Answer {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": sub, "preferred_username": name, "exp": now + 600, "iss": stack.jwt.issuer, "aud": stack.jwt.audience});
+    let user = stack.anonymous().with_token(&signed(stack, claims));
+    user.post("/api/forum/posts/", json!({"content": "hello"})).await
+}
+
+#[tokio::test]
+async fn display_names_are_unique_up_to_case_and_look_alikes() {
+    let stack = shared_stack().await;
+    let tag = ulid::Ulid::new().to_string()[16..].to_lowercase();
+    let name = format!("dora{tag}");
+    let sub = |who: &str| format!("{who}-{tag}");
+    let shown = |answer: &crate::support::Answer| {
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        answer.body["user"]["username"].as_str().unwrap().to_string()
+    };
+    // The first account to use a name holds it.
+    assert_eq!(shown(&post_as(stack, &sub("first"), &name).await), name);
+    // Others asking for it, or for anything that looks the same, are shown under it with a
+    // tag of their own: never as the first account.
+    let cyrillic_o = name.replacen('o', "\u{043E}", 1);
+    let fullwidth: String = name
+        .chars()
+        .map(|c| {
+            char::from_u32(c as u32 - 0x21 + 0xFF01)
+                .filter(|_| c.is_ascii_graphic())
+                .unwrap_or(c)
+        })
+        .collect();
+    let zero = name.replacen('o', "0", 1);
+    let capital_i = format!("{}I", name.to_uppercase());
+    let lower_l = format!("{name}l");
+    for (who, asked) in [
+        ("upper", name.to_uppercase()),
+        ("cyrillic", cyrillic_o),
+        ("fullwidth", fullwidth),
+        ("zero", zero),
+        ("spaced", format!("do ra{tag}")),
+    ] {
+        let got = shown(&post_as(stack, &sub(who), &asked).await);
+        assert_ne!(got, name, "{who}");
+        assert_ne!(
+            shared::validate::username_key(&got),
+            shared::validate::username_key(&name),
+            "{who}: {got:?} looks like {name:?}"
+        );
+        assert!(
+            got.starts_with(&asked.chars().take(4).collect::<String>()),
+            "{who}: {got}"
+        );
+        // The same account keeps the same name.
+        assert_eq!(shown(&post_as(stack, &sub(who), &asked).await), got, "{who}");
+    }
+    // `I` and `l` are one letter to a reader.
+    assert_eq!(shown(&post_as(stack, &sub("ell"), &lower_l).await), lower_l);
+    assert_ne!(shown(&post_as(stack, &sub("eye"), &capital_i).await), capital_i);
+    // The first account still has it.
+    assert_eq!(shown(&post_as(stack, &sub("first"), &name).await), name);
+
+    // A name and the account's own fallback both held by others: 409, and nothing written.
+    let taken = format!("eve{tag}");
+    assert_eq!(shown(&post_as(stack, &sub("eve"), &taken).await), taken);
+    let victim = shared::model::Profile {
+        user_id: sub("victim"),
+        username: taken.clone(),
+        avatar_url: None,
+        token_name: taken.clone(),
+    };
+    let squatted = victim.fallback_name();
+    assert_eq!(shown(&post_as(stack, &sub("squatter"), &squatted).await), squatted);
+    let refused = post_as(stack, &sub("victim"), &taken).await;
+    refused.assert_error(409, "username_taken");
+
+    // A rename frees the old name (the stream releases it) for the next account.
+    let renamed = format!("dorothy{tag}");
+    assert_eq!(shown(&post_as(stack, &sub("first"), &renamed).await), renamed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for attempt in 0.. {
+        // A new account each time: an account keeps the name it was first shown under.
+        if shown(&post_as(stack, &sub(&format!("next{attempt}")), &name).await) == name {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} never released");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

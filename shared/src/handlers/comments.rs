@@ -11,7 +11,7 @@ use crate::cursor::PageCursor;
 use crate::error::ApiError;
 use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
 use crate::model::{Comment, CommentPage, CommentView, Profile, new_id_with_timestamp, now_rfc3339, timestamp_of};
-use crate::store::{RateAction, comments_scope};
+use crate::store::{Editor, RateAction, comments_scope};
 use crate::validate::{self, MAX_COMMENT_CHARS, TextRules};
 
 #[derive(Deserialize)]
@@ -84,21 +84,17 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         created_at,
         edited_at: None,
     };
-    let profile_write = app.profile_to_write(caller);
+    let author = app.author(caller);
     let rate = app.rate_token(caller, RateAction::Comment, app.rate_limits.comments_per_min);
-    app.table
-        .create_comment(&comment, profile_write.as_ref(), &rate)
-        .await?;
-    if let Some(profile) = profile_write {
-        app.wrote_profile(profile);
-    }
+    let written = app.table.create_comment(&comment, author.to_write(), &rate).await?;
+    let author = app.shown_author(author, written);
     let location = format!(
         "{}/posts/{}/comments/{}/",
         crate::routes::BASE_PATH,
         comment.post_id,
         comment.id
     );
-    let mut response = json(201, &CommentView::new(comment, &Profile::from(caller)));
+    let mut response = json(201, &CommentView::new(comment, &author));
     if let Ok(value) = http::HeaderValue::from_str(&location) {
         response.headers_mut().insert(http::header::LOCATION, value);
     }
@@ -113,9 +109,22 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let content = validate::clean_text(&body.content, content_rules(app))?;
     let edited_at = now_rfc3339();
     let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
-    app.table
-        .update_comment(&post_id, &comment_id, &caller.user_id, &content, &edited_at, &rate)
+    let author = app.author(caller);
+    let written = app
+        .table
+        .update_comment(
+            &post_id,
+            &comment_id,
+            &content,
+            Editor {
+                caller: &caller.user_id,
+                edited_at: &edited_at,
+                rate: &rate,
+                author: author.to_write(),
+            },
+        )
         .await?;
+    let author = app.shown_author(author, written);
     // Everything in the answer is known without a read: the author is the caller, and the
     // creation time is in the id.
     let created_at = timestamp_of(&comment_id).ok_or_else(|| ApiError::Internal("comment id without time".into()))?;
@@ -127,7 +136,7 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
         created_at,
         edited_at: Some(edited_at),
     };
-    Ok(json(200, &CommentView::new(comment, &Profile::from(caller))))
+    Ok(json(200, &CommentView::new(comment, &author)))
 }
 
 /// `DELETE /posts/{id}/comments/{comment_id}/`: the author deletes it; 204.

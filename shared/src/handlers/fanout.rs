@@ -148,6 +148,12 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
             tracing::info!(media_id = %media.id, "media objects deleted");
             Ok(())
         }
+        Change::Renamed { user_id, old_key } => {
+            // The old name is free for others, unless the account took it back meanwhile.
+            let released = app.table.release_name(&old_key, &user_id).await?;
+            tracing::info!(%user_id, released, "old display name released");
+            Ok(())
+        }
         Change::Other => Ok(()),
     }
 }

@@ -40,6 +40,23 @@ use crate::validate::ProfanityMode;
 const PROFILE_TTL: Duration = Duration::from_secs(60);
 const PROFILE_CACHE_SIZE: usize = 10_000;
 
+/// The caller as the author of a write; see [`App::author`].
+enum Author {
+    /// Stored as this, recently: nothing to write.
+    Known(Profile),
+    /// To write with the item: what the token asks for.
+    Changed(Profile),
+}
+
+impl Author {
+    fn to_write(&self) -> Option<&Profile> {
+        match self {
+            Author::Known(_) => None,
+            Author::Changed(profile) => Some(profile),
+        }
+    }
+}
+
 /// What every handler needs, built once per cold start.
 pub struct App {
     pub table: Table,
@@ -85,16 +102,28 @@ impl App {
             .ok_or_else(|| ApiError::Internal("this function has no cursor secret".into()))
     }
 
-    /// The caller's profile to write with their next item, or `None` when this container
-    /// already wrote (or read) exactly this profile recently.
-    fn profile_to_write(&self, caller: &Caller) -> Option<Profile> {
-        let profile = Profile::from(caller);
-        (self.profiles.get(&profile.user_id).as_ref() != Some(&profile)).then_some(profile)
+    /// The caller as the author of a write: as this container recently wrote (or read) their
+    /// profile, when the token's claims are unchanged since; otherwise the profile to write
+    /// with the item (and the name to claim).
+    fn author(&self, caller: &Caller) -> Author {
+        match self.profiles.get(&caller.user_id) {
+            Some(known) if known.token_name == caller.username && known.avatar_url == caller.avatar_url => {
+                Author::Known(known)
+            }
+            _ => Author::Changed(Profile::from(caller)),
+        }
     }
 
-    /// Remembers a profile this container just wrote.
-    fn wrote_profile(&self, profile: Profile) {
-        self.profiles.insert(profile.user_id.clone(), profile);
+    /// The author as shown once their write committed (`written`: the profile the write
+    /// stored, under the name it could claim), remembered for the container's next writes.
+    fn shown_author(&self, author: Author, written: Option<Profile>) -> Profile {
+        match (written, author) {
+            (Some(profile), _) => {
+                self.profiles.insert(profile.user_id.clone(), profile.clone());
+                profile
+            }
+            (None, Author::Known(profile) | Author::Changed(profile)) => profile,
+        }
     }
 
     fn rate_token(&self, caller: &Caller, action: RateAction, limit: u32) -> RateToken {

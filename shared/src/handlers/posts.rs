@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
 use crate::model::{Post, PostPage, PostView, Profile, new_id_with_timestamp, now_rfc3339};
-use crate::store::{OwnMedia, RateAction, feed_scope};
+use crate::store::{Editor, OwnMedia, RateAction, feed_scope};
 use crate::validate::{self, MAX_POST_CHARS, TextRules};
 
 #[derive(Deserialize)]
@@ -93,16 +93,14 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         like_count: 0,
         comment_count: 0,
     };
-    let profile_write = app.profile_to_write(caller);
+    let author = app.author(caller);
     let rate = app.rate_token(caller, RateAction::Post, app.rate_limits.posts_per_min);
     let own_media = media.as_ref().map(|(_, own)| own);
-    app.table
-        .create_post(&post, profile_write.as_ref(), &rate, own_media)
+    let written = app
+        .table
+        .create_post(&post, author.to_write(), &rate, own_media)
         .await?;
-    if let Some(profile) = profile_write {
-        app.wrote_profile(profile);
-    }
-    let author = Profile::from(caller);
+    let author = app.shown_author(author, written);
     let location = format!("{}/posts/{}/", crate::routes::BASE_PATH, post.id);
     // Nobody can have liked a post that did not exist a moment ago.
     let mut response = json(201, &PostView::new(post, &author, false));
@@ -155,20 +153,25 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
     let new_url = media.as_ref().map(|m| m.as_ref().map(|(url, _)| url.as_str()));
     let new_media = media.as_ref().and_then(|m| m.as_ref().map(|(_, own)| own));
     let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
-    let (post, is_liked) = app
+    let author = app.author(caller);
+    let (post, is_liked, written) = app
         .table
         .update_post(
             &id,
-            &caller.user_id,
             content.as_deref(),
             new_url,
             new_media,
-            &now_rfc3339(),
-            &rate,
+            Editor {
+                caller: &caller.user_id,
+                edited_at: &now_rfc3339(),
+                rate: &rate,
+                author: author.to_write(),
+            },
         )
         .await?;
-    // Only the author gets here, so the author's profile is the caller's.
-    Ok(json(200, &PostView::new(post, &Profile::from(caller), is_liked)))
+    // Only the author gets here, so the post's author is the caller.
+    let author = app.shown_author(author, written);
+    Ok(json(200, &PostView::new(post, &author, is_liked)))
 }
 
 /// `DELETE /posts/{id}/`: the author deletes the post; 204.
