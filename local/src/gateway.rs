@@ -183,14 +183,27 @@ impl Gateway {
                 .next()
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default();
-            let method = req.method().clone();
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            return Ok(self.connections.manage(&method, &id, body));
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            // Signed like AWS: only holders of the local credentials (the functions) may push.
+            let credentials = (shared::aws::LOCAL_ACCESS_KEY, shared::aws::LOCAL_SECRET_KEY);
+            if let Err(why) = crate::sigv4::verify(
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                &body,
+                credentials,
+                std::time::SystemTime::now(),
+            ) {
+                tracing::warn!(%why, "refused an unsigned or badly signed @connections request");
+                let mut refused = plain(403, serde_json::json!({ "message": why }).to_string());
+                refused.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return Ok(refused);
+            }
+            return Ok(self.connections.manage(&parts.method, &id, body));
         }
         if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
             && req.uri().path().starts_with("/media/")

@@ -7,6 +7,7 @@ pub mod environment;
 pub mod gateway;
 pub mod runtime_api;
 pub mod s3_local;
+pub mod sigv4;
 pub mod stream;
 pub mod table;
 pub mod template;

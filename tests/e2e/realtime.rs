@@ -480,3 +480,96 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
     }
     table.delete_connection(&connection).await.unwrap();
 }
+
+/// A POST to `url`, SigV4-signed for `service` with the given key, secret and time, carrying
+/// `sent` (the signature covers `signed`).
+fn signed_post(
+    url: &str,
+    (key, secret): (&str, &str),
+    service: &str,
+    time: std::time::SystemTime,
+    signed: &str,
+    sent: &str,
+) -> reqwest::RequestBuilder {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(shared::aws::LOCAL_REGION)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = url::Url::parse(url).unwrap();
+    let host = format!("{}:{}", host.host_str().unwrap(), host.port().unwrap());
+    let headers = [("host", host.as_str()), ("content-type", "application/json")];
+    let request =
+        SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(signed.as_bytes())).unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    let mut builder = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(sent.to_string());
+    for (name, value) in instructions.headers() {
+        builder = builder.header(name, value);
+    }
+    builder
+}
+
+#[tokio::test]
+async fn only_requests_signed_with_the_local_credentials_reach_a_socket() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let mut live = Live::connect(stack, &alice).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let connection = loop {
+        let mine = stack.stack.app.table.user_connections(&alice.user_id).await.unwrap();
+        if let Some(first) = mine.first() {
+            break first.connection_id.clone();
+        }
+        assert!(Instant::now() < deadline, "the connection was never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let url = format!(
+        "{}/@connections/{}",
+        stack.base,
+        url::form_urlencoded::byte_serialize(connection.as_bytes()).collect::<String>()
+    );
+    let forged = json!({"type": "post.deleted", "post_id": "FORGED"}).to_string();
+    let real = (shared::aws::LOCAL_ACCESS_KEY, shared::aws::LOCAL_SECRET_KEY);
+    let now = std::time::SystemTime::now();
+    let stale = now - Duration::from_secs(20 * 60);
+    let refusals = [
+        ("unsigned", reqwest::Client::new().post(&url).body(forged.clone())),
+        (
+            "wrong secret",
+            signed_post(&url, (real.0, "guessed"), "execute-api", now, &forged, &forged),
+        ),
+        (
+            "other key",
+            signed_post(&url, ("AKIDOTHER", real.1), "execute-api", now, &forged, &forged),
+        ),
+        ("other service", signed_post(&url, real, "s3", now, &forged, &forged)),
+        ("stale", signed_post(&url, real, "execute-api", stale, &forged, &forged)),
+        (
+            "body swapped",
+            signed_post(&url, real, "execute-api", now, "{}", &forged),
+        ),
+    ];
+    for (case, request) in refusals {
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{case}");
+    }
+    live.expect_none(Duration::from_millis(500), |m| m["post_id"] == "FORGED")
+        .await;
+    // Signed as the functions sign (the SDK's own signer, the local credentials): delivered.
+    let genuine = json!({"type": "post.deleted", "post_id": "GENUINE"}).to_string();
+    let answer = signed_post(&url, real, "execute-api", now, &genuine, &genuine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    live.expect("the signed message", |m| m["post_id"] == "GENUINE").await;
+}
