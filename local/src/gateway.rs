@@ -343,8 +343,16 @@ impl Gateway {
 impl Gateway {
     /// The CDN stand-in: serves processed media (`media/` keys only, never `uploads/`) from the
     /// bucket with the object's own `Content-Type` and `Cache-Control`, as CloudFront does.
+    /// The path is the key, percent-decoded as S3 decodes it and never resolved: `..` in it is
+    /// part of a key that does not exist, as it is for CloudFront in front of S3.
     async fn serve_media(&self, path: &str, head_only: bool) -> hyper::Response<Full<Bytes>> {
-        let key = path.trim_start_matches('/');
+        let key: String = percent_encoding::percent_decode_str(path.trim_start_matches('/'))
+            .decode_utf8_lossy()
+            .into_owned();
+        if !key.starts_with("media/") || key.split('/').any(|s| s == "." || s == "..") {
+            return plain(404, r#"{"message":"Not Found"}"#);
+        }
+        let key = key.as_str();
         let bucket = &self.functions.media;
         let found = bucket.client().get_object().bucket(bucket.name()).key(key).send().await;
         let out = match found {

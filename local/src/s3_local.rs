@@ -37,6 +37,27 @@ impl ObservedFs {
     }
 }
 
+/// Whether a key has `.` or `..` segments. S3 keeps such keys literally (`a/../b` is its own
+/// key), but a folder on disk would resolve them to another object: the stand-in answers them
+/// as missing and refuses to store them, so nothing reaches a key it does not name.
+fn has_dot_segments(key: &str) -> bool {
+    key.split('/').any(|segment| segment == "." || segment == "..")
+}
+
+fn no_such_key(key: &str) -> s3s::S3Error {
+    s3s::s3_error!(NoSuchKey, "no object under the literal key {key}")
+}
+
+fn literal_keys_only(key: &str) -> S3Result<()> {
+    if has_dot_segments(key) {
+        return Err(s3s::s3_error!(
+            InvalidArgument,
+            "the local S3 stand-in does not store keys with `.` or `..` segments"
+        ));
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl S3 for ObservedFs {
     // Forwarded unchanged (an `async_trait` impl cannot take them from a macro).
@@ -60,26 +81,41 @@ impl S3 for ObservedFs {
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        if has_dot_segments(&req.input.key) {
+            return Err(no_such_key(&req.input.key));
+        }
         self.fs.get_object(req).await
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        if has_dot_segments(&req.input.key) {
+            return Err(no_such_key(&req.input.key));
+        }
         self.fs.head_object(req).await
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        if has_dot_segments(&req.input.key) {
+            // Deleting a key that does not exist succeeds in S3.
+            return Ok(S3Response::new(DeleteObjectOutput::default()));
+        }
         self.fs.delete_object(req).await
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        for object in &req.input.delete.objects {
+            literal_keys_only(&object.key)?;
+        }
         self.fs.delete_objects(req).await
     }
 
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        literal_keys_only(req.input.prefix.as_deref().unwrap_or_default())?;
         self.fs.list_objects(req).await
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        literal_keys_only(req.input.prefix.as_deref().unwrap_or_default())?;
         self.fs.list_objects_v2(req).await
     }
 
@@ -87,10 +123,12 @@ impl S3 for ObservedFs {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        literal_keys_only(&req.input.key)?;
         self.fs.create_multipart_upload(req).await
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        literal_keys_only(&req.input.key)?;
         self.fs.upload_part(req).await
     }
 
@@ -106,6 +144,7 @@ impl S3 for ObservedFs {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        literal_keys_only(&req.input.key)?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let size = req.input.content_length.unwrap_or_default().max(0) as u64;
         let out = self.fs.put_object(req).await?;
@@ -114,6 +153,10 @@ impl S3 for ObservedFs {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        literal_keys_only(&req.input.key)?;
+        if let CopySource::Bucket { key, .. } = &req.input.copy_source {
+            literal_keys_only(key)?;
+        }
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let out = self.fs.copy_object(req).await?;
         self.report(bucket, key, 0, "ObjectCreated:Copy");
@@ -124,6 +167,7 @@ impl S3 for ObservedFs {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        literal_keys_only(&req.input.key)?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let out = self.fs.complete_multipart_upload(req).await?;
         self.report(bucket, key, 0, "ObjectCreated:CompleteMultipartUpload");

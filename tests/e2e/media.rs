@@ -625,3 +625,79 @@ async fn uploads_no_post_claims_expire_and_their_objects_go() {
         .unwrap();
     gone(stack, &format!("media/{unclaimed_id}/")).await;
 }
+
+/// A GET with the path sent exactly as written (HTTP clients resolve dot segments first).
+async fn raw_get(base: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let head = String::from_utf8_lossy(&answer);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line")
+}
+
+#[tokio::test]
+async fn paths_with_dot_segments_name_keys_that_do_not_exist() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let media = ready_media(&alice).await;
+    let id = media["id"].as_str().unwrap();
+    let bucket = &stack.stack.app.bucket;
+    // An original waiting under uploads/ (as while process-media runs), and one in a sibling folder.
+    let waiting = ulid::Ulid::new().to_string();
+    bucket
+        .client()
+        .put_object()
+        .bucket(bucket.name())
+        .key(format!("private/{waiting}"))
+        .body(png(4, 4, false).into())
+        .send()
+        .await
+        .expect("put");
+    let display = format!("/media/{id}/display.png");
+    assert_eq!(raw_get(&stack.base, &display).await, 200);
+    for path in [
+        format!("/media/{id}/../../private/{waiting}"),
+        format!("/media/{id}/%2e%2e/%2E%2E/private/{waiting}"),
+        format!("/media/./{id}/display.png"),
+        format!("/media/{id}/../{id}/display.png"),
+        format!("/media/..%2fprivate/{waiting}"),
+    ] {
+        assert_eq!(raw_get(&stack.base, &path).await, 404, "{path}");
+    }
+    // The S3 stand-in itself reads keys literally: a dot segment is a key that does not exist,
+    // and it never stores one.
+    let literal = bucket
+        .client()
+        .get_object()
+        .bucket(bucket.name())
+        .key(format!("media/{id}/../../private/{waiting}"))
+        .send()
+        .await;
+    assert!(
+        literal
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_no_such_key()),
+        "{literal:?}"
+    );
+    let stored = bucket
+        .client()
+        .put_object()
+        .bucket(bucket.name())
+        .key(format!("media/{id}/../display.png"))
+        .body(b"overwrite?".to_vec().into())
+        .send()
+        .await;
+    assert!(stored.is_err(), "a dot-segment key was stored");
+    let (status, _, bytes) = fetch(media["url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_ne!(bytes, b"overwrite?");
+}
