@@ -71,6 +71,7 @@ fn parameters(pairs: &[(&str, &str)]) -> Parameters {
         ("JwtIssuer", ISSUER.to_string()),
         ("JwtAudience", AUDIENCE.to_string()),
         ("CursorSecret", own_secret()),
+        ("AllowedOrigins", "https://forum.example.com".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -219,6 +219,20 @@ impl<'t> Resolver<'t> {
     }
 
     /// A value as the string a function's environment receives.
+    /// A list: a YAML sequence of values, or a `Ref` to a `CommaDelimitedList` parameter.
+    pub fn strings(&self, value: &Value) -> Result<Vec<String>, TemplateError> {
+        if let Value::Sequence(items) = value {
+            return items.iter().map(|item| self.string(item)).collect();
+        }
+        let joined = self.string(value)?;
+        Ok(joined
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
     pub fn string(&self, value: &Value) -> Result<String, TemplateError> {
         if let Some(s) = scalar_string(value) {
             return Ok(s);
@@ -432,6 +446,13 @@ mod tests {
             vec![("CursorSecret", "")],
             vec![("JwtAlgorithm", "PS256")],
             vec![("Unknown", "x")],
+            // Origins: exact, https (plain http only for this machine), never a wildcard.
+            vec![("AllowedOrigins", "*")],
+            vec![("AllowedOrigins", "https://forum.example.com,*")],
+            vec![("AllowedOrigins", "http://forum.example.com")],
+            vec![("AllowedOrigins", "https://forum.example.com/app")],
+            vec![("AllowedOrigins", "https://*.example.com")],
+            vec![("AllowedOrigins", "")],
         ];
         for pairs in refused {
             assert!(with(&pairs).is_err(), "{pairs:?} was accepted");
@@ -444,5 +465,12 @@ mod tests {
             ])
             .is_ok()
         );
+        assert!(with(&[("AllowedOrigins", "https://forum.example.com,https://m.example.com:8443")]).is_ok());
+    }
+
+    #[test]
+    fn a_deployment_must_name_its_browser_origins() {
+        let template = StackTemplate::parse(BUNDLED_TEMPLATE).unwrap();
+        assert!(template.parameters["AllowedOrigins"].default.is_none());
     }
 }

@@ -19,6 +19,7 @@ use shared::handlers::{self, App};
 use shared::{ApiError, Route};
 use tokio::net::TcpListener;
 
+use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::template::HttpRoute;
 
 /// API Gateway's payload limit for HTTP APIs.
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub verifier: Option<TokenVerifier>,
     pub identity_header: String,
     pub authorizer_ttl: Duration,
+    /// The HTTP API's CORS configuration, resolved with the stack's parameters.
+    pub cors: CorsPolicy,
     cache: Mutex<HashMap<String, (Instant, Arc<AuthorizerResponse>)>>,
 }
 
@@ -66,6 +69,7 @@ impl Gateway {
         verifier: Option<TokenVerifier>,
         identity_header: String,
         authorizer_ttl: Duration,
+        cors: CorsPolicy,
     ) -> Self {
         Gateway {
             functions: Arc::new(functions),
@@ -74,6 +78,7 @@ impl Gateway {
             verifier,
             identity_header,
             authorizer_ttl,
+            cors,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -128,35 +133,41 @@ impl Gateway {
         let request_id = ulid::Ulid::new().to_string();
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
-        let origin = req.headers().get(http::header::ORIGIN).cloned();
-        // CORS as the HTTP API's CorsConfiguration answers it (any origin, for local pages).
-        let mut response = if req.method() == http::Method::OPTIONS && origin.is_some() {
-            let mut preflight = plain(204, Bytes::new());
-            let headers = preflight.headers_mut();
-            headers.remove(http::header::CONTENT_TYPE);
-            headers.insert(
-                "access-control-allow-methods",
-                http::HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let origin = header("origin");
+        // CORS as the HTTP API answers it from its CorsConfiguration: API Gateway answers a
+        // preflight itself, allowed or not; an origin it does not allow gets no CORS headers.
+        let preflight = req.method() == http::Method::OPTIONS
+            && origin.is_some()
+            && req.headers().contains_key("access-control-request-method");
+        let (mut response, cors) = if preflight {
+            let answer = self.cors.preflight(
+                origin.as_deref().unwrap_or_default(),
+                header("access-control-request-method").as_deref(),
+                header("access-control-request-headers").as_deref(),
             );
-            headers.insert(
-                "access-control-allow-headers",
-                http::HeaderValue::from_static("authorization, content-type, if-none-match"),
-            );
-            headers.insert("access-control-max-age", http::HeaderValue::from_static("600"));
-            preflight
+            let mut empty = plain(204, Bytes::new());
+            empty.headers_mut().remove(http::header::CONTENT_TYPE);
+            (empty, answer)
         } else {
-            match self.serve_inner(req, peer, &request_id).await {
+            let answer = self.cors.actual(origin.as_deref());
+            let response = match self.serve_inner(req, peer, &request_id).await {
                 Ok(resp) => resp,
                 Err(err) => to_hyper(err.to_response(&request_id)),
-            }
+            };
+            (response, answer)
         };
-        if let Some(origin) = origin {
-            let headers = response.headers_mut();
-            headers.insert("access-control-allow-origin", origin);
-            headers.insert(
-                "access-control-expose-headers",
-                http::HeaderValue::from_static("etag, location, retry-after, x-request-id"),
-            );
+        if let CorsAnswer::Allowed(headers) = cors {
+            for (name, value) in headers {
+                if let Ok(value) = http::HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
         }
         tracing::info!(%method, %path, status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, request_id, "http");
         response

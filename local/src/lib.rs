@@ -2,6 +2,7 @@
 //! against the real Amazon DynamoDB Local. Used by developers (`cargo run -p forum-local`)
 //! and by the end-to-end tests, which start a [`Stack`] in process.
 
+pub mod cors;
 pub mod dynamodb_local;
 pub mod environment;
 pub mod gateway;
@@ -288,6 +289,7 @@ impl Stack {
                 .unwrap_or_else(|| "authorization".into())
                 .to_ascii_lowercase(),
             Duration::from_secs(template.authorizer_ttl_secs),
+            cors::CorsPolicy::resolve(template.cors.as_ref(), &resolver)?,
         ));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(gateway::run(gateway, listener, async {

@@ -81,11 +81,17 @@ impl ParameterDef {
             return refuse(format!("{chars} characters is outside its length constraints"));
         }
         if let Some(pattern) = &self.allowed_pattern {
-            // CloudFormation matches the whole value against the pattern.
+            // CloudFormation matches the whole value against the pattern; for a list, each
+            // of its values.
             let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
                 .map_err(|e| TemplateError::Invalid(format!("parameter {name}: AllowedPattern: {e}")))?;
-            if !whole.is_match(value) {
-                return refuse(format!("does not match its AllowedPattern {pattern}"));
+            let values: Vec<&str> = if self.kind == "CommaDelimitedList" {
+                value.split(',').map(str::trim).collect()
+            } else {
+                vec![value]
+            };
+            if let Some(bad) = values.iter().find(|v| !whole.is_match(v)) {
+                return refuse(format!("`{bad}` does not match its AllowedPattern {pattern}"));
             }
         }
         if self.kind == "Number" {
@@ -121,6 +127,8 @@ pub struct StackTemplate {
     pub resource_types: BTreeMap<String, String>,
     /// Each bucket's `BucketName` property, unresolved.
     pub bucket_names: BTreeMap<String, Value>,
+    /// The HTTP API's `CorsConfiguration`, unresolved (none: no CORS answers).
+    pub cors: Option<Value>,
 }
 
 /// A YAML scalar as CloudFormation passes it on: strings as they are, numbers and booleans
@@ -361,6 +369,9 @@ impl StackTemplate {
             rules: named_values(&doc, "Rules"),
             resource_types,
             bucket_names,
+            cors: get(api, "Properties")
+                .and_then(|p| get(p, "CorsConfiguration"))
+                .cloned(),
         })
     }
 }

@@ -243,6 +243,50 @@ async fn browsers_get_cors_answers_like_the_http_apis_cors_configuration() {
             .unwrap()
             .contains("etag")
     );
+    // Origins the configuration does not list get no CORS headers at all: a page elsewhere
+    // cannot read an answer, even with a stolen token, nor preflight a write.
+    for origin in [
+        "https://evil.example",
+        "http://localhost:5174",
+        "null",
+        "http://localhost:5173.evil.example",
+    ] {
+        let refused = http
+            .request(Method::OPTIONS, format!("{}/api/forum/posts/", stack.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            refused.headers().get("access-control-allow-origin").is_none(),
+            "{origin}"
+        );
+        let read = http
+            .get(format!("{}/api/forum/posts/", stack.base))
+            .header("origin", origin)
+            .bearer_auth(alice.token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(read.headers().get("access-control-allow-origin").is_none(), "{origin}");
+    }
+    // An allowed origin asking for a method or header the configuration does not list.
+    for (method, headers) in [("PUT", "authorization"), ("POST", "x-forwarded-host")] {
+        let refused = http
+            .request(Method::OPTIONS, format!("{}/api/forum/posts/", stack.base))
+            .header("origin", "http://localhost:5173")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            refused.headers().get("access-control-allow-origin").is_none(),
+            "{method} {headers}"
+        );
+    }
 }
 
 #[tokio::test]
