@@ -17,7 +17,7 @@ const INSTALL_DIR_NAME: &str = "dynamodb-local-10.3.0";
 pub enum DynamoLocalError {
     #[error(
         "Java 17 or newer is needed to run Amazon DynamoDB Local, and `java` was not found.\n  \
-         Install it (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; macOS: `brew install openjdk@17`),\n  \
+         Install a JDK (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`; macOS: `brew install openjdk@17`),\n  \
          or point forum-local at a running DynamoDB with DYNAMODB_ENDPOINT=http://host:port."
     )]
     NoJava,
@@ -166,6 +166,51 @@ status=$?
 kill $reader 2>/dev/null
 exit $status"#;
 
+/// The launcher that binds DynamoDB Local to one address (it has no option for it).
+const LAUNCHER_SOURCE: &str = include_str!("../java/ForumLocalDynamoDb.java");
+const LAUNCHER_CLASS: &str = "ForumLocalDynamoDb";
+
+/// The compiled launcher's folder, compiled once per source version with `javac`; `None`
+/// when there is no JDK to compile it with.
+async fn loopback_launcher() -> Result<Option<PathBuf>, DynamoLocalError> {
+    use sha2::{Digest, Sha256};
+    let version: String = Sha256::digest(LAUNCHER_SOURCE.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let target = cache_dir().join(format!("launcher-{version}"));
+    if target.join(format!("{LAUNCHER_CLASS}.class")).is_file() {
+        return Ok(Some(target));
+    }
+    if !command_exists("javac", "-version").await {
+        return Ok(None);
+    }
+    let staging = cache_dir().join(format!(".launcher-{}-{}", std::process::id(), ulid::Ulid::new()));
+    tokio::fs::create_dir_all(&staging).await?;
+    let source = staging.join(format!("{LAUNCHER_CLASS}.java"));
+    tokio::fs::write(&source, LAUNCHER_SOURCE).await?;
+    let out = Command::new("javac")
+        .args(["--release", "17", "-d"])
+        .arg(&staging)
+        .arg(&source)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !out.status.success() {
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        return Err(DynamoLocalError::Start(format!(
+            "compiling the loopback launcher failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // Another process may have won the race: either folder is the same launcher.
+    if tokio::fs::rename(&staging, &target).await.is_err() {
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+    }
+    Ok(Some(target))
+}
+
 /// How much of Java's output is kept for an error message.
 const OUTPUT_KEPT: usize = 16 * 1024;
 
@@ -174,13 +219,20 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl DynamoDbLocal {
-    /// Starts DynamoDB Local on a free port and waits until it answers.
+    /// Starts DynamoDB Local on a free port of 127.0.0.1 and waits until it answers.
     pub async fn start(storage: Storage) -> Result<Self, DynamoLocalError> {
-        Self::start_on(storage, None).await
+        Self::start_on(storage, None, std::net::Ipv4Addr::LOCALHOST.into()).await
     }
 
-    /// Starts DynamoDB Local on `port` (a free one if `None`) and waits until it answers.
-    pub async fn start_on(storage: Storage, port: Option<u16>) -> Result<Self, DynamoLocalError> {
+    /// Starts DynamoDB Local on `port` (a free one if `None`) of `address` (0.0.0.0: every
+    /// interface, as `forum-local data-plane` needs for `sam local`'s containers) and waits
+    /// until it answers. Browsers are never let in (`-cors` names no real origin): no web page
+    /// can script the tables.
+    pub async fn start_on(
+        storage: Storage,
+        port: Option<u16>,
+        address: std::net::IpAddr,
+    ) -> Result<Self, DynamoLocalError> {
         if !command_exists("java", "-version").await {
             return Err(DynamoLocalError::NoJava);
         }
@@ -194,12 +246,46 @@ impl DynamoDbLocal {
             format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()),
             // Faster start-up; DynamoDB Local does little that benefits from the C2 compiler.
             "-XX:TieredStopAtLevel=1".into(),
-            "-jar".into(),
-            jar.display().to_string(),
+        ];
+        let launcher = match address.is_unspecified() {
+            false => loopback_launcher().await?,
+            true => None,
+        };
+        match &launcher {
+            Some(launcher) => {
+                let classpath = [
+                    launcher.display().to_string(),
+                    jar.display().to_string(),
+                    dir.join("DynamoDBLocal_lib").join("*").display().to_string(),
+                ]
+                .join(":");
+                args.extend(["-cp".into(), classpath, LAUNCHER_CLASS.into(), address.to_string()]);
+            }
+            None => {
+                if !address.is_unspecified() {
+                    let warning = format!(
+                        "DynamoDB Local is listening on EVERY network interface (port {port}), not only \
+                         {address}: anyone who can reach this machine can read and write its tables. It has \
+                         no option to bind one address; forum-local binds it with a small launcher it \
+                         compiles with `javac`, which was not found. Install a JDK (Debian/Ubuntu: \
+                         openjdk-17-jdk-headless) to fix this."
+                    );
+                    tracing::warn!("{warning}");
+                    eprintln!("forum-local: WARNING: {warning}");
+                }
+                args.extend(["-jar".into(), jar.display().to_string()]);
+            }
+        }
+        args.extend([
             "-port".into(),
             port.to_string(),
             "-sharedDb".into(),
-        ];
+            "-disableTelemetry".into(),
+            // DynamoDB Local allows every origin by default: any web page could read and write
+            // the tables from the developer's browser. `.invalid` never names a real origin.
+            "-cors".into(),
+            "http://forum-local.invalid".into(),
+        ]);
         match &storage {
             Storage::InMemory => args.push("-inMemory".into()),
             Storage::Dir(path) => {
@@ -239,7 +325,13 @@ impl DynamoDbLocal {
                 }
             })
         });
-        let endpoint = format!("http://127.0.0.1:{port}");
+        // Addressed where it listens (this machine's loopback when it listens everywhere).
+        let reach = if address.is_unspecified() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            address
+        };
+        let endpoint = format!("http://{}", std::net::SocketAddr::new(reach, port));
         let mut running = DynamoDbLocal {
             endpoint,
             child,
@@ -247,11 +339,11 @@ impl DynamoDbLocal {
             output,
             drain,
         };
-        running.wait_ready(port).await?;
+        running.wait_ready(std::net::SocketAddr::new(reach, port)).await?;
         Ok(running)
     }
 
-    async fn wait_ready(&mut self, port: u16) -> Result<(), DynamoLocalError> {
+    async fn wait_ready(&mut self, address: std::net::SocketAddr) -> Result<(), DynamoLocalError> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -266,7 +358,7 @@ impl DynamoDbLocal {
                     .unwrap_or_default();
                 return Err(DynamoLocalError::Start(format!("java exited ({status}): {output}")));
             }
-            if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
                 // A bare HTTP request: DynamoDB Local answers (400) once it serves requests.
                 use tokio::io::AsyncWriteExt;
                 let probe = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";

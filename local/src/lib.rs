@@ -180,7 +180,11 @@ impl Stack {
         let (dynamo, dynamodb_endpoint) = match &options.dynamodb_endpoint {
             Some(endpoint) => (None, endpoint.clone()),
             None => {
-                let local = DynamoDbLocal::start_on(options.storage.clone(), options.dynamodb_port).await?;
+                // DynamoDB Local is reachable from where forum-local is: this machine only,
+                // unless forum-local listens further (`data-plane`, for sam local's containers).
+                let local =
+                    DynamoDbLocal::start_on(options.storage.clone(), options.dynamodb_port, options.listen.ip())
+                        .await?;
                 let endpoint = local.endpoint().to_string();
                 (Some(local), endpoint)
             }

@@ -249,3 +249,61 @@ fn java_failing_at_start_is_reported_at_once_with_its_own_message() {
     );
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+/// The local addresses listening on `port`, from the kernel's socket tables (Linux).
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((address, hex_port)) = local.split_once(':') else {
+                continue;
+            };
+            // 0A: LISTEN.
+            if *state == "0A" && u16::from_str_radix(hex_port, 16) == Ok(port) {
+                found.push(address.to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn dynamodb_local_is_reachable_from_this_machine_only_and_never_from_web_pages() {
+    let local = forum_local::DynamoDbLocal::start(forum_local::Storage::InMemory)
+        .await
+        .expect("DynamoDB Local starts");
+    let port: u16 = local.endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    let addresses = listening_addresses(port);
+    assert!(!addresses.is_empty(), "nothing listens on {port}");
+    // 127.0.0.1, as IPv4 or IPv4-mapped IPv6 (kernel byte order).
+    let loopback = ["0100007F", "0000000000000000FFFF00000100007F"];
+    for address in &addresses {
+        assert!(
+            loopback.contains(&address.as_str()),
+            "DynamoDB Local listens on {address}"
+        );
+    }
+    // A page elsewhere may not script it: no CORS answer for any real origin.
+    let answer = reqwest::Client::new()
+        .post(local.endpoint())
+        .header("origin", "https://evil.example")
+        .header("x-amz-target", "DynamoDB_20120810.ListTables")
+        .header("content-type", "application/x-amz-json-1.0")
+        .body("{}")
+        .send()
+        .await
+        .expect("answers");
+    let allowed = answer.headers().get("access-control-allow-origin");
+    assert!(
+        allowed.is_none_or(|v| v != "*" && v != "https://evil.example"),
+        "{allowed:?}"
+    );
+    local.stop().await;
+}
