@@ -51,6 +51,8 @@ pub struct Gateway {
     pub authorizer_ttl: Duration,
     /// The HTTP API's CORS configuration, resolved with the stack's parameters.
     pub cors: CorsPolicy,
+    /// What the media distribution's response headers policy adds to media answers.
+    pub media_headers: Vec<(String, String)>,
     cache: Mutex<HashMap<String, (Instant, Arc<AuthorizerResponse>)>>,
 }
 
@@ -70,6 +72,7 @@ impl Gateway {
         identity_header: String,
         authorizer_ttl: Duration,
         cors: CorsPolicy,
+        media_headers: Vec<(String, String)>,
     ) -> Self {
         Gateway {
             functions: Arc::new(functions),
@@ -79,6 +82,7 @@ impl Gateway {
             identity_header,
             authorizer_ttl,
             cors,
+            media_headers,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -396,7 +400,15 @@ impl Gateway {
             headers.insert(http::header::ETAG, v);
         }
         headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
-        headers.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+        // As CloudFront's response headers policy adds them (template.yaml).
+        for (name, value) in &self.media_headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
         resp
     }
 }

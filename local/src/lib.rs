@@ -257,6 +257,7 @@ impl Stack {
             streams,
             dynamodb.clone(),
             options.table_name.clone(),
+            stream::EventFilter::new(template.stream_filters.clone()),
         ));
 
         let mut routes = Vec::new();
@@ -294,6 +295,7 @@ impl Stack {
                 .to_ascii_lowercase(),
             Duration::from_secs(template.authorizer_ttl_secs),
             cors::CorsPolicy::resolve(template.cors.as_ref(), &resolver)?,
+            template.media_headers.clone(),
         ));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(gateway::run(gateway, listener, async {

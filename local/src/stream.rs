@@ -62,12 +62,68 @@ fn lambda_record(record: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &s
     })
 }
 
+/// Lambda's event filtering, as the template's `FilterCriteria` configures it: a record is
+/// delivered when any pattern matches it (no patterns: every record). Patterns match the
+/// record's JSON: objects nest, a list offers the values a field may have (exact values,
+/// `{"exists": bool}`, `{"prefix": ...}`, `{"anything-but": [...]}`).
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    patterns: Vec<Value>,
+}
+
+impl EventFilter {
+    pub fn new(patterns: Vec<Value>) -> Self {
+        EventFilter { patterns }
+    }
+
+    pub fn admits(&self, record: &Value) -> bool {
+        self.patterns.is_empty() || self.patterns.iter().any(|p| pattern_matches(p, Some(record)))
+    }
+}
+
+fn pattern_matches(pattern: &Value, value: Option<&Value>) -> bool {
+    match pattern {
+        Value::Object(fields) => fields
+            .iter()
+            .all(|(name, inner)| pattern_matches(inner, value.and_then(|v| v.get(name)))),
+        Value::Array(choices) => choices.iter().any(|choice| choice_matches(choice, value)),
+        _ => false,
+    }
+}
+
+fn choice_matches(choice: &Value, value: Option<&Value>) -> bool {
+    match choice {
+        Value::Object(rule) => match rule.iter().next() {
+            Some((op, arg)) if rule.len() == 1 => match op.as_str() {
+                "exists" => arg.as_bool() == Some(value.is_some()),
+                "prefix" => {
+                    matches!((value, arg), (Some(Value::String(v)), Value::String(p)) if v.starts_with(p.as_str()))
+                }
+                "anything-but" => {
+                    let excluded: Vec<&Value> = match arg {
+                        Value::Array(items) => items.iter().collect(),
+                        one => vec![one],
+                    };
+                    value.is_some_and(|v| !excluded.contains(&v))
+                }
+                other => {
+                    tracing::warn!(rule = other, "a stream filter rule forum-local does not know: no match");
+                    false
+                }
+            },
+            _ => false,
+        },
+        exact => value == Some(exact),
+    }
+}
+
 /// Runs until the task is dropped.
 pub async fn run(
     app: Arc<App>,
     streams: aws_sdk_dynamodbstreams::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
+    filter: EventFilter,
 ) {
     let stream_arn = loop {
         match dynamodb.describe_table().table_name(&table).send().await {
@@ -122,8 +178,13 @@ pub async fn run(
             let Some(current) = iterator.clone() else { continue };
             match streams.get_records().shard_iterator(&current).limit(100).send().await {
                 Ok(out) => {
-                    if !out.records().is_empty() {
-                        let records: Vec<Value> = out.records().iter().map(|r| lambda_record(r, &stream_arn)).collect();
+                    let records: Vec<Value> = out
+                        .records()
+                        .iter()
+                        .map(|r| lambda_record(r, &stream_arn))
+                        .filter(|r| filter.admits(r))
+                        .collect();
+                    if !records.is_empty() {
                         deliver(&app, records).await;
                     }
                     *iterator = out.next_shard_iterator().map(str::to_string);
@@ -163,5 +224,63 @@ async fn deliver(app: &App, mut records: Vec<Value>) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(event: &str, old_type: Option<&str>, new_type: Option<&str>) -> Value {
+        let mut dynamodb = serde_json::Map::new();
+        if let Some(t) = old_type {
+            dynamodb.insert("OldImage".into(), json!({"type": {"S": t}}));
+        }
+        if let Some(t) = new_type {
+            dynamodb.insert("NewImage".into(), json!({"type": {"S": t}}));
+        }
+        json!({"eventName": event, "dynamodb": dynamodb})
+    }
+
+    #[test]
+    fn the_templates_stream_filters_admit_what_fanout_handles_and_nothing_else() {
+        let template = crate::template::StackTemplate::parse(crate::template::BUNDLED_TEMPLATE).unwrap();
+        let filter = EventFilter::new(template.stream_filters.clone());
+        assert!(!template.stream_filters.is_empty());
+        for (event, old, new) in [
+            ("INSERT", None, Some("post")),
+            ("MODIFY", Some("post"), Some("post")),
+            ("REMOVE", Some("post"), None),
+            ("INSERT", None, Some("comment")),
+            ("REMOVE", Some("comment"), None),
+            ("MODIFY", Some("media"), Some("media")),
+            ("REMOVE", Some("media"), None),
+            ("MODIFY", Some("profile"), Some("profile")),
+        ] {
+            assert!(filter.admits(&record(event, old, new)), "{event} {old:?} {new:?}");
+        }
+        for (event, old, new) in [
+            ("INSERT", None, Some("like")),
+            ("REMOVE", Some("like"), None),
+            ("INSERT", None, Some("connection")),
+            ("MODIFY", Some("rate"), Some("rate")),
+            ("INSERT", None, Some("name")),
+            ("INSERT", None, Some("profile")),
+        ] {
+            assert!(!filter.admits(&record(event, old, new)), "{event} {old:?} {new:?}");
+        }
+    }
+
+    #[test]
+    fn filter_rules_match_as_lambda_matches_them() {
+        let filter = EventFilter::new(vec![json!({"a": {"b": [{"prefix": "x"}]}, "c": [{"exists": false}]})]);
+        assert!(filter.admits(&json!({"a": {"b": "xyz"}})));
+        assert!(!filter.admits(&json!({"a": {"b": "yz"}})));
+        assert!(!filter.admits(&json!({"a": {"b": "xyz"}, "c": 1})));
+        let but = EventFilter::new(vec![json!({"t": [{"anything-but": ["like"]}]})]);
+        assert!(but.admits(&json!({"t": "post"})));
+        assert!(!but.admits(&json!({"t": "like"})));
+        assert!(!but.admits(&json!({})));
+        assert!(EventFilter::default().admits(&json!({})));
     }
 }

@@ -129,6 +129,83 @@ pub struct StackTemplate {
     pub bucket_names: BTreeMap<String, Value>,
     /// The HTTP API's `CorsConfiguration`, unresolved (none: no CORS answers).
     pub cors: Option<Value>,
+    /// The headers the media distribution's `ResponseHeadersPolicy` adds to every answer.
+    pub media_headers: Vec<(String, String)>,
+    /// The table stream's event source mapping: `FilterCriteria` patterns (JSON), none
+    /// meaning every record is delivered.
+    pub stream_filters: Vec<serde_json::Value>,
+}
+
+/// The `FilterCriteria` patterns of every `DynamoDB` event in the template's functions.
+fn stream_filters(functions: &[(String, &Value)]) -> Result<Vec<serde_json::Value>, TemplateError> {
+    let mut patterns = Vec::new();
+    for (id, resource) in functions {
+        let events = get(resource, "Properties")
+            .and_then(|p| get(p, "Events"))
+            .and_then(Value::as_mapping);
+        for event in events.into_iter().flat_map(|m| m.values()) {
+            if str_of(event, "Type") != Some("DynamoDB") {
+                continue;
+            }
+            let filters = get(event, "Properties")
+                .and_then(|p| get(p, "FilterCriteria"))
+                .and_then(|f| get(f, "Filters"))
+                .and_then(Value::as_sequence);
+            for filter in filters.into_iter().flatten() {
+                let text = str_of(filter, "Pattern")
+                    .ok_or_else(|| TemplateError::Invalid(format!("{id}: a stream filter without a Pattern string")))?;
+                patterns.push(
+                    serde_json::from_str(text)
+                        .map_err(|e| TemplateError::Invalid(format!("{id}: stream filter pattern: {e}")))?,
+                );
+            }
+        }
+    }
+    Ok(patterns)
+}
+
+/// The headers a CloudFront `ResponseHeadersPolicyConfig` adds, as CloudFront writes them.
+fn response_headers(config: Option<&Value>) -> Vec<(String, String)> {
+    let Some(config) = config else { return Vec::new() };
+    let mut headers = Vec::new();
+    if let Some(security) = get(config, "SecurityHeadersConfig") {
+        if get(security, "ContentTypeOptions").is_some() {
+            headers.push(("x-content-type-options".to_string(), "nosniff".to_string()));
+        }
+        if let Some(csp) = get(security, "ContentSecurityPolicy").and_then(|c| str_of(c, "ContentSecurityPolicy")) {
+            headers.push(("content-security-policy".to_string(), csp.to_string()));
+        }
+        if let Some(frame) = get(security, "FrameOptions").and_then(|f| str_of(f, "FrameOption")) {
+            headers.push(("x-frame-options".to_string(), frame.to_string()));
+        }
+        if let Some(referrer) = get(security, "ReferrerPolicy").and_then(|r| str_of(r, "ReferrerPolicy")) {
+            headers.push(("referrer-policy".to_string(), referrer.to_string()));
+        }
+        if let Some(hsts) = get(security, "StrictTransportSecurity") {
+            let mut value = format!(
+                "max-age={}",
+                get(hsts, "AccessControlMaxAgeSec")
+                    .and_then(scalar_string)
+                    .unwrap_or_default()
+            );
+            if get(hsts, "IncludeSubdomains").and_then(Value::as_bool) == Some(true) {
+                value.push_str("; includeSubDomains");
+            }
+            if get(hsts, "Preload").and_then(Value::as_bool) == Some(true) {
+                value.push_str("; preload");
+            }
+            headers.push(("strict-transport-security".to_string(), value));
+        }
+    }
+    let custom = get(config, "CustomHeadersConfig")
+        .and_then(|c| get(c, "Items"))
+        .and_then(Value::as_sequence);
+    for item in custom.into_iter().flatten() {
+        if let (Some(name), Some(value)) = (str_of(item, "Header"), get(item, "Value").and_then(scalar_string)) {
+            headers.push((name.to_ascii_lowercase(), value));
+        }
+    }
+    headers
 }
 
 /// A YAML scalar as CloudFormation passes it on: strings as they are, numbers and booleans
@@ -372,6 +449,19 @@ impl StackTemplate {
             cors: get(api, "Properties")
                 .and_then(|p| get(p, "CorsConfiguration"))
                 .cloned(),
+            stream_filters: stream_filters(
+                by_type
+                    .get("AWS::Serverless::Function")
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            )?,
+            media_headers: response_headers(
+                by_type
+                    .get("AWS::CloudFront::ResponseHeadersPolicy")
+                    .and_then(|policies| policies.first())
+                    .and_then(|(_, policy)| get(policy, "Properties"))
+                    .and_then(|p| get(p, "ResponseHeadersPolicyConfig")),
+            ),
         })
     }
 }

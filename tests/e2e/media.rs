@@ -701,3 +701,29 @@ async fn paths_with_dot_segments_name_keys_that_do_not_exist() {
     assert_eq!(status, 200);
     assert_ne!(bytes, b"overwrite?");
 }
+
+#[tokio::test]
+async fn media_answers_carry_the_distributions_security_headers() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let media = ready_media(&alice).await;
+    let (status, headers, _) = fetch(media["url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    // Exactly what the template's ResponseHeadersPolicy tells CloudFront to add...
+    let template =
+        forum_local::template::StackTemplate::parse(forum_local::template::BUNDLED_TEMPLATE).expect("template");
+    assert!(template.media_headers.len() >= 5, "{:?}", template.media_headers);
+    for (name, value) in &template.media_headers {
+        assert_eq!(
+            headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(value.as_str()),
+            "{name}"
+        );
+    }
+    // ... which is what keeps an image an image: never sniffed, framed or run as a page.
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("sandbox"), "{csp}");
+    assert_eq!(headers["content-type"], "image/png");
+}
