@@ -6,6 +6,7 @@ pub mod cors;
 pub mod dynamodb_local;
 pub mod environment;
 pub mod gateway;
+pub mod iam;
 pub mod runtime_api;
 pub mod s3_local;
 pub mod sigv4;
@@ -142,8 +143,11 @@ pub struct Stack {
     pub dynamodb_endpoint: String,
     pub s3_endpoint: String,
     /// The HTTP functions' shared view: the table, the bucket, and the DynamoDB round trips
-    /// that every HTTP function of this stack made (one counter, as the budgets read it).
+    /// that every HTTP function of this stack made (one counter, as the budgets read it). Its
+    /// clients are not limited by any function's role: it is the stack's own handle.
     pub app: Arc<App>,
+    /// Each function as it runs (by binary name), its calls limited to what its role allows.
+    pub functions: BTreeMap<String, Arc<App>>,
     /// Each function's environment, resolved from the template (by binary name).
     pub environments: BTreeMap<String, BTreeMap<String, String>>,
     /// The authorizer's JWT settings.
@@ -218,31 +222,53 @@ impl Stack {
         let api_trips = aws::RoundTrips::default();
         let trigger_trips = aws::RoundTrips::default();
         let dynamodb = aws::dynamodb_client(&sdk, &target, &api_trips);
-        let trigger_dynamodb = aws::dynamodb_client(&sdk, &target, &trigger_trips);
         let s3_client = aws::s3_client(&sdk, &target);
         // `@connections` is served by this stack itself, at its own address.
         let notifier = shared::realtime::Notifier::new(aws::ws_client(&sdk, &format!("http://{http_addr}")));
 
+        // Each function calls DynamoDB and S3 only as its role in the template allows.
+        let names = options.names();
+        let table_arn = format!(
+            "arn:aws:dynamodb:{}:{}:table/{}",
+            names.region, names.account_id, options.table_name
+        );
         let mut apps: BTreeMap<String, Arc<App>> = BTreeMap::new();
         for (binary, config) in &functions.configs {
             let http = Route::from_binary(binary).is_some();
-            let (client, trips) = if http {
-                (dynamodb.clone(), api_trips.clone())
-            } else {
-                (trigger_dynamodb.clone(), trigger_trips.clone())
-            };
+            let trips = if http { api_trips.clone() } else { trigger_trips.clone() };
+            let function = template
+                .functions
+                .iter()
+                .find(|f| &f.binary == binary)
+                .ok_or_else(|| StackError::Setup(format!("no function built as `{binary}`")))?;
+            let check = aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(iam::IamCheck::new(
+                iam::Grants::resolve(function, &resolver)?,
+                table_arn.clone(),
+                config.media_bucket.clone(),
+            ));
+            let client = aws::dynamodb_client_with(&sdk, &target, &trips, std::slice::from_ref(&check));
+            let s3 = aws::s3_client_with(&sdk, &target, &[check]);
             let notifier = config.ws_endpoint.as_ref().map(|_| notifier.clone());
-            apps.insert(
-                binary.clone(),
-                App::new(config, client, s3_client.clone(), notifier, trips),
-            );
+            apps.insert(binary.clone(), App::new(config, client, s3, notifier, trips));
         }
         let app_of = |binary: &str| {
             apps.get(binary)
                 .cloned()
                 .ok_or_else(|| StackError::Setup(format!("template.yaml has no function built as `{binary}`")))
         };
-        let api_app = app_of(Route::ListPosts.binary())?;
+        // The stack's own handle on the data (tests, the CDN stand-in): list-posts' settings,
+        // with clients no role restricts.
+        let list_posts = functions
+            .configs
+            .get(Route::ListPosts.binary())
+            .ok_or_else(|| StackError::Setup("template.yaml has no list-posts function".into()))?;
+        let api_app = App::new(
+            list_posts,
+            dynamodb.clone(),
+            s3_client.clone(),
+            Some(notifier.clone()),
+            api_trips.clone(),
+        );
         table::ensure_table(&dynamodb, &options.table_name, &template.table).await?;
         ensure_bucket(&s3_client, api_app.bucket.name()).await?;
 
@@ -306,6 +332,7 @@ impl Stack {
             dynamodb_endpoint,
             s3_endpoint: s3.endpoint.clone(),
             app: api_app,
+            functions: apps.clone(),
             environments: functions.environments,
             jwt: functions.jwt,
             dynamodb,

@@ -53,6 +53,49 @@ pub struct FunctionDef {
     pub binary: String,
     /// `Globals.Function.Environment.Variables` with the function's own over them, unresolved.
     pub environment: BTreeMap<String, Value>,
+    /// What its role allows: the `Allow` statements of its inline `Policies`, unresolved.
+    pub allows: Vec<PolicyStatement>,
+}
+
+/// One `Allow` statement of a function's policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyStatement {
+    pub actions: Vec<String>,
+    pub resources: Vec<Value>,
+}
+
+/// The `Allow` statements of a function's inline policies (SAM policy templates are not used
+/// here; an unknown form is refused so that nothing is granted by mistake).
+fn allow_statements(id: &str, properties: Option<&Value>) -> Result<Vec<PolicyStatement>, TemplateError> {
+    let list = |value: Option<&Value>| -> Vec<Value> {
+        match value {
+            Some(Value::Sequence(items)) => items.clone(),
+            Some(one) => vec![one.clone()],
+            None => Vec::new(),
+        }
+    };
+    let mut statements = Vec::new();
+    for policy in list(properties.and_then(|p| get(p, "Policies"))) {
+        let Some(body) = get(&policy, "Statement") else {
+            return Err(TemplateError::Invalid(format!(
+                "{id}: forum-local reads inline policy documents only, not {policy:?}"
+            )));
+        };
+        for statement in list(Some(body)) {
+            if str_of(&statement, "Effect") != Some("Allow") {
+                continue;
+            }
+            statements.push(PolicyStatement {
+                actions: list(get(&statement, "Action"))
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                resources: list(get(&statement, "Resource")),
+            });
+        }
+    }
+    Ok(statements)
 }
 
 /// A template parameter's default and the constraints CloudFormation checks a value against.
@@ -328,6 +371,7 @@ impl StackTemplate {
                 logical_id: id.clone(),
                 binary: binary.to_string(),
                 environment,
+                allows: allow_statements(id, get(resource, "Properties"))?,
             });
         }
 

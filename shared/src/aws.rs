@@ -183,7 +183,15 @@ impl Intercept for RoundTrips {
 /// breaks presigned PUTs from clients that cannot compute it (awslabs/aws-sdk-rust#1240).
 /// Local stand-ins are addressed path-style.
 pub fn s3_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_s3::Client {
+    s3_client_with(config, target, &[])
+}
+
+/// [`s3_client`] with `extra` interceptors.
+pub fn s3_client_with(config: &SdkConfig, target: &AwsTarget, extra: &Interceptors) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(config);
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
     if let AwsTarget::Local { s3_endpoint, .. } = target {
         builder = builder.endpoint_url(s3_endpoint);
     }
@@ -205,9 +213,26 @@ pub fn ws_client(config: &SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanage
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }
 
+/// Interceptors a client is given beyond its own (forum-local checks each function's IAM
+/// policy with one).
+pub type Interceptors = [aws_smithy_runtime_api::client::interceptors::SharedInterceptor];
+
 /// The DynamoDB client, counting its round trips into `round_trips`.
 pub fn dynamodb_client(config: &SdkConfig, target: &AwsTarget, round_trips: &RoundTrips) -> aws_sdk_dynamodb::Client {
+    dynamodb_client_with(config, target, round_trips, &[])
+}
+
+/// [`dynamodb_client`] with `extra` interceptors.
+pub fn dynamodb_client_with(
+    config: &SdkConfig,
+    target: &AwsTarget,
+    round_trips: &RoundTrips,
+    extra: &Interceptors,
+) -> aws_sdk_dynamodb::Client {
     let mut builder = aws_sdk_dynamodb::config::Builder::from(config).interceptor(round_trips.clone());
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
     if let AwsTarget::Local { dynamodb_endpoint, .. } = target {
         builder = builder.endpoint_url(dynamodb_endpoint);
     }

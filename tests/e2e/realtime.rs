@@ -442,8 +442,9 @@ async fn a_user_holds_at_most_ten_sockets_even_when_opening_them_at_once() {
 #[tokio::test]
 async fn the_subscription_cap_holds_under_concurrent_messages() {
     // In AWS a connection's messages may run in parallel on several instances: the cap must
-    // hold without a read-then-write window.
-    let stack = shared_stack().await;
+    // hold without a read-then-write window. A stack of its own: the connection has no socket,
+    // so another test's broadcast would find it gone and forget it mid-test.
+    let stack = crate::support::isolated_stack().await;
     let table = &stack.stack.app.table;
     let connection = format!("cap-{}", ulid::Ulid::new());
     let now = chrono::Utc::now().timestamp();

@@ -174,3 +174,46 @@ async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
         "requests after the warm-up reuse its connection"
     );
 }
+
+#[tokio::test]
+async fn each_function_may_call_only_what_its_role_in_the_template_allows() {
+    let stack = crate::support::shared_stack().await;
+    let alice = stack.user("alice");
+    let post = alice.create_post("guarded").await;
+    let id = post["id"].as_str().unwrap();
+    let function = |binary: &str| stack.stack.functions[binary].clone();
+
+    // get-post reads posts: allowed. It may not delete one, nor touch the bucket.
+    let get_post = function("get-post");
+    assert!(get_post.table.get_post(id, &alice.user_id).await.unwrap().is_some());
+    assert!(get_post.table.delete_post(id, &alice.user_id).await.is_err());
+    assert!(get_post.bucket.delete("media/anything/display.png").await.is_err());
+    // process-media reads and deletes uploads/ and writes media/; it may not delete media/.
+    let process_media = function("process-media");
+    assert!(
+        process_media
+            .bucket
+            .delete("uploads/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            .await
+            .is_ok()
+    );
+    assert!(
+        process_media
+            .bucket
+            .delete("media/01ARZ3NDEKTSV4RRFFQ69G5FAV/display.png")
+            .await
+            .is_err()
+    );
+    // stream-fanout cleans up both (released media: originals and variants).
+    let fanout = function("stream-fanout");
+    assert!(fanout.bucket.delete("uploads/01ARZ3NDEKTSV4RRFFQ69G5FAV").await.is_ok());
+    assert!(
+        fanout
+            .bucket
+            .delete("media/01ARZ3NDEKTSV4RRFFQ69G5FAV/display.png")
+            .await
+            .is_ok()
+    );
+    // Refused calls changed nothing.
+    assert_eq!(alice.get(&format!("/api/forum/posts/{id}/")).await.status, 200);
+}
