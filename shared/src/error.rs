@@ -23,6 +23,13 @@ pub enum ApiError {
     /// 405: the path exists but not with this method.
     #[error("method {method} is not allowed here")]
     MethodNotAllowed { method: String, allow: Vec<String> },
+    /// 400 `profanity`: `field` holds language the forum does not allow; `found` says what and
+    /// where, so the writer can fix it.
+    #[error("`{field}` contains language that is not allowed: \"{}\" (characters {} to {})", found.text, found.start, found.end)]
+    Profanity {
+        field: &'static str,
+        found: crate::profanity::Finding,
+    },
     /// 409: the request conflicts with what another account holds (its name).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -61,6 +68,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RateLimited { .. } => 429,
+            ApiError::Profanity { .. } => 400,
             ApiError::Conflict { .. } => 409,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
@@ -77,6 +85,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Profanity { .. } => "profanity",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -103,13 +112,22 @@ impl ApiError {
                 tracing::info!(code = other.code(), message = %other, request_id, "request refused")
             }
         }
-        let body = json!({
+        let mut body = json!({
             "error": {
                 "code": self.code(),
                 "message": self.public_message(),
                 "request_id": request_id,
             }
         });
+        if let ApiError::Profanity { field, found } = self {
+            // What matched, as written, and where (character offsets in the text as kept).
+            body["error"]["match"] = json!({
+                "field": field,
+                "text": found.text,
+                "start": found.start,
+                "end": found.end,
+            });
+        }
         let mut builder = Response::builder()
             .status(self.status())
             .header(http::header::CONTENT_TYPE, "application/json");

@@ -17,6 +17,9 @@ pub mod lambda;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod profanity;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod profanity_corpus;
 pub mod realtime;
 pub mod routes;
 pub mod storage;

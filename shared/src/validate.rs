@@ -4,7 +4,6 @@
 //! and bidi-override characters removed, Unicode normalized to NFC, and the result trimmed.
 //! Clients must still escape text when they render it; the policy keeps markup out of the store.
 
-use rustrict::{Censor, Type};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::ApiError;
@@ -177,13 +176,6 @@ fn strip_tags(raw: &str) -> String {
     out
 }
 
-/// What the filter acts on: moderate or worse profanity, slurs and sexual language, and
-/// severe meanness. Milder hits are left alone: at `mild`, rustrict flags ordinary text such
-/// as "alice's words" or "I hate mondays", and a forum must not refuse those.
-fn refused_language() -> Type {
-    ((Type::PROFANE | Type::OFFENSIVE | Type::SEXUAL) & Type::MODERATE_OR_HIGHER) | (Type::MEAN & Type::SEVERE)
-}
-
 /// The rules for one text field.
 #[derive(Clone, Copy, Debug)]
 pub struct TextRules {
@@ -195,7 +187,7 @@ pub struct TextRules {
 /// Builds the profanity filter's tables now (about 20 ms, otherwise paid by the first text
 /// checked): a cold start does it during init.
 pub fn warm_up() {
-    let _ = Censor::from_str("warm up").censor_and_analyze();
+    crate::profanity::warm_up();
 }
 
 /// Cleans and checks a required text field: the value the store keeps, or a 400.
@@ -225,19 +217,16 @@ pub fn clean_text(raw: &str, rules: TextRules) -> Result<String, ApiError> {
             ),
         ));
     }
-    let (censored, analysis) = Censor::from_str(&text)
-        .with_censor_threshold(refused_language())
-        .censor_and_analyze();
-    if analysis.is(refused_language()) {
-        return match rules.profanity {
-            ProfanityMode::Refuse => Err(ApiError::bad_request(
-                "profanity",
-                format!("`{}` contains language that is not allowed", rules.field),
-            )),
-            ProfanityMode::Censor => Ok(censored),
-        };
+    match rules.profanity {
+        ProfanityMode::Refuse => match crate::profanity::first_finding(&text) {
+            Some(found) => Err(ApiError::Profanity {
+                field: rules.field,
+                found,
+            }),
+            None => Ok(text),
+        },
+        ProfanityMode::Censor => Ok(crate::profanity::censor(&text)),
     }
-    Ok(text)
 }
 
 /// Checks a URL the forum would hand to browsers: absolute `https`, a host, no credentials,

@@ -385,3 +385,62 @@ async fn cleaning_never_rebuilds_markup_in_stored_text() {
         ));
     }
 }
+
+#[tokio::test]
+async fn profanity_is_refused_with_what_matched_and_ordinary_text_passes() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    // What the old filter refused: numbers read as letters, bad words matched across words.
+    for benign in [
+        "Tickets cost $788.70 each",
+        "Meet at 21:57 on 2026-02-03",
+        "Order #51235979 shipped, call 405-4834",
+        "build ddca8b0c passed in 109 s",
+        "load 0.2328664317",
+        "On the eighth day, God created FORTRAN.",
+        "Much of the excitement we get out of our work is that we don't really know what we are doing. -- E. Dijkstra",
+        "Clothes make the man. Naked people have little or no influence on society. -- Mark Twain",
+        "Hitchcock's films and Hoare logic",
+    ] {
+        let answer = alice.post("/api/forum/posts/", json!({"content": benign})).await;
+        assert_eq!(answer.status, 201, "{benign}: {}", answer.body);
+        assert_eq!(answer.body["content"], benign);
+    }
+    // A homoglyph from another script no longer gets through, and the error says what and where.
+    let post = alice.create_post("a post to comment on").await;
+    let comments = format!("/api/forum/posts/{}/comments/", post["id"].as_str().unwrap());
+    for path in ["/api/forum/posts/".to_string(), comments.clone()] {
+        let refused = alice
+            .post(&path, json!({"content": "you are a f\u{0443}cking idiot"}))
+            .await;
+        refused.assert_error(400, "profanity");
+        assert_eq!(
+            refused.body["error"]["match"],
+            json!({"field": "content", "text": "f\u{0443}cking", "start": 10, "end": 17})
+        );
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("f\u{0443}cking")
+        );
+    }
+    assert_eq!(
+        alice.get(&comments).await.body["comments"],
+        json!([]),
+        "nothing was stored"
+    );
+    for dodge in [
+        "sh1t",
+        "f u c k",
+        "fuuuuck",
+        "a\u{200B}sshole",
+        "\u{FF46}\u{FF55}\u{FF43}\u{FF4B}",
+        "c.o.c.k",
+    ] {
+        alice
+            .post("/api/forum/posts/", json!({"content": format!("well {dodge} then")}))
+            .await
+            .assert_error(400, "profanity");
+    }
+}
