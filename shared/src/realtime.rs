@@ -3,14 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::model::{CommentView, PostView};
-use crate::store::Item;
 
 /// Connections live two hours (API Gateway's own limit); their items expire with them.
 pub const CONNECTION_TTL_SECS: i64 = 2 * 3600;
@@ -127,46 +124,6 @@ impl ClientMessage {
         };
         Ok(message)
     }
-}
-
-/// Reads an attribute in DynamoDB's JSON form (`{"S": "x"}`, `{"N": "1"}`, ...), as stream
-/// records carry them.
-fn attribute_from_json(value: &Value) -> Option<AttributeValue> {
-    let (kind, inner) = value.as_object()?.iter().next()?;
-    Some(match kind.as_str() {
-        "S" => AttributeValue::S(inner.as_str()?.to_string()),
-        "N" => AttributeValue::N(inner.as_str()?.to_string()),
-        "BOOL" => AttributeValue::Bool(inner.as_bool()?),
-        "NULL" => AttributeValue::Null(true),
-        "SS" => AttributeValue::Ss(
-            inner
-                .as_array()?
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-        ),
-        "NS" => AttributeValue::Ns(
-            inner
-                .as_array()?
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-        ),
-        "L" => AttributeValue::L(inner.as_array()?.iter().filter_map(attribute_from_json).collect()),
-        "M" => AttributeValue::M(item_from_json(inner)?),
-        _ => return None,
-    })
-}
-
-/// An item in DynamoDB's JSON form.
-pub fn item_from_json(value: &Value) -> Option<Item> {
-    Some(
-        value
-            .as_object()?
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), attribute_from_json(v)?)))
-            .collect(),
-    )
 }
 
 /// Pushes messages to WebSocket connections through the `@connections` API.
@@ -310,26 +267,6 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ServerMessage::Pong).unwrap(),
             serde_json::json!({"type": "pong"})
-        );
-    }
-
-    #[test]
-    fn stream_images_are_read_from_dynamodb_json() {
-        let json = serde_json::json!({
-            "pk": {"S": "POST#1"}, "like_count": {"N": "4"}, "ok": {"BOOL": true},
-            "subs": {"SS": ["a", "b"]}, "nested": {"M": {"x": {"L": [{"S": "y"}, {"NULL": true}]}}}
-        });
-        let item = item_from_json(&json).unwrap();
-        assert_eq!(item["pk"], AttributeValue::S("POST#1".into()));
-        assert_eq!(item["like_count"], AttributeValue::N("4".into()));
-        assert_eq!(item["ok"], AttributeValue::Bool(true));
-        assert_eq!(item["subs"], AttributeValue::Ss(vec!["a".into(), "b".into()]));
-        let AttributeValue::M(nested) = &item["nested"] else {
-            panic!("map")
-        };
-        assert_eq!(
-            nested["x"],
-            AttributeValue::L(vec![AttributeValue::S("y".into()), AttributeValue::Null(true)])
         );
     }
 }

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::media::THUMBNAIL_SIZES;
 use crate::metrics::{self, Metric};
 use crate::model::{CommentView, MediaStatus, Post, PostView, Profile};
-use crate::realtime::{ServerMessage, item_from_json};
+use crate::realtime::ServerMessage;
 use crate::storage::variant_key;
 use crate::store::{Change, Recipient};
 
@@ -37,10 +37,7 @@ pub async fn stream_fanout(app: &App, event: &Value) -> Value {
 }
 
 async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
-    let images = &record["dynamodb"];
-    let old = images.get("OldImage").and_then(item_from_json);
-    let new = images.get("NewImage").and_then(item_from_json);
-    match Change::from_images(old.as_ref(), new.as_ref())? {
+    match Change::from_record(record)? {
         Change::PostCreated(post) => {
             let author = author(app, &post.user_id).await?;
             let message = ServerMessage::PostCreated {

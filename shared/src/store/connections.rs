@@ -1,0 +1,292 @@
+//! WebSocket connections and subscriptions: capped per user and per connection.
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+
+use super::items::*;
+use super::keys;
+use super::tx::*;
+use super::{Item, Table};
+use crate::error::ApiError;
+
+/// An open WebSocket connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub id: String,
+    pub user_id: String,
+    /// When the token it was opened with expires (its socket is closed then).
+    pub expires_at: i64,
+    /// Posts this connection follows.
+    pub subscriptions: Vec<String>,
+}
+
+/// Most subscriptions one connection may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 200;
+
+/// A connection to push to, and when the token it was opened with expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub connection_id: String,
+    pub expires_at: i64,
+}
+
+/// Live WebSocket connections one user may hold at once.
+pub const MAX_CONNECTIONS_PER_USER: u32 = 10;
+
+impl Table {
+    /// Stores a connection (after `$connect` was authorized) for a token valid until
+    /// `expires_at`; the item expires at `ttl`. The connection takes one of the user's
+    /// [`MAX_CONNECTIONS_PER_USER`] slot items in the same transaction, so concurrent connects
+    /// cannot exceed the cap; a slot whose connection expired counts as free.
+    pub async fn put_connection(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        expires_at: i64,
+        ttl: i64,
+    ) -> Result<(), ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        // Start at a slot of the id's own, so a user's concurrent connects rarely collide.
+        let start = connection_id
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        for probe in 0..MAX_CONNECTIONS_PER_USER {
+            let slot = (start.wrapping_add(probe)) % MAX_CONNECTIONS_PER_USER;
+            let mut item = key(keys::conn_pk(connection_id), keys::CONN_SK);
+            item.insert("type".into(), s("connection"));
+            item.insert("connection_id".into(), s(connection_id));
+            item.insert("user_id".into(), s(user_id));
+            item.insert("expires_at".into(), signed(expires_at));
+            item.insert("slot".into(), n(u64::from(slot)));
+            item.insert("ttl".into(), signed(ttl));
+            item.insert(keys::FEED_PK.into(), s(keys::CONNECTIONS_PARTITION));
+            item.insert(keys::FEED_SK.into(), s(keys::conn_pk(connection_id)));
+            item.insert(keys::USER_PK.into(), s(keys::user_pk(user_id)));
+            item.insert(keys::USER_SK.into(), s(keys::conn_pk(connection_id)));
+            let mut slot_item = key(keys::user_pk(user_id), keys::conn_slot_sk(slot));
+            slot_item.insert("type".into(), s("connection_slot"));
+            slot_item.insert("connection_id".into(), s(connection_id));
+            slot_item.insert("ttl".into(), signed(ttl));
+            let claim = built(
+                Put::builder()
+                    .table_name(&self.name)
+                    .set_item(Some(slot_item))
+                    .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", signed(now))
+                    .build(),
+            )?;
+            let actions = vec![TransactWriteItem::builder().put(claim).build(), self.put(item, None)?];
+            match self.transact(actions).await? {
+                Ok(()) => return Ok(()),
+                Err(c) if c.failed(0) => continue,
+                Err(c) => return Err(ApiError::Internal(format!("storing a connection: {:?}", c.codes))),
+            }
+        }
+        Err(ApiError::RateLimited {
+            message: format!("a user may hold {MAX_CONNECTIONS_PER_USER} live connections at once; close one first"),
+            retry_after_secs: 60,
+        })
+    }
+
+    pub async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>, ApiError> {
+        let item = self
+            .get_one(key(keys::conn_pk(connection_id), keys::CONN_SK), true, None)
+            .await?;
+        Ok(item.as_ref().map(|item| connection_from_item(connection_id, item)))
+    }
+
+    /// Removes a connection and its subscriptions (on `$disconnect`, or a `410 Gone`).
+    pub async fn delete_connection(&self, connection_id: &str) -> Result<(), ApiError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::conn_pk(connection_id), keys::CONN_SK)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await?;
+        let Some(old) = out.attributes() else { return Ok(()) };
+        let connection = connection_from_item(connection_id, old);
+        if let Some(slot) = old
+            .get("slot")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            // Only if the slot is still this connection's (an expired one may be taken again).
+            let freed = self
+                .client
+                .delete_item()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(&connection.user_id), keys::conn_slot_sk(slot))))
+                .condition_expression("connection_id = :id")
+                .expression_attribute_values(":id", s(connection_id))
+                .send()
+                .await;
+            if let Err(e) = freed
+                && !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+            {
+                return Err(e.into());
+            }
+        }
+        self.batch_delete(self.subscription_keys(connection_id, &connection.subscriptions))
+            .await
+    }
+
+    /// Follows posts: the subscription items (found by post, carrying the connection's token
+    /// expiry) and their list on the connection (found by connection, for clean-up). The cap of
+    /// [`MAX_SUBSCRIPTIONS`] is a condition on the list's size in the same write that grows it,
+    /// so concurrent messages cannot pass it together.
+    pub async fn subscribe(&self, connection: &Connection, post_ids: &[String], ttl: i64) -> Result<(), ApiError> {
+        // Subscription items first, then their list on the connection, only if it still exists
+        // and has room: a connection deleted meanwhile (a 410 from another fan-out) either saw
+        // the list and removes these items itself, or makes the update fail and we remove them
+        // here. Either way no subscription outlives its connection.
+        let items = post_ids
+            .iter()
+            .map(|pid| {
+                let mut item = key(keys::sub_pk(pid), keys::conn_pk(&connection.id));
+                item.insert("type".into(), s("subscription"));
+                item.insert("connection_id".into(), s(&connection.id));
+                item.insert("expires_at".into(), signed(connection.expires_at));
+                item.insert("ttl".into(), signed(ttl));
+                item
+            })
+            .collect();
+        self.batch_put(items).await?;
+        // Room for the new ids even if none is a duplicate: the cap is never exceeded.
+        let room = MAX_SUBSCRIPTIONS.saturating_sub(post_ids.len());
+        let listed = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
+            .update_expression("ADD subs :posts")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(subs) OR size(subs) <= :room)")
+            .expression_attribute_values(":posts", AttributeValue::Ss(post_ids.to_vec()))
+            .expression_attribute_values(":room", n(room as u64))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let seen = match listed {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failure)) => failure.item().cloned(),
+                _ => return Err(err.into()),
+            },
+        };
+        // Undo only the items this call added: an id already listed is someone's subscription.
+        let old = seen.as_ref().map(|item| connection_from_item(&connection.id, item));
+        let added: Vec<String> = post_ids
+            .iter()
+            .filter(|id| !old.as_ref().is_some_and(|c| c.subscriptions.contains(id)))
+            .cloned()
+            .collect();
+        self.batch_delete(self.subscription_keys(&connection.id, &added))
+            .await?;
+        match old {
+            None => Err(ApiError::NotFound("this connection is not known; reconnect".into())),
+            Some(_) => Err(ApiError::bad_request(
+                "too_many_subscriptions",
+                format!("a connection may follow at most {MAX_SUBSCRIPTIONS} posts"),
+            )),
+        }
+    }
+
+    pub(super) fn subscription_keys(&self, connection_id: &str, post_ids: &[String]) -> Vec<Item> {
+        post_ids
+            .iter()
+            .map(|pid| key(keys::sub_pk(pid), keys::conn_pk(connection_id)))
+            .collect()
+    }
+
+    pub async fn unsubscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), ApiError> {
+        self.batch_delete(self.subscription_keys(&connection.id, post_ids))
+            .await?;
+        // Only an existing connection's list changes (no key-only item for a gone one).
+        let unlisted = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
+            .update_expression("DELETE subs :posts")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":posts", AttributeValue::Ss(post_ids.to_vec()))
+            .send()
+            .await;
+        match unlisted {
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(e.into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every open connection (the feed's audience): a Query of one index partition, paged.
+    pub async fn all_connections(&self) -> Result<Vec<Recipient>, ApiError> {
+        self.recipients(
+            Some(keys::FEED_INDEX),
+            keys::FEED_PK,
+            keys::CONNECTIONS_PARTITION.to_string(),
+            keys::FEED_SK,
+        )
+        .await
+    }
+
+    /// Connections following a post.
+    pub async fn subscribers(&self, post_id: &str) -> Result<Vec<Recipient>, ApiError> {
+        self.recipients(None, keys::PK, keys::sub_pk(post_id), keys::SK).await
+    }
+
+    /// A user's open connections.
+    pub async fn user_connections(&self, user_id: &str) -> Result<Vec<Recipient>, ApiError> {
+        self.recipients(
+            Some(keys::USER_INDEX),
+            keys::USER_PK,
+            keys::user_pk(user_id),
+            keys::USER_SK,
+        )
+        .await
+    }
+
+    /// Connection ids (from `CONN#<id>` sort keys) and their tokens' expiry, every page.
+    pub(super) async fn recipients(
+        &self,
+        index: Option<&str>,
+        pk_attr: &str,
+        pk: String,
+        sk_attr: &str,
+    ) -> Result<Vec<Recipient>, ApiError> {
+        const PREFIX: &str = "CONN#";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .set_index_name(index.map(str::to_string))
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", pk_attr)
+            .expression_attribute_names("#sk", sk_attr)
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s(PREFIX))
+            .projection_expression("#sk, expires_at");
+        let items = self.query_every(query).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let id = get_s(item, sk_attr)?.strip_prefix(PREFIX)?.to_string();
+                Some(Recipient {
+                    expires_at: connection_from_item(&id, item).expires_at,
+                    connection_id: id,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,62 @@
+//! Key names and builders: nothing outside this module spells a key. The items and their
+//! keys are listed in docs/table.md.
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const POST_SK: &str = "POST";
+pub const PROFILE_SK: &str = "PROFILE";
+/// The global feed: one GSI partition, newest first by post id.
+pub const FEED_INDEX: &str = "gsi1";
+pub const FEED_PK: &str = "gsi1pk";
+pub const FEED_SK: &str = "gsi1sk";
+pub const FEED_PARTITION: &str = "FEED";
+/// Items by user (their posts, their likes).
+pub const USER_INDEX: &str = "gsi2";
+pub const USER_PK: &str = "gsi2pk";
+pub const USER_SK: &str = "gsi2sk";
+
+pub fn post_pk(post_id: &str) -> String {
+    format!("POST#{post_id}")
+}
+pub fn user_pk(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+pub fn like_sk(user_id: &str) -> String {
+    format!("LIKE#{user_id}")
+}
+/// Sort key of a post within the feed and user indexes.
+pub fn post_ref(post_id: &str) -> String {
+    format!("POST#{post_id}")
+}
+pub fn comment_sk(comment_id: &str) -> String {
+    format!("COMMENT#{comment_id}")
+}
+/// Sort key of a like within the user index ("posts this user likes").
+pub fn like_ref(post_id: &str) -> String {
+    format!("LIKE#{post_id}")
+}
+pub fn media_pk(media_id: &str) -> String {
+    format!("MEDIA#{media_id}")
+}
+pub const MEDIA_SK: &str = "MEDIA";
+pub fn conn_pk(connection_id: &str) -> String {
+    format!("CONN#{connection_id}")
+}
+pub const CONN_SK: &str = "CONN";
+/// A user's connection slots (`USER#<uid>` / `CONNSLOT#<n>`): the per-user cap.
+pub fn conn_slot_sk(slot: u32) -> String {
+    format!("CONNSLOT#{slot:02}")
+}
+pub fn sub_pk(post_id: &str) -> String {
+    format!("SUB#{post_id}")
+}
+/// Every connection is in one gsi1 partition (the feed's audience).
+pub const CONNECTIONS_PARTITION: &str = "CONNS";
+pub fn rate_pk(user_id: &str, action: &str) -> String {
+    format!("RATE#{user_id}#{action}")
+}
+/// A display name's claim (`NAME#<username_key>` / `NAME`): which account it belongs to.
+pub fn name_pk(username_key: &str) -> String {
+    format!("NAME#{username_key}")
+}
+pub const NAME_SK: &str = "NAME";

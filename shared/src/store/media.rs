@@ -1,0 +1,192 @@
+//! Uploads: recorded, claimed by one post, decided by `process-media`, released.
+
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+
+use super::items::*;
+use super::keys;
+use super::rate::*;
+use super::tx::*;
+use super::{Item, Table};
+use crate::error::ApiError;
+use crate::media::MediaType;
+use crate::model::{Media, MediaStatus};
+
+/// A media item a post wants to use: checked in the post's own transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnMedia {
+    pub id: String,
+    pub kind: MediaType,
+}
+
+/// Why a post may not show the media it names: someone else's, missing, expired or rejected
+/// (the same answer for each, so ids cannot be probed), or the caller's but shown by another post.
+pub(super) fn media_refused(seen: Option<&Item>, caller: &str, post_id: &str) -> ApiError {
+    let claimed_elsewhere = seen.is_some_and(|item| {
+        get_s(item, "user_id").as_deref() == Some(caller)
+            && get_s(item, "post_id").is_some_and(|other| other != post_id)
+    });
+    if claimed_elsewhere {
+        ApiError::bad_request(
+            "invalid_media_url",
+            "that image is already shown by another of your posts; an upload belongs to one post (upload it again)",
+        )
+    } else {
+        ApiError::bad_request(
+            "invalid_media_url",
+            "`media_url` must be an image you uploaded in the last 24 hours (and that was not rejected)",
+        )
+    }
+}
+
+/// How long an upload no post has claimed is kept (its record expires by TTL, and the stream
+/// then deletes its objects).
+pub const UNCLAIMED_MEDIA_TTL_SECS: i64 = 24 * 3600;
+
+impl Table {
+    /// Claims an upload for a post: it must be the caller's, of the type its URL names, not
+    /// rejected, not expired, and not used by another post. A claimed upload no longer expires;
+    /// it lives as long as its post shows it (the stream releases it after).
+    pub(super) fn claim_media(
+        &self,
+        media: &OwnMedia,
+        user_id: &str,
+        post_id: &str,
+        now: i64,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::media_pk(&media.id), keys::MEDIA_SK)))
+                .update_expression("SET post_id = :post REMOVE #ttl")
+                .condition_expression(
+                    "attribute_exists(pk) AND user_id = :owner AND content_type = :type AND #status <> :rejected \
+                     AND (attribute_not_exists(post_id) OR post_id = :post) \
+                     AND (attribute_not_exists(#ttl) OR #ttl > :now)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":owner", s(user_id))
+                .expression_attribute_values(":type", s(media.kind.content_type()))
+                .expression_attribute_values(":rejected", s(MediaStatus::Rejected.as_str()))
+                .expression_attribute_values(":post", s(post_id))
+                .expression_attribute_values(":now", signed(now))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Records a new upload (pending) and takes a rate-limit token: one transaction. Until a
+    /// post claims it, the record expires [`UNCLAIMED_MEDIA_TTL_SECS`] after the request (TTL),
+    /// and the stream then deletes its objects.
+    pub async fn create_media(&self, media: &Media, rate: &RateToken) -> Result<(), ApiError> {
+        let mut item = media_item(media);
+        item.insert("ttl".into(), signed(rate.now + UNCLAIMED_MEDIA_TTL_SECS));
+        let actions = vec![
+            self.take_rate_token(rate)?,
+            self.put(item, Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) => Err(ApiError::Internal(format!("media write refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Deletes an upload's record once no post shows it: the post that claimed it was deleted
+    /// or now shows other media. Done in one transaction with a check that the post does not
+    /// show it (again), so a late stream record never removes media in use. `url_prefix` is
+    /// the start of every URL of the media (`<base>/media/<id>/`).
+    pub async fn release_media(&self, media_id: &str, post_id: &str, url_prefix: &str) -> Result<bool, ApiError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::media_pk(media_id), keys::MEDIA_SK)))
+                .condition_expression("post_id = :post")
+                .expression_attribute_values(":post", s(post_id))
+                .build(),
+        )?;
+        let unused = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR attribute_not_exists(media_url) OR NOT begins_with(media_url, :prefix)",
+                )
+                .expression_attribute_values(":prefix", s(url_prefix))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().condition_check(unused).build(),
+        ];
+        Ok(self.transact(actions).await?.is_ok())
+    }
+
+    /// Takes media that was rejected after a post claimed it off that post (the post then
+    /// shows no media, and the stream releases the media). `false` when the post is gone or
+    /// already shows something else.
+    pub async fn drop_rejected_media(&self, post_id: &str, url_prefix: &str) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+            .update_expression("REMOVE media_url")
+            .condition_expression("attribute_exists(pk) AND begins_with(media_url, :prefix)")
+            .expression_attribute_values(":prefix", s(url_prefix))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_media(&self, media_id: &str) -> Result<Option<Media>, ApiError> {
+        let item = self
+            .get_one(key(keys::media_pk(media_id), keys::MEDIA_SK), true, None)
+            .await?;
+        item.as_ref().map(media_from_item).transpose()
+    }
+
+    /// Marks a pending upload ready (with its size) or rejected (with the reason). Only a
+    /// pending item changes, so a redelivered event cannot flip a decision: `false` then.
+    pub async fn finish_media(&self, media_id: &str, outcome: Result<(u32, u32), &str>) -> Result<bool, ApiError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::media_pk(media_id), keys::MEDIA_SK)))
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(MediaStatus::Pending.as_str()));
+        update = match outcome {
+            Ok((width, height)) => update
+                .update_expression("SET #status = :status, width = :w, height = :h")
+                .expression_attribute_values(":status", s(MediaStatus::Ready.as_str()))
+                .expression_attribute_values(":w", n(width.into()))
+                .expression_attribute_values(":h", n(height.into())),
+            Err(reason) => update
+                .update_expression("SET #status = :status, reason = :reason")
+                .expression_attribute_values(":status", s(MediaStatus::Rejected.as_str()))
+                .expression_attribute_values(":reason", s(reason)),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

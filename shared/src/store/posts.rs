@@ -1,0 +1,276 @@
+//! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+use super::Table;
+use super::items::*;
+use super::keys;
+use super::media::*;
+use super::page::*;
+use super::rate::*;
+use super::tx::*;
+use crate::cursor::PageCursor;
+use crate::error::ApiError;
+use crate::model::{Post, Profile};
+
+/// Who makes an edit and when: the caller (who must own what they edit), the edit's time,
+/// their rate-limit token, and their profile when it is due to be written.
+#[derive(Clone, Copy, Debug)]
+pub struct Editor<'a> {
+    pub caller: &'a str,
+    pub edited_at: &'a str,
+    pub rate: &'a RateToken,
+    pub author: Option<&'a Profile>,
+}
+
+/// What a conditional write on a post found when its condition failed.
+pub(super) enum OwnedWriteFailure {
+    Missing,
+    NotOwner,
+}
+
+pub(super) fn owned_write_failure(item_exists: bool) -> OwnedWriteFailure {
+    if item_exists {
+        OwnedWriteFailure::NotOwner
+    } else {
+        OwnedWriteFailure::Missing
+    }
+}
+
+impl OwnedWriteFailure {
+    pub(super) fn into_error(self) -> ApiError {
+        match self {
+            OwnedWriteFailure::Missing => ApiError::NotFound("post not found".into()),
+            OwnedWriteFailure::NotOwner => ApiError::Forbidden("you can only change your own posts".into()),
+        }
+    }
+}
+
+impl Table {
+    /// Adds `delta` to a post's counter, only if the post exists.
+    pub(super) fn bump_post(&self, post_id: &str, counter: &str, delta: i64) -> Result<TransactWriteItem, ApiError> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .update_expression("ADD #counter :delta")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#counter", counter)
+                .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    pub(super) fn post_exists_check(&self, post_id: &str) -> Result<TransactWriteItem, ApiError> {
+        let check = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .condition_expression("attribute_exists(pk)")
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Writes a new post, its author's profile (when it changed) and a rate-limit token in one
+    /// transaction: one round trip, and nothing written when over the limit.
+    /// Media it shows must be the author's own and unused: claimed in the same transaction.
+    pub async fn create_post(
+        &self,
+        post: &Post,
+        author: Option<&Profile>,
+        rate: &RateToken,
+        media: Option<&OwnMedia>,
+    ) -> Result<Option<Profile>, ApiError> {
+        let mut actions = vec![
+            self.take_rate_token(rate)?,
+            self.put(post_item(post), Some("attribute_not_exists(pk)"))?,
+        ];
+        if let Some(media) = media {
+            actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);
+        }
+        match self.transact_as_author(actions, author, &post.created_at).await? {
+            Ok(written) => Ok(written),
+            Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
+            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) => Err(ApiError::Internal(format!("post write refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Removes what hangs off a deleted post: its comments, likes and subscriptions.
+    /// Idempotent; the stream handler runs it after the post item is gone.
+    pub async fn delete_post_leftovers(&self, post_id: &str) -> Result<usize, ApiError> {
+        let mut doomed = Vec::new();
+        for pk in [keys::post_pk(post_id), keys::sub_pk(post_id)] {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .projection_expression("pk, sk");
+            doomed.extend(self.query_every(query).await?);
+        }
+        let count = doomed.len();
+        self.batch_delete(doomed).await?;
+        Ok(count)
+    }
+
+    /// A post's current counters (consistent), for events about it.
+    pub async fn post_now(&self, post_id: &str) -> Result<Option<Post>, ApiError> {
+        let item = self
+            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, None)
+            .await?;
+        item.as_ref().map(post_from_item).transpose()
+    }
+
+    /// Whether a post exists (strongly consistent: a deleted post is gone at once).
+    pub async fn post_exists(&self, post_id: &str) -> Result<bool, ApiError> {
+        let item = self
+            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("pk"))
+            .await?;
+        Ok(item.is_some())
+    }
+
+    /// A post and whether `viewer` likes it, in one BatchGetItem.
+    pub async fn get_post(&self, post_id: &str, viewer: &str) -> Result<Option<(Post, bool)>, ApiError> {
+        let post_key = key(keys::post_pk(post_id), keys::POST_SK);
+        let like_key = key(keys::post_pk(post_id), keys::like_sk(viewer));
+        let items = self.batch_get(vec![post_key, like_key]).await?;
+        let mut post = None;
+        let mut liked = false;
+        for item in &items {
+            match get_s(item, keys::SK).as_deref() {
+                Some(keys::POST_SK) => post = Some(post_from_item(item)?),
+                Some(_) => liked = true,
+                None => {}
+            }
+        }
+        Ok(post.map(|p| (p, liked)))
+    }
+
+    /// One page of the global feed, newest first.
+    pub async fn feed_page(&self, position: Option<&PageCursor>, limit: usize) -> Result<Page<Post>, ApiError> {
+        let spec = ListSpec {
+            scope: feed_scope(),
+            index: Some(keys::FEED_INDEX),
+            pk_attr: keys::FEED_PK,
+            pk: keys::FEED_PARTITION.to_string(),
+            sk_attr: keys::FEED_SK,
+            sk_prefix: "POST#",
+            order: Order::NewestFirst,
+        };
+        self.page(&spec, position, limit, post_from_item).await
+    }
+
+    /// Edits a post if `caller` owns it; returns the post as now stored and whether `caller`
+    /// likes it. Two round trips, concurrent: a transaction (the edit, a rate-limit token and,
+    /// with new media, its claim) beside a BatchGetItem of the post and the caller's like, onto
+    /// which the edit's own fields are laid (the read may see the post just before the edit).
+    pub async fn update_post(
+        &self,
+        post_id: &str,
+        content: Option<&str>,
+        media_url: Option<Option<&str>>,
+        new_media: Option<&OwnMedia>,
+        editor: Editor<'_>,
+    ) -> Result<(Post, bool, Option<Profile>), ApiError> {
+        let Editor {
+            caller,
+            edited_at,
+            rate,
+            author,
+        } = editor;
+        let mut sets = vec!["edited_at = :edited_at"];
+        let mut removes = Vec::new();
+        let mut values = HashMap::from([
+            (":caller".to_string(), s(caller)),
+            (":edited_at".to_string(), s(edited_at)),
+        ]);
+        if let Some(content) = content {
+            sets.push("content = :content");
+            values.insert(":content".into(), s(content));
+        }
+        match media_url {
+            Some(Some(url)) => {
+                sets.push("media_url = :media_url");
+                values.insert(":media_url".into(), s(url));
+            }
+            Some(None) => removes.push("media_url"),
+            None => {}
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .update_expression(expression)
+                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        let mut actions = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.take_rate_token(rate)?,
+        ];
+        if let Some(media) = new_media {
+            actions.push(self.claim_media(media, caller, post_id, rate.now)?);
+        }
+        let (written, read) = tokio::join!(
+            self.transact_as_author(actions, author, edited_at),
+            self.get_post(post_id, caller)
+        );
+        let author = match written? {
+            Ok(author) => author,
+            Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
+            Err(c) if c.failed(2) => return Err(media_refused(c.item(2), caller, post_id)),
+            Err(c) if c.failed(1) => return Err(rate.refused()),
+            Err(c) => return Err(ApiError::Internal(format!("post edit refused: {:?}", c.codes))),
+        };
+        // Deleted in between: gone is the truthful answer.
+        let (mut post, liked) = read?.ok_or_else(|| ApiError::NotFound("post not found".into()))?;
+        if let Some(content) = content {
+            post.content = content.to_string();
+        }
+        if let Some(url) = media_url {
+            post.media_url = url.map(str::to_string);
+        }
+        post.edited_at = Some(edited_at.to_string());
+        Ok((post, liked, author))
+    }
+
+    /// Deletes a post if `caller` owns it, in one DeleteItem. Its comments and likes become
+    /// unreachable at once (every read of them checks the post); the stream removes them.
+    pub async fn delete_post(&self, post_id: &str, caller: &str) -> Result<Post, ApiError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+            .condition_expression("attribute_exists(pk) AND user_id = :caller")
+            .expression_attribute_values(":caller", s(caller))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => post_from_item(out.attributes().unwrap_or(&HashMap::new())),
+            Err(err) => match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(e)) => {
+                    Err(owned_write_failure(e.item().is_some()).into_error())
+                }
+                _ => Err(err.into()),
+            },
+        }
+    }
+}

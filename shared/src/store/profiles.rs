@@ -1,0 +1,138 @@
+//! Profiles and display names: written with the author's writes, names claimed uniquely.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
+
+use super::items::*;
+use super::keys;
+use super::tx::*;
+use super::{Item, Table};
+use crate::error::ApiError;
+use crate::model::Profile;
+use crate::validate::username_key;
+
+impl Table {
+    /// Runs `actions` and, when `author` is given (its claims changed since this container last
+    /// wrote them), the author's profile and the claim on the name it is shown under, in the
+    /// same transaction. The name the token asks for is tried first, then the account's
+    /// [`Profile::fallback_name`]; both held by other accounts is `409 username_taken`.
+    /// Answers the cancellation of `actions` (their indices unchanged) or the profile written.
+    pub(super) async fn transact_as_author(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        author: Option<&Profile>,
+        now: &str,
+    ) -> Result<Result<Option<Profile>, Cancelled>, ApiError> {
+        let Some(author) = author else {
+            return Ok(self.transact(actions).await?.map(|()| None));
+        };
+        let own = actions.len();
+        for name in [author.token_name.clone(), author.fallback_name()] {
+            let shown = Profile {
+                username: name,
+                ..author.clone()
+            };
+            let mut all = actions.clone();
+            all.push(self.put(profile_item(&shown, now), None)?);
+            all.push(self.claim_name(&shown, now)?);
+            match self.transact(all).await? {
+                Ok(()) => return Ok(Ok(Some(shown))),
+                // Only the name was refused: try the next one.
+                Err(c) if c.failed(own + 1) && (0..own).all(|i| !c.failed(i)) => continue,
+                Err(c) => return Ok(Err(c)),
+            }
+        }
+        Err(ApiError::Conflict {
+            code: "username_taken",
+            message: format!(
+                "the username `{}` (or one that looks the same) belongs to another account; \
+                 choose another name with your identity provider",
+                author.token_name
+            ),
+        })
+    }
+
+    /// Holds a display name for one account: written only if no other account holds a name
+    /// with the same key.
+    pub(super) fn claim_name(&self, profile: &Profile, now: &str) -> Result<TransactWriteItem, ApiError> {
+        let mut item = key(keys::name_pk(&username_key(&profile.username)), keys::NAME_SK);
+        item.insert("type".into(), s("name"));
+        item.insert("user_id".into(), s(&profile.user_id));
+        item.insert("username".into(), s(&profile.username));
+        item.insert("claimed_at".into(), s(now));
+        let put = built(
+            Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR user_id = :uid")
+                .expression_attribute_values(":uid", s(&profile.user_id))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Frees a name its account no longer shows (after a rename), unless the account shows it
+    /// again by now: the stream's clean-up, safe to repeat.
+    pub async fn release_name(&self, name_key: &str, user_id: &str) -> Result<bool, ApiError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::name_pk(name_key), keys::NAME_SK)))
+                .condition_expression("user_id = :uid")
+                .expression_attribute_values(":uid", s(user_id))
+                .build(),
+        )?;
+        let renamed = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(user_id), keys::PROFILE_SK)))
+                .condition_expression("attribute_not_exists(pk) OR name_key <> :key")
+                .expression_attribute_values(":key", s(name_key))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().condition_check(renamed).build(),
+        ];
+        Ok(self.transact(actions).await?.is_ok())
+    }
+
+    /// Profiles of `user_ids` and which of `post_ids` `viewer` likes, in one BatchGetItem
+    /// (split into concurrent calls past 100 keys).
+    pub async fn profiles_and_likes(
+        &self,
+        user_ids: &HashSet<String>,
+        post_ids: &[String],
+        viewer: &str,
+    ) -> Result<(HashMap<String, Profile>, HashSet<String>), ApiError> {
+        let mut wanted: Vec<Item> = user_ids
+            .iter()
+            .map(|uid| key(keys::user_pk(uid), keys::PROFILE_SK))
+            .collect();
+        wanted.extend(
+            post_ids
+                .iter()
+                .map(|pid| key(keys::post_pk(pid), keys::like_sk(viewer))),
+        );
+        let mut profiles = HashMap::new();
+        let mut liked = HashSet::new();
+        for item in self.batch_get(wanted).await? {
+            match get_s(&item, keys::SK).as_deref() {
+                Some(keys::PROFILE_SK) => {
+                    let profile = profile_from_item(&item)?;
+                    profiles.insert(profile.user_id.clone(), profile);
+                }
+                Some(sk) if sk.starts_with("LIKE#") => {
+                    if let Some(pid) =
+                        get_s(&item, keys::PK).and_then(|pk| pk.strip_prefix("POST#").map(str::to_string))
+                    {
+                        liked.insert(pid);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((profiles, liked))
+    }
+}
