@@ -4,6 +4,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
+use crate::store::{Entity, MediaRefusal, RateAction, StoreError};
+
 /// Everything a request can fail with. Each variant knows its status and code;
 /// [`ApiError::to_response`] is the only place that turns one into HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -160,25 +162,103 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestTimeout",
 ];
 
+/// How an AWS call failed: `Ok` with why it is worth retrying later (timeouts, unreachable,
+/// throttled), `Err` with what went wrong otherwise.
+pub(crate) fn classify_sdk_error<E, R>(err: &SdkError<E, R>) -> Result<String, String>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::TimeoutError(_) => Ok(format!("AWS call timed out: {err:?}")),
+        SdkError::DispatchFailure(_) => Ok(format!("AWS service unreachable: {err:?}")),
+        SdkError::ResponseError(_) => Ok(format!("AWS service answered garbage: {err:?}")),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            if THROTTLING_CODES.contains(&code) {
+                Ok(format!("AWS service throttled: {code}"))
+            } else {
+                Err(format!("AWS error {code}: {:?}", service.err()))
+            }
+        }
+        _ => Err(format!("AWS request failed: {err:?}")),
+    }
+}
+
 impl<E, R> From<SdkError<E, R>> for ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
     fn from(err: SdkError<E, R>) -> Self {
-        match &err {
-            SdkError::TimeoutError(_) => ApiError::Unavailable(format!("AWS call timed out: {err:?}")),
-            SdkError::DispatchFailure(_) => ApiError::Unavailable(format!("AWS service unreachable: {err:?}")),
-            SdkError::ResponseError(_) => ApiError::Unavailable(format!("AWS service answered garbage: {err:?}")),
-            SdkError::ServiceError(service) => {
-                let code = service.err().code().unwrap_or_default();
-                if THROTTLING_CODES.contains(&code) {
-                    ApiError::Unavailable(format!("AWS service throttled: {code}"))
-                } else {
-                    ApiError::Internal(format!("AWS error {code}: {:?}", service.err()))
-                }
-            }
-            _ => ApiError::Internal(format!("AWS request failed: {err:?}")),
+        match classify_sdk_error(&err) {
+            Ok(unavailable) => ApiError::Unavailable(unavailable),
+            Err(internal) => ApiError::Internal(internal),
         }
+    }
+}
+
+/// The one translation of the storage layer's refusals into answers, with their wording.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(Entity::Post) => ApiError::NotFound("post not found".into()),
+            StoreError::NotFound(Entity::Comment) => ApiError::NotFound("comment not found".into()),
+            StoreError::NotFound(Entity::Connection) => {
+                ApiError::NotFound("this connection is not known; reconnect".into())
+            }
+            StoreError::NotOwner(Entity::Post) => ApiError::Forbidden("you can only change your own posts".into()),
+            StoreError::NotOwner(Entity::Comment) => {
+                ApiError::Forbidden("you can only change your own comments".into())
+            }
+            StoreError::NotOwner(Entity::Connection) => ApiError::Forbidden("not your connection".into()),
+            StoreError::RateLimited {
+                action,
+                limit,
+                retry_after_secs,
+            } => ApiError::RateLimited {
+                message: format!("at most {limit} {} per minute; try again shortly", rate_label(action)),
+                retry_after_secs,
+            },
+            StoreError::TooManyConnections { max } => ApiError::RateLimited {
+                message: format!("a user may hold {max} live connections at once; close one first"),
+                retry_after_secs: 60,
+            },
+            StoreError::TooManySubscriptions { max } => ApiError::bad_request(
+                "too_many_subscriptions",
+                format!("a connection may follow at most {max} posts"),
+            ),
+            StoreError::MediaRefused(MediaRefusal::NotUsable) => ApiError::bad_request(
+                "invalid_media_url",
+                "`media_url` must be an image you uploaded in the last 24 hours (and that was not rejected)",
+            ),
+            StoreError::MediaRefused(MediaRefusal::ShownByAnotherPost) => ApiError::bad_request(
+                "invalid_media_url",
+                "that image is already shown by another of your posts; an upload belongs to one post (upload it again)",
+            ),
+            StoreError::NameTaken(name) => ApiError::Conflict {
+                code: "username_taken",
+                message: format!(
+                    "the username `{name}` (or one that looks the same) belongs to another account; \
+                     choose another name with your identity provider"
+                ),
+            },
+            StoreError::TooLarge { key, size, max } => {
+                ApiError::PayloadTooLarge(format!("{key} is {size} bytes; the limit is {max}"))
+            }
+            StoreError::Unavailable(why) => ApiError::Unavailable(why),
+            StoreError::Internal(why) => ApiError::Internal(why),
+        }
+    }
+}
+
+/// How a rate limit's action is named to the user.
+fn rate_label(action: RateAction) -> &'static str {
+    match action {
+        RateAction::Post => "posts",
+        RateAction::Comment => "comments",
+        RateAction::LikeToggle => "like toggles",
+        RateAction::Edit => "edits",
+        RateAction::Upload => "uploads",
     }
 }

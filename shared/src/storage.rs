@@ -7,8 +7,8 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
 
-use crate::error::ApiError;
 use crate::media::{MediaType, VARIANTS};
+use crate::store::StoreError;
 
 /// Processed media never changes under its URL: browsers and the CDN may keep it forever.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -90,7 +90,7 @@ impl Bucket {
         bytes: Vec<u8>,
         content_type: &str,
         cache_control: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         self.client
             .put_object()
             .bucket(&self.name)
@@ -104,27 +104,28 @@ impl Bucket {
     }
 
     /// An object's bytes, refusing to read more than `max_bytes`. `None` if it does not exist.
-    pub async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, ApiError> {
+    pub async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let out = match self.client.get_object().bucket(&self.name).key(key).send().await {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if out.content_length().is_some_and(|n| n as u64 > max_bytes) {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "object is larger than {max_bytes} bytes"
-            )));
+        let too_large = |size: u64| StoreError::TooLarge {
+            key: key.to_string(),
+            size,
+            max: max_bytes,
+        };
+        if let Some(size) = out.content_length().filter(|n| *n as u64 > max_bytes) {
+            return Err(too_large(size as u64));
         }
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| ApiError::Unavailable(format!("reading {key} from S3: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("reading {key} from S3: {e}")))?
             .into_bytes();
         if bytes.len() as u64 > max_bytes {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "object is larger than {max_bytes} bytes"
-            )));
+            return Err(too_large(bytes.len() as u64));
         }
         Ok(Some(bytes.to_vec()))
     }
@@ -141,14 +142,14 @@ impl Bucket {
             .await;
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client.delete_object().bucket(&self.name).key(key).send().await?;
         Ok(())
     }
 
     /// Deletes everything stored for an upload: what the client sent (if still there) and
     /// every variant made of it. Deleting a missing key succeeds, so this is safe to repeat.
-    pub async fn delete_media(&self, media_id: &str, kind: MediaType) -> Result<(), ApiError> {
+    pub async fn delete_media(&self, media_id: &str, kind: MediaType) -> Result<(), StoreError> {
         let keys = std::iter::once(upload_key(media_id))
             .chain(VARIANTS.iter().map(|(name, _)| variant_key(media_id, name, kind)));
         futures::future::try_join_all(keys.map(|key| async move { self.delete(&key).await })).await?;
@@ -162,8 +163,8 @@ impl Bucket {
 
     /// A presigned PUT whose signature covers the content type and length: S3 refuses an
     /// upload of another type or size, or with a tampered signature.
-    pub async fn presign_put(&self, key: &str, kind: MediaType, length: u64) -> Result<PresignedUpload, ApiError> {
-        let config = PresigningConfig::expires_in(PRESIGN_TTL).map_err(|e| ApiError::Internal(e.to_string()))?;
+    pub async fn presign_put(&self, key: &str, kind: MediaType, length: u64) -> Result<PresignedUpload, StoreError> {
+        let config = PresigningConfig::expires_in(PRESIGN_TTL).map_err(|e| StoreError::Internal(e.to_string()))?;
         let request = self
             .client
             .put_object()
@@ -173,7 +174,7 @@ impl Bucket {
             .content_length(length as i64)
             .presigned(config)
             .await
-            .map_err(|e| ApiError::Internal(format!("presigning: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("presigning: {e}")))?;
         let headers = request
             .headers()
             .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))

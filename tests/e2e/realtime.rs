@@ -263,7 +263,7 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
             )
             .await
         {
-            Ok(()) | Err(shared::ApiError::NotFound(_)) => {}
+            Ok(()) | Err(shared::store::StoreError::NotFound(shared::store::Entity::Connection)) => {}
             Err(e) => panic!("subscribe: {e}"),
         }
     }

@@ -14,7 +14,7 @@ use crate::http_api::{json, json_body, path_id};
 use crate::media::{self, MAX_DIRECT_UPLOAD_BYTES, MAX_UPLOAD_BYTES, MediaError, MediaType, THUMBNAIL_SIZES};
 use crate::model::{Media, MediaStatus, new_id_with_timestamp};
 use crate::storage::{IMMUTABLE, PresignedUpload, media_id_of_upload, upload_key, variant_key};
-use crate::store::RateAction;
+use crate::store::{RateAction, StoreError};
 
 /// Multipart framing around the file: boundaries and part headers.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -129,7 +129,7 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
     {
         // Leave no pending record behind an upload that never happened.
         let _ = app.table.finish_media(&id, Err("the upload could not be stored")).await;
-        return Err(err);
+        return Err(err.into());
     }
     Ok(json(201, &media_view(app, record)))
 }
@@ -227,10 +227,10 @@ async fn process_upload(app: &App, key: &str) -> Result<(), ApiError> {
     let Some(record) = app.table.get_media(id).await? else {
         // Nobody asked for this upload: do not keep it.
         tracing::warn!(key, "deleting an upload with no media record");
-        return app.bucket.delete(key).await;
+        return Ok(app.bucket.delete(key).await?);
     };
     if record.status != MediaStatus::Pending {
-        return app.bucket.delete(key).await;
+        return Ok(app.bucket.delete(key).await?);
     }
     let outcome = match app.bucket.get(key, MAX_UPLOAD_BYTES).await {
         Ok(Some(bytes)) => match MediaType::sniff(&bytes) {
@@ -242,8 +242,8 @@ async fn process_upload(app: &App, key: &str) -> Result<(), ApiError> {
         },
         // Already processed and deleted by an earlier delivery.
         Ok(None) => return Ok(()),
-        Err(ApiError::PayloadTooLarge(why)) => Err(why),
-        Err(e) => return Err(e),
+        Err(too_large @ StoreError::TooLarge { .. }) => Err(too_large.to_string()),
+        Err(e) => return Err(e.into()),
     };
     match outcome {
         Ok(processed) => {
@@ -276,5 +276,5 @@ async fn process_upload(app: &App, key: &str) -> Result<(), ApiError> {
             tracing::info!(media_id = id, %reason, "media rejected");
         }
     }
-    app.bucket.delete(key).await
+    Ok(app.bucket.delete(key).await?)
 }

@@ -9,6 +9,7 @@ use crate::auth::Caller;
 use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use crate::realtime::{CONNECTION_TTL_SECS, ClientMessage, ServerMessage};
+use crate::store::StoreError;
 
 fn connection_id(event: &Value) -> Option<&str> {
     event["requestContext"]["connectionId"]
@@ -47,7 +48,7 @@ pub async fn ws_connect(app: &App, event: &Value) -> Value {
         .await
     {
         Ok(()) => status(200),
-        Err(e @ ApiError::RateLimited { .. }) => {
+        Err(e @ StoreError::TooManyConnections { .. }) => {
             tracing::info!(connection_id = id, user_id = %caller.user_id, reason = %e, "connection refused");
             status(429)
         }

@@ -3,6 +3,7 @@
 use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::Table;
+use super::error::{Entity, StoreError};
 use super::items::*;
 use super::keys;
 use super::page::*;
@@ -10,19 +11,18 @@ use super::posts::*;
 use super::rate::*;
 use super::tx::*;
 use crate::cursor::PageCursor;
-use crate::error::ApiError;
 use crate::model::{Comment, Profile};
 
 /// A comment edit/delete transaction failed: the post is gone (404), the comment is gone
 /// (404), or it is someone else's (403).
-pub(super) fn comment_write_failure(c: &Cancelled) -> ApiError {
+pub(super) fn comment_write_failure(c: &Cancelled) -> StoreError {
     // Action 0 is the post check/counter, action 1 the comment.
     if c.failed(0) {
-        ApiError::NotFound("post not found".into())
+        StoreError::NotFound(Entity::Post)
     } else if c.failed(1) && c.item(1).is_some() {
-        ApiError::Forbidden("you can only change your own comments".into())
+        StoreError::NotOwner(Entity::Comment)
     } else {
-        ApiError::NotFound("comment not found".into())
+        StoreError::NotFound(Entity::Comment)
     }
 }
 
@@ -34,7 +34,7 @@ impl Table {
         comment: &Comment,
         author: Option<&Profile>,
         rate: &RateToken,
-    ) -> Result<Option<Profile>, ApiError> {
+    ) -> Result<Option<Profile>, StoreError> {
         let actions = vec![
             self.take_rate_token(rate)?,
             self.bump_post(&comment.post_id, "comment_count", 1)?,
@@ -42,9 +42,9 @@ impl Table {
         ];
         match self.transact_as_author(actions, author, &comment.created_at).await? {
             Ok(written) => Ok(written),
-            Err(c) if c.failed(1) => Err(ApiError::NotFound("post not found".into())),
+            Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
             Err(c) if c.failed(0) => Err(rate.refused()),
-            Err(c) => Err(ApiError::Internal(format!("comment write refused: {:?}", c.codes))),
+            Err(c) => Err(StoreError::Internal(format!("comment write refused: {:?}", c.codes))),
         }
     }
 
@@ -56,7 +56,7 @@ impl Table {
         comment_id: &str,
         content: &str,
         editor: Editor<'_>,
-    ) -> Result<Option<Profile>, ApiError> {
+    ) -> Result<Option<Profile>, StoreError> {
         let Editor {
             caller,
             edited_at,
@@ -89,7 +89,7 @@ impl Table {
     }
 
     /// Deletes a comment if `caller` wrote it, and uncounts it on its post: one transaction.
-    pub async fn delete_comment(&self, post_id: &str, comment_id: &str, caller: &str) -> Result<(), ApiError> {
+    pub async fn delete_comment(&self, post_id: &str, comment_id: &str, caller: &str) -> Result<(), StoreError> {
         let delete = built(
             Delete::builder()
                 .table_name(&self.name)
@@ -115,7 +115,7 @@ impl Table {
         post_id: &str,
         position: Option<&PageCursor>,
         limit: usize,
-    ) -> Result<Page<Comment>, ApiError> {
+    ) -> Result<Page<Comment>, StoreError> {
         let spec = ListSpec {
             scope: comments_scope(post_id),
             index: None,

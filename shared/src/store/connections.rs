@@ -5,11 +5,11 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
+use super::error::{Entity, StoreError};
 use super::items::*;
 use super::keys;
 use super::tx::*;
 use super::{Item, Table};
-use crate::error::ApiError;
 
 /// An open WebSocket connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl Table {
         user_id: &str,
         expires_at: i64,
         ttl: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp();
         // Start at a slot of the id's own, so a user's concurrent connects rarely collide.
         let start = connection_id
@@ -82,16 +82,15 @@ impl Table {
             match self.transact(actions).await? {
                 Ok(()) => return Ok(()),
                 Err(c) if c.failed(0) => continue,
-                Err(c) => return Err(ApiError::Internal(format!("storing a connection: {:?}", c.codes))),
+                Err(c) => return Err(StoreError::Internal(format!("storing a connection: {:?}", c.codes))),
             }
         }
-        Err(ApiError::RateLimited {
-            message: format!("a user may hold {MAX_CONNECTIONS_PER_USER} live connections at once; close one first"),
-            retry_after_secs: 60,
+        Err(StoreError::TooManyConnections {
+            max: MAX_CONNECTIONS_PER_USER,
         })
     }
 
-    pub async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>, ApiError> {
+    pub async fn get_connection(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
         let item = self
             .get_one(key(keys::conn_pk(connection_id), keys::CONN_SK), true, None)
             .await?;
@@ -99,7 +98,7 @@ impl Table {
     }
 
     /// Removes a connection and its subscriptions (on `$disconnect`, or a `410 Gone`).
-    pub async fn delete_connection(&self, connection_id: &str) -> Result<(), ApiError> {
+    pub async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
         let out = self
             .client
             .delete_item()
@@ -141,7 +140,7 @@ impl Table {
     /// expiry) and their list on the connection (found by connection, for clean-up). The cap of
     /// [`MAX_SUBSCRIPTIONS`] is a condition on the list's size in the same write that grows it,
     /// so concurrent messages cannot pass it together.
-    pub async fn subscribe(&self, connection: &Connection, post_ids: &[String], ttl: i64) -> Result<(), ApiError> {
+    pub async fn subscribe(&self, connection: &Connection, post_ids: &[String], ttl: i64) -> Result<(), StoreError> {
         // Subscription items first, then their list on the connection, only if it still exists
         // and has room: a connection deleted meanwhile (a 410 from another fan-out) either saw
         // the list and removes these items itself, or makes the update fail and we remove them
@@ -189,11 +188,8 @@ impl Table {
         self.batch_delete(self.subscription_keys(&connection.id, &added))
             .await?;
         match old {
-            None => Err(ApiError::NotFound("this connection is not known; reconnect".into())),
-            Some(_) => Err(ApiError::bad_request(
-                "too_many_subscriptions",
-                format!("a connection may follow at most {MAX_SUBSCRIPTIONS} posts"),
-            )),
+            None => Err(StoreError::NotFound(Entity::Connection)),
+            Some(_) => Err(StoreError::TooManySubscriptions { max: MAX_SUBSCRIPTIONS }),
         }
     }
 
@@ -204,7 +200,7 @@ impl Table {
             .collect()
     }
 
-    pub async fn unsubscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), ApiError> {
+    pub async fn unsubscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), StoreError> {
         self.batch_delete(self.subscription_keys(&connection.id, post_ids))
             .await?;
         // Only an existing connection's list changes (no key-only item for a gone one).
@@ -231,7 +227,7 @@ impl Table {
     }
 
     /// Every open connection (the feed's audience): a Query of one index partition, paged.
-    pub async fn all_connections(&self) -> Result<Vec<Recipient>, ApiError> {
+    pub async fn all_connections(&self) -> Result<Vec<Recipient>, StoreError> {
         self.recipients(
             Some(keys::FEED_INDEX),
             keys::FEED_PK,
@@ -242,12 +238,12 @@ impl Table {
     }
 
     /// Connections following a post.
-    pub async fn subscribers(&self, post_id: &str) -> Result<Vec<Recipient>, ApiError> {
+    pub async fn subscribers(&self, post_id: &str) -> Result<Vec<Recipient>, StoreError> {
         self.recipients(None, keys::PK, keys::sub_pk(post_id), keys::SK).await
     }
 
     /// A user's open connections.
-    pub async fn user_connections(&self, user_id: &str) -> Result<Vec<Recipient>, ApiError> {
+    pub async fn user_connections(&self, user_id: &str) -> Result<Vec<Recipient>, StoreError> {
         self.recipients(
             Some(keys::USER_INDEX),
             keys::USER_PK,
@@ -264,7 +260,7 @@ impl Table {
         pk_attr: &str,
         pk: String,
         sk_attr: &str,
-    ) -> Result<Vec<Recipient>, ApiError> {
+    ) -> Result<Vec<Recipient>, StoreError> {
         const PREFIX: &str = "CONN#";
         let query = self
             .client

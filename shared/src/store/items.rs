@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::Item;
 use super::connections::*;
+use super::error::StoreError;
 use super::keys;
-use crate::error::ApiError;
 use crate::media::MediaType;
 use crate::model::{Comment, Media, MediaStatus, Post, Profile};
 use crate::validate::username_key;
@@ -39,8 +39,8 @@ pub(super) fn get_n(item: &Item, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) fn require_s(item: &Item, name: &str) -> Result<String, ApiError> {
-    get_s(item, name).ok_or_else(|| ApiError::Internal(format!("item lacks `{name}`")))
+pub(super) fn require_s(item: &Item, name: &str) -> Result<String, StoreError> {
+    get_s(item, name).ok_or_else(|| StoreError::Internal(format!("item lacks `{name}`")))
 }
 
 pub(super) fn post_item(post: &Post) -> Item {
@@ -65,7 +65,7 @@ pub(super) fn post_item(post: &Post) -> Item {
     item
 }
 
-pub(super) fn post_from_item(item: &Item) -> Result<Post, ApiError> {
+pub(super) fn post_from_item(item: &Item) -> Result<Post, StoreError> {
     Ok(Post {
         id: require_s(item, "post_id")?,
         user_id: require_s(item, "user_id")?,
@@ -94,7 +94,7 @@ pub(super) fn comment_item(comment: &Comment) -> Item {
     item
 }
 
-pub(super) fn comment_from_item(item: &Item) -> Result<Comment, ApiError> {
+pub(super) fn comment_from_item(item: &Item) -> Result<Comment, StoreError> {
     Ok(Comment {
         id: require_s(item, "comment_id")?,
         post_id: require_s(item, "post_id")?,
@@ -133,15 +133,15 @@ pub(super) fn media_item(media: &Media) -> Item {
     item
 }
 
-pub(super) fn media_from_item(item: &Item) -> Result<Media, ApiError> {
+pub(super) fn media_from_item(item: &Item) -> Result<Media, StoreError> {
     let status = require_s(item, "status")?;
     let content_type = require_s(item, "content_type")?;
     Ok(Media {
         id: require_s(item, "media_id")?,
         user_id: require_s(item, "user_id")?,
-        status: MediaStatus::parse(&status).ok_or_else(|| ApiError::Internal(format!("media status {status}")))?,
+        status: MediaStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("media status {status}")))?,
         media_type: MediaType::from_content_type(&content_type)
-            .ok_or_else(|| ApiError::Internal(format!("media type {content_type}")))?,
+            .ok_or_else(|| StoreError::Internal(format!("media type {content_type}")))?,
         size: get_n(item, "size"),
         created_at: require_s(item, "created_at")?,
         width: item
@@ -189,7 +189,7 @@ pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Connecti
     }
 }
 
-pub(super) fn profile_from_item(item: &Item) -> Result<Profile, ApiError> {
+pub(super) fn profile_from_item(item: &Item) -> Result<Profile, StoreError> {
     let username = require_s(item, "username")?;
     Ok(Profile {
         user_id: require_s(item, "user_id")?,

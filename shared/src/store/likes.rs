@@ -3,11 +3,11 @@
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 
 use super::Table;
+use super::error::{Entity, StoreError};
 use super::items::*;
 use super::keys;
 use super::rate::*;
 use super::tx::*;
-use crate::error::ApiError;
 use crate::model::LikeState;
 
 impl Table {
@@ -22,7 +22,7 @@ impl Table {
         user_id: &str,
         rate: &RateToken,
         now: &str,
-    ) -> Result<LikeState, ApiError> {
+    ) -> Result<LikeState, StoreError> {
         let like_key = key(keys::post_pk(post_id), keys::like_sk(user_id));
         for _ in 0..TRANSACTION_ATTEMPTS {
             let like = vec![
@@ -35,7 +35,7 @@ impl Table {
                 Err(c) => c,
             };
             if cancelled.failed(1) {
-                return Err(ApiError::NotFound("post not found".into()));
+                return Err(StoreError::NotFound(Entity::Post));
             }
             if cancelled.failed(0) {
                 return Err(rate.refused());
@@ -55,20 +55,22 @@ impl Table {
             ];
             match self.transact(unlike).await? {
                 Ok(()) => return self.committed_likes(post_id, false).await,
-                Err(c) if c.failed(1) => return Err(ApiError::NotFound("post not found".into())),
+                Err(c) if c.failed(1) => return Err(StoreError::NotFound(Entity::Post)),
                 Err(c) if c.failed(0) => return Err(rate.refused()),
                 // A concurrent toggle by the same user removed the like first: decide again.
                 Err(_) => continue,
             }
         }
-        Err(ApiError::Unavailable("like kept racing with concurrent toggles".into()))
+        Err(StoreError::Unavailable(
+            "like kept racing with concurrent toggles".into(),
+        ))
     }
 
-    pub(super) async fn committed_likes(&self, post_id: &str, is_liked: bool) -> Result<LikeState, ApiError> {
+    pub(super) async fn committed_likes(&self, post_id: &str, is_liked: bool) -> Result<LikeState, StoreError> {
         let item = self
             .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("like_count"))
             .await?
-            .ok_or_else(|| ApiError::NotFound("post not found".into()))?;
+            .ok_or(StoreError::NotFound(Entity::Post))?;
         Ok(LikeState {
             is_liked,
             like_count: get_n(&item, "like_count"),
@@ -76,7 +78,7 @@ impl Table {
     }
 
     /// Whether `user_id` likes a post.
-    pub async fn likes(&self, post_id: &str, user_id: &str) -> Result<bool, ApiError> {
+    pub async fn likes(&self, post_id: &str, user_id: &str) -> Result<bool, StoreError> {
         let item = self
             .get_one(key(keys::post_pk(post_id), keys::like_sk(user_id)), false, Some("pk"))
             .await?;

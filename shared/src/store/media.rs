@@ -2,12 +2,12 @@
 
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
+use super::error::{MediaRefusal, StoreError};
 use super::items::*;
 use super::keys;
 use super::rate::*;
 use super::tx::*;
 use super::{Item, Table};
-use crate::error::ApiError;
 use crate::media::MediaType;
 use crate::model::{Media, MediaStatus};
 
@@ -20,22 +20,16 @@ pub struct OwnMedia {
 
 /// Why a post may not show the media it names: someone else's, missing, expired or rejected
 /// (the same answer for each, so ids cannot be probed), or the caller's but shown by another post.
-pub(super) fn media_refused(seen: Option<&Item>, caller: &str, post_id: &str) -> ApiError {
+pub(super) fn media_refused(seen: Option<&Item>, caller: &str, post_id: &str) -> StoreError {
     let claimed_elsewhere = seen.is_some_and(|item| {
         get_s(item, "user_id").as_deref() == Some(caller)
             && get_s(item, "post_id").is_some_and(|other| other != post_id)
     });
-    if claimed_elsewhere {
-        ApiError::bad_request(
-            "invalid_media_url",
-            "that image is already shown by another of your posts; an upload belongs to one post (upload it again)",
-        )
+    StoreError::MediaRefused(if claimed_elsewhere {
+        MediaRefusal::ShownByAnotherPost
     } else {
-        ApiError::bad_request(
-            "invalid_media_url",
-            "`media_url` must be an image you uploaded in the last 24 hours (and that was not rejected)",
-        )
-    }
+        MediaRefusal::NotUsable
+    })
 }
 
 /// How long an upload no post has claimed is kept (its record expires by TTL, and the stream
@@ -52,7 +46,7 @@ impl Table {
         user_id: &str,
         post_id: &str,
         now: i64,
-    ) -> Result<TransactWriteItem, ApiError> {
+    ) -> Result<TransactWriteItem, StoreError> {
         let update = built(
             Update::builder()
                 .table_name(&self.name)
@@ -79,7 +73,7 @@ impl Table {
     /// Records a new upload (pending) and takes a rate-limit token: one transaction. Until a
     /// post claims it, the record expires [`UNCLAIMED_MEDIA_TTL_SECS`] after the request (TTL),
     /// and the stream then deletes its objects.
-    pub async fn create_media(&self, media: &Media, rate: &RateToken) -> Result<(), ApiError> {
+    pub async fn create_media(&self, media: &Media, rate: &RateToken) -> Result<(), StoreError> {
         let mut item = media_item(media);
         item.insert("ttl".into(), signed(rate.now + UNCLAIMED_MEDIA_TTL_SECS));
         let actions = vec![
@@ -89,7 +83,7 @@ impl Table {
         match self.transact(actions).await? {
             Ok(()) => Ok(()),
             Err(c) if c.failed(0) => Err(rate.refused()),
-            Err(c) => Err(ApiError::Internal(format!("media write refused: {:?}", c.codes))),
+            Err(c) => Err(StoreError::Internal(format!("media write refused: {:?}", c.codes))),
         }
     }
 
@@ -97,7 +91,7 @@ impl Table {
     /// or now shows other media. Done in one transaction with a check that the post does not
     /// show it (again), so a late stream record never removes media in use. `url_prefix` is
     /// the start of every URL of the media (`<base>/media/<id>/`).
-    pub async fn release_media(&self, media_id: &str, post_id: &str, url_prefix: &str) -> Result<bool, ApiError> {
+    pub async fn release_media(&self, media_id: &str, post_id: &str, url_prefix: &str) -> Result<bool, StoreError> {
         let delete = built(
             Delete::builder()
                 .table_name(&self.name)
@@ -126,7 +120,7 @@ impl Table {
     /// Takes media that was rejected after a post claimed it off that post (the post then
     /// shows no media, and the stream releases the media). `false` when the post is gone or
     /// already shows something else.
-    pub async fn drop_rejected_media(&self, post_id: &str, url_prefix: &str) -> Result<bool, ApiError> {
+    pub async fn drop_rejected_media(&self, post_id: &str, url_prefix: &str) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
@@ -149,7 +143,7 @@ impl Table {
         }
     }
 
-    pub async fn get_media(&self, media_id: &str) -> Result<Option<Media>, ApiError> {
+    pub async fn get_media(&self, media_id: &str) -> Result<Option<Media>, StoreError> {
         let item = self
             .get_one(key(keys::media_pk(media_id), keys::MEDIA_SK), true, None)
             .await?;
@@ -158,7 +152,7 @@ impl Table {
 
     /// Marks a pending upload ready (with its size) or rejected (with the reason). Only a
     /// pending item changes, so a redelivered event cannot flip a decision: `false` then.
-    pub async fn finish_media(&self, media_id: &str, outcome: Result<(u32, u32), &str>) -> Result<bool, ApiError> {
+    pub async fn finish_media(&self, media_id: &str, outcome: Result<(u32, u32), &str>) -> Result<bool, StoreError> {
         let mut update = self
             .client
             .update_item()

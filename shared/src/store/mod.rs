@@ -4,6 +4,7 @@
 
 mod comments;
 mod connections;
+mod error;
 mod items;
 pub mod keys;
 mod likes;
@@ -24,6 +25,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use items::key;
 
 pub use connections::{Connection, MAX_CONNECTIONS_PER_USER, MAX_SUBSCRIPTIONS, Recipient};
+pub use error::{Entity, MediaRefusal, StoreError};
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
 pub use page::{Order, Page, comments_scope, feed_scope};
 pub use posts::Editor;

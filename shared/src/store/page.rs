@@ -1,9 +1,9 @@
 //! Keyset pagination over a partition or an index, in either direction.
 
+use super::error::StoreError;
 use super::items::*;
 use super::{Item, Table};
 use crate::cursor::{Direction, PageCursor};
-use crate::error::ApiError;
 use crate::model::{Comment, Post};
 
 /// Which way a list is ordered by id.
@@ -72,8 +72,8 @@ impl Table {
         spec: &ListSpec<'_>,
         position: Option<&PageCursor>,
         limit: usize,
-        parse: fn(&Item) -> Result<T, ApiError>,
-    ) -> Result<Page<T>, ApiError>
+        parse: fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError>
     where
         T: HasSortId,
     {

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::Table;
+use super::error::{Entity, StoreError};
 use super::items::*;
 use super::keys;
 use super::media::*;
@@ -15,7 +16,6 @@ use super::page::*;
 use super::rate::*;
 use super::tx::*;
 use crate::cursor::PageCursor;
-use crate::error::ApiError;
 use crate::model::{Post, Profile};
 
 /// Who makes an edit and when: the caller (who must own what they edit), the edit's time,
@@ -43,17 +43,17 @@ pub(super) fn owned_write_failure(item_exists: bool) -> OwnedWriteFailure {
 }
 
 impl OwnedWriteFailure {
-    pub(super) fn into_error(self) -> ApiError {
+    pub(super) fn into_error(self) -> StoreError {
         match self {
-            OwnedWriteFailure::Missing => ApiError::NotFound("post not found".into()),
-            OwnedWriteFailure::NotOwner => ApiError::Forbidden("you can only change your own posts".into()),
+            OwnedWriteFailure::Missing => StoreError::NotFound(Entity::Post),
+            OwnedWriteFailure::NotOwner => StoreError::NotOwner(Entity::Post),
         }
     }
 }
 
 impl Table {
     /// Adds `delta` to a post's counter, only if the post exists.
-    pub(super) fn bump_post(&self, post_id: &str, counter: &str, delta: i64) -> Result<TransactWriteItem, ApiError> {
+    pub(super) fn bump_post(&self, post_id: &str, counter: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
         let update = built(
             Update::builder()
                 .table_name(&self.name)
@@ -67,7 +67,7 @@ impl Table {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    pub(super) fn post_exists_check(&self, post_id: &str) -> Result<TransactWriteItem, ApiError> {
+    pub(super) fn post_exists_check(&self, post_id: &str) -> Result<TransactWriteItem, StoreError> {
         let check = built(
             ConditionCheck::builder()
                 .table_name(&self.name)
@@ -87,7 +87,7 @@ impl Table {
         author: Option<&Profile>,
         rate: &RateToken,
         media: Option<&OwnMedia>,
-    ) -> Result<Option<Profile>, ApiError> {
+    ) -> Result<Option<Profile>, StoreError> {
         let mut actions = vec![
             self.take_rate_token(rate)?,
             self.put(post_item(post), Some("attribute_not_exists(pk)"))?,
@@ -99,13 +99,13 @@ impl Table {
             Ok(written) => Ok(written),
             Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
             Err(c) if c.failed(0) => Err(rate.refused()),
-            Err(c) => Err(ApiError::Internal(format!("post write refused: {:?}", c.codes))),
+            Err(c) => Err(StoreError::Internal(format!("post write refused: {:?}", c.codes))),
         }
     }
 
     /// Removes what hangs off a deleted post: its comments, likes and subscriptions.
     /// Idempotent; the stream handler runs it after the post item is gone.
-    pub async fn delete_post_leftovers(&self, post_id: &str) -> Result<usize, ApiError> {
+    pub async fn delete_post_leftovers(&self, post_id: &str) -> Result<usize, StoreError> {
         let mut doomed = Vec::new();
         for pk in [keys::post_pk(post_id), keys::sub_pk(post_id)] {
             let query = self
@@ -123,7 +123,7 @@ impl Table {
     }
 
     /// A post's current counters (consistent), for events about it.
-    pub async fn post_now(&self, post_id: &str) -> Result<Option<Post>, ApiError> {
+    pub async fn post_now(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
         let item = self
             .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, None)
             .await?;
@@ -131,7 +131,7 @@ impl Table {
     }
 
     /// Whether a post exists (strongly consistent: a deleted post is gone at once).
-    pub async fn post_exists(&self, post_id: &str) -> Result<bool, ApiError> {
+    pub async fn post_exists(&self, post_id: &str) -> Result<bool, StoreError> {
         let item = self
             .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("pk"))
             .await?;
@@ -139,7 +139,7 @@ impl Table {
     }
 
     /// A post and whether `viewer` likes it, in one BatchGetItem.
-    pub async fn get_post(&self, post_id: &str, viewer: &str) -> Result<Option<(Post, bool)>, ApiError> {
+    pub async fn get_post(&self, post_id: &str, viewer: &str) -> Result<Option<(Post, bool)>, StoreError> {
         let post_key = key(keys::post_pk(post_id), keys::POST_SK);
         let like_key = key(keys::post_pk(post_id), keys::like_sk(viewer));
         let items = self.batch_get(vec![post_key, like_key]).await?;
@@ -156,7 +156,7 @@ impl Table {
     }
 
     /// One page of the global feed, newest first.
-    pub async fn feed_page(&self, position: Option<&PageCursor>, limit: usize) -> Result<Page<Post>, ApiError> {
+    pub async fn feed_page(&self, position: Option<&PageCursor>, limit: usize) -> Result<Page<Post>, StoreError> {
         let spec = ListSpec {
             scope: feed_scope(),
             index: Some(keys::FEED_INDEX),
@@ -180,7 +180,7 @@ impl Table {
         media_url: Option<Option<&str>>,
         new_media: Option<&OwnMedia>,
         editor: Editor<'_>,
-    ) -> Result<(Post, bool, Option<Profile>), ApiError> {
+    ) -> Result<(Post, bool, Option<Profile>), StoreError> {
         let Editor {
             caller,
             edited_at,
@@ -235,10 +235,10 @@ impl Table {
             Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
             Err(c) if c.failed(2) => return Err(media_refused(c.item(2), caller, post_id)),
             Err(c) if c.failed(1) => return Err(rate.refused()),
-            Err(c) => return Err(ApiError::Internal(format!("post edit refused: {:?}", c.codes))),
+            Err(c) => return Err(StoreError::Internal(format!("post edit refused: {:?}", c.codes))),
         };
         // Deleted in between: gone is the truthful answer.
-        let (mut post, liked) = read?.ok_or_else(|| ApiError::NotFound("post not found".into()))?;
+        let (mut post, liked) = read?.ok_or(StoreError::NotFound(Entity::Post))?;
         if let Some(content) = content {
             post.content = content.to_string();
         }
@@ -251,7 +251,7 @@ impl Table {
 
     /// Deletes a post if `caller` owns it, in one DeleteItem. Its comments and likes become
     /// unreachable at once (every read of them checks the post); the stream removes them.
-    pub async fn delete_post(&self, post_id: &str, caller: &str) -> Result<Post, ApiError> {
+    pub async fn delete_post(&self, post_id: &str, caller: &str) -> Result<Post, StoreError> {
         let result = self
             .client
             .delete_item()

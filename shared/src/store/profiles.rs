@@ -4,11 +4,11 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
 
+use super::error::StoreError;
 use super::items::*;
 use super::keys;
 use super::tx::*;
 use super::{Item, Table};
-use crate::error::ApiError;
 use crate::model::Profile;
 use crate::validate::username_key;
 
@@ -23,7 +23,7 @@ impl Table {
         actions: Vec<TransactWriteItem>,
         author: Option<&Profile>,
         now: &str,
-    ) -> Result<Result<Option<Profile>, Cancelled>, ApiError> {
+    ) -> Result<Result<Option<Profile>, Cancelled>, StoreError> {
         let Some(author) = author else {
             return Ok(self.transact(actions).await?.map(|()| None));
         };
@@ -43,19 +43,12 @@ impl Table {
                 Err(c) => return Ok(Err(c)),
             }
         }
-        Err(ApiError::Conflict {
-            code: "username_taken",
-            message: format!(
-                "the username `{}` (or one that looks the same) belongs to another account; \
-                 choose another name with your identity provider",
-                author.token_name
-            ),
-        })
+        Err(StoreError::NameTaken(author.token_name.clone()))
     }
 
     /// Holds a display name for one account: written only if no other account holds a name
     /// with the same key.
-    pub(super) fn claim_name(&self, profile: &Profile, now: &str) -> Result<TransactWriteItem, ApiError> {
+    pub(super) fn claim_name(&self, profile: &Profile, now: &str) -> Result<TransactWriteItem, StoreError> {
         let mut item = key(keys::name_pk(&username_key(&profile.username)), keys::NAME_SK);
         item.insert("type".into(), s("name"));
         item.insert("user_id".into(), s(&profile.user_id));
@@ -74,7 +67,7 @@ impl Table {
 
     /// Frees a name its account no longer shows (after a rename), unless the account shows it
     /// again by now: the stream's clean-up, safe to repeat.
-    pub async fn release_name(&self, name_key: &str, user_id: &str) -> Result<bool, ApiError> {
+    pub async fn release_name(&self, name_key: &str, user_id: &str) -> Result<bool, StoreError> {
         let delete = built(
             Delete::builder()
                 .table_name(&self.name)
@@ -105,7 +98,7 @@ impl Table {
         user_ids: &HashSet<String>,
         post_ids: &[String],
         viewer: &str,
-    ) -> Result<(HashMap<String, Profile>, HashSet<String>), ApiError> {
+    ) -> Result<(HashMap<String, Profile>, HashSet<String>), StoreError> {
         let mut wanted: Vec<Item> = user_ids
             .iter()
             .map(|uid| key(keys::user_pk(uid), keys::PROFILE_SK))

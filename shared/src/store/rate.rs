@@ -3,10 +3,10 @@
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::Table;
+use super::error::StoreError;
 use super::items::*;
 use super::keys;
 use super::tx::*;
-use crate::error::ApiError;
 
 /// A rate-limit token taken inside a write's transaction: a fixed one-minute window per user
 /// and action, counted on an item (`RATE#<uid>#<action>` / window start) that expires by TTL.
@@ -42,16 +42,6 @@ impl RateAction {
             RateAction::Upload => "upload",
         }
     }
-
-    pub(super) fn label(self) -> &'static str {
-        match self {
-            RateAction::Post => "posts",
-            RateAction::Comment => "comments",
-            RateAction::LikeToggle => "like toggles",
-            RateAction::Edit => "edits",
-            RateAction::Upload => "uploads",
-        }
-    }
 }
 
 pub(super) const RATE_WINDOW_SECS: i64 = 60;
@@ -66,13 +56,10 @@ impl RateToken {
         (self.window_start() + RATE_WINDOW_SECS - self.now).max(1) as u64
     }
 
-    pub(super) fn refused(&self) -> ApiError {
-        ApiError::RateLimited {
-            message: format!(
-                "at most {} {} per minute; try again shortly",
-                self.limit,
-                self.action.label()
-            ),
+    pub(super) fn refused(&self) -> StoreError {
+        StoreError::RateLimited {
+            action: self.action,
+            limit: self.limit,
             retry_after_secs: self.retry_after_secs(),
         }
     }
@@ -80,7 +67,7 @@ impl RateToken {
 
 impl Table {
     /// Takes one token from the caller's window, only while under the limit.
-    pub(super) fn take_rate_token(&self, token: &RateToken) -> Result<TransactWriteItem, ApiError> {
+    pub(super) fn take_rate_token(&self, token: &RateToken) -> Result<TransactWriteItem, StoreError> {
         let window = token.window_start();
         let update = built(
             Update::builder()

@@ -3,8 +3,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::Item;
+use super::error::StoreError;
 use super::items::*;
-use crate::error::ApiError;
 use crate::model::{Comment, Media, Post};
 
 /// A committed change, as the table stream reports it, in domain terms.
@@ -35,7 +35,7 @@ pub enum Change {
 
 impl Change {
     /// Reads a stream record's images (already in SDK form).
-    pub fn from_images(old: Option<&Item>, new: Option<&Item>) -> Result<Change, ApiError> {
+    pub fn from_images(old: Option<&Item>, new: Option<&Item>) -> Result<Change, StoreError> {
         let kind = new.or(old).and_then(|i| get_s(i, "type"));
         Ok(match (kind.as_deref(), old, new) {
             (Some("post"), None, Some(n)) => Change::PostCreated(post_from_item(n)?),
@@ -105,7 +105,7 @@ pub fn item_from_json(value: &serde_json::Value) -> Option<Item> {
 
 impl Change {
     /// Reads a Lambda stream record (`dynamodb.OldImage` / `NewImage` in DynamoDB JSON).
-    pub fn from_record(record: &serde_json::Value) -> Result<Change, ApiError> {
+    pub fn from_record(record: &serde_json::Value) -> Result<Change, StoreError> {
         let images = &record["dynamodb"];
         let old = images.get("OldImage").and_then(item_from_json);
         let new = images.get("NewImage").and_then(item_from_json);

@@ -4,8 +4,8 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
 
+use super::error::StoreError;
 use super::{Item, Table, backoff};
-use crate::error::ApiError;
 
 /// Attempts for a BatchGetItem whose keys come back unprocessed (throttling).
 pub(super) const BATCH_ATTEMPTS: u32 = 5;
@@ -34,14 +34,14 @@ impl Cancelled {
 /// Attempts for a transaction that keeps meeting conflicting concurrent transactions.
 pub(super) const TRANSACTION_ATTEMPTS: u32 = 10;
 
-pub(super) fn built<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, ApiError> {
-    result.map_err(|e| ApiError::Internal(format!("building a request: {e}")))
+pub(super) fn built<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
+    result.map_err(|e| StoreError::Internal(format!("building a request: {e}")))
 }
 
 impl Table {
     /// Runs a transaction, retrying (bounded, jittered) while it only meets conflicting
     /// concurrent transactions. `Ok(Err(_))` says which conditions failed.
-    pub(super) async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>, ApiError> {
+    pub(super) async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>, StoreError> {
         for attempt in 0..TRANSACTION_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
@@ -74,18 +74,18 @@ impl Table {
                 )
             });
             if !retryable {
-                return Err(ApiError::Internal(format!(
+                return Err(StoreError::Internal(format!(
                     "transaction cancelled: {:?}",
                     cancelled.codes
                 )));
             }
         }
-        Err(ApiError::Unavailable(
+        Err(StoreError::Unavailable(
             "transaction kept conflicting with concurrent writes".into(),
         ))
     }
 
-    pub(super) fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, ApiError> {
+    pub(super) fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
         let put = built(
             Put::builder()
                 .table_name(&self.name)
@@ -96,7 +96,7 @@ impl Table {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    pub(super) async fn batch_put(&self, items: Vec<Item>) -> Result<(), ApiError> {
+    pub(super) async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         let requests = items
             .into_iter()
             .map(|item| {
@@ -111,7 +111,7 @@ impl Table {
         self.batch_write(requests).await
     }
 
-    pub(super) async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), ApiError> {
+    pub(super) async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
         let requests = keys
             .into_iter()
             .map(|k| {
@@ -134,7 +134,7 @@ impl Table {
     pub(super) async fn batch_write(
         &self,
         requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();
             let mut attempt = 0;
@@ -143,7 +143,7 @@ impl Table {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 if attempt >= BATCH_ATTEMPTS {
-                    return Err(ApiError::Unavailable(
+                    return Err(StoreError::Unavailable(
                         "DynamoDB left writes unprocessed after retries".into(),
                     ));
                 }
@@ -169,7 +169,7 @@ impl Table {
         key: Item,
         consistent: bool,
         projection: Option<&str>,
-    ) -> Result<Option<Item>, ApiError> {
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -186,7 +186,7 @@ impl Table {
     pub(super) async fn query_every(
         &self,
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-    ) -> Result<Vec<Item>, ApiError> {
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -201,7 +201,7 @@ impl Table {
 
     /// BatchGetItem over any number of keys: chunks of 100 run concurrently, unprocessed keys
     /// are retried with backoff. Missing items are simply absent from the result.
-    pub(super) async fn batch_get(&self, wanted: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+    pub(super) async fn batch_get(&self, wanted: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
@@ -211,7 +211,7 @@ impl Table {
         Ok(results.into_iter().flatten().collect())
     }
 
-    pub(super) async fn batch_get_chunk(&self, mut pending: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+    pub(super) async fn batch_get_chunk(&self, mut pending: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for attempt in 0..BATCH_ATTEMPTS {
             if attempt > 0 {
@@ -220,7 +220,7 @@ impl Table {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
                 .build()
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
             let out = self
                 .client
                 .batch_get_item()
@@ -239,7 +239,7 @@ impl Table {
                 return Ok(found);
             }
         }
-        Err(ApiError::Unavailable(
+        Err(StoreError::Unavailable(
             "DynamoDB left keys unprocessed after retries".into(),
         ))
     }
