@@ -20,6 +20,7 @@ use shared::{ApiError, Route};
 use tokio::net::TcpListener;
 
 use crate::cors::{CorsAnswer, CorsPolicy};
+pub use crate::respond::{Functions, plain};
 use crate::template::HttpRoute;
 
 /// API Gateway's payload limit for HTTP APIs.
@@ -32,14 +33,6 @@ pub struct BoundRoute {
     pub handler: Route,
     /// The function behind the route, configured from its own environment.
     pub app: Arc<App>,
-}
-
-/// The functions behind the WebSocket routes, and the bucket the CDN stand-in serves.
-pub struct Functions {
-    pub ws_connect: Arc<App>,
-    pub ws_disconnect: Arc<App>,
-    pub ws_message: Arc<App>,
-    pub media: shared::storage::Bucket,
 }
 
 pub struct Gateway {
@@ -437,16 +430,6 @@ fn url_pairs(raw: &str) -> serde_json::Map<String, Value> {
         }
     }
     map
-}
-
-pub fn plain(status: u16, body: impl Into<Bytes>) -> hyper::Response<Full<Bytes>> {
-    let mut resp = hyper::Response::new(Full::new(body.into()));
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 fn to_hyper(resp: lambda_http::Response<lambda_http::Body>) -> hyper::Response<Full<Bytes>> {

@@ -7,6 +7,7 @@ pub mod dynamodb_local;
 pub mod environment;
 pub mod gateway;
 pub mod iam;
+pub mod respond;
 pub mod runtime_api;
 pub mod s3_local;
 pub mod sigv4;
@@ -411,7 +412,12 @@ impl FunctionEnvironments {
             } else {
                 configs.insert(
                     function.binary.clone(),
-                    Config::for_function(&env, &function.binary).map_err(init)?,
+                    Config::for_function(
+                        &env,
+                        &function.binary,
+                        Route::from_binary(&function.binary).is_some_and(Route::paginates),
+                    )
+                    .map_err(init)?,
                 );
             }
             environments.insert(function.binary.clone(), vars);

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::gateway::plain;
+use crate::respond::{Functions, plain};
 
 /// Open connections: what `@connections` posts to.
 #[derive(Default)]
@@ -114,7 +114,7 @@ fn ws_event(connection_id: &str, route_key: &str, event_type: &str, host: &str, 
 
 /// Handles `GET /ws?token=...` with an upgrade: authorize, `$connect`, then run the connection.
 pub async fn upgrade(
-    functions: Arc<crate::gateway::Functions>,
+    functions: Arc<Functions>,
     verifier: Option<&auth::TokenVerifier>,
     connections: Arc<Connections>,
     mut req: hyper::Request<Incoming>,
@@ -182,10 +182,7 @@ pub async fn upgrade(
     }
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let disconnect = |functions: Arc<crate::gateway::Functions>,
-                          connections: Arc<Connections>,
-                          id: String,
-                          host: String| async move {
+        let disconnect = |functions: Arc<Functions>, connections: Arc<Connections>, id: String, host: String| async move {
             if let Ok(mut open) = connections.open.lock() {
                 open.remove(&id);
             }

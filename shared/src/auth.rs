@@ -220,7 +220,7 @@ pub struct Caller {
 }
 
 const MAX_USER_ID_LEN: usize = 128;
-pub const MAX_USERNAME_CHARS: usize = 64;
+pub use crate::model::MAX_USERNAME_CHARS;
 
 impl Caller {
     fn from_claims(claims: Claims) -> Result<Self, AuthFailure> {
@@ -411,6 +411,18 @@ pub fn local_user_id(username: &str) -> String {
     let digest = Sha256::digest(username.as_bytes());
     let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
     format!("local-{hex}")
+}
+
+impl From<&Caller> for crate::model::Profile {
+    /// The profile a caller's token asks for (shown so unless the name is someone else's).
+    fn from(caller: &crate::auth::Caller) -> Self {
+        crate::model::Profile {
+            user_id: caller.user_id.clone(),
+            username: caller.username.clone(),
+            avatar_url: caller.avatar_url.clone(),
+            token_name: caller.username.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

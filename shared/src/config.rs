@@ -255,9 +255,9 @@ impl Config {
 
     /// The configuration of the function built as `binary`, with what that function needs
     /// checked: what Lambda's init and forum-local both call.
-    pub fn for_function(env: &Env, binary: &str) -> Result<Self, ConfigError> {
+    pub fn for_function(env: &Env, binary: &str, paginates: bool) -> Result<Self, ConfigError> {
         let config = Config::from_env(env)?;
-        if crate::Route::from_binary(binary).is_some_and(crate::Route::paginates) {
+        if paginates {
             config.require_cursor_secret(binary)?;
         }
         Ok(config)

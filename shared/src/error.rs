@@ -4,7 +4,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
-use crate::store::{Entity, MediaRefusal, RateAction, StoreError};
+use crate::model::RateAction;
+use crate::store::{Entity, MediaRefusal, StoreError};
 
 /// Everything a request can fail with. Each variant knows its status and code;
 /// [`ApiError::to_response`] is the only place that turns one into HTTP.
@@ -151,47 +152,13 @@ impl ApiError {
     }
 }
 
-/// Error codes AWS services (DynamoDB, S3) use when shedding load: retry later.
-const THROTTLING_CODES: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ThrottlingException",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "SlowDown",
-    "RequestTimeout",
-];
-
-/// How an AWS call failed: `Ok` with why it is worth retrying later (timeouts, unreachable,
-/// throttled), `Err` with what went wrong otherwise.
-pub(crate) fn classify_sdk_error<E, R>(err: &SdkError<E, R>) -> Result<String, String>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    match err {
-        SdkError::TimeoutError(_) => Ok(format!("AWS call timed out: {err:?}")),
-        SdkError::DispatchFailure(_) => Ok(format!("AWS service unreachable: {err:?}")),
-        SdkError::ResponseError(_) => Ok(format!("AWS service answered garbage: {err:?}")),
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            if THROTTLING_CODES.contains(&code) {
-                Ok(format!("AWS service throttled: {code}"))
-            } else {
-                Err(format!("AWS error {code}: {:?}", service.err()))
-            }
-        }
-        _ => Err(format!("AWS request failed: {err:?}")),
-    }
-}
-
 impl<E, R> From<SdkError<E, R>> for ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
     fn from(err: SdkError<E, R>) -> Self {
-        match classify_sdk_error(&err) {
+        match crate::sdk_errors::classify(&err) {
             Ok(unavailable) => ApiError::Unavailable(unavailable),
             Err(internal) => ApiError::Internal(internal),
         }

@@ -12,19 +12,21 @@ use lambda_runtime::LambdaEvent;
 use crate::auth::{self, JwtSettings, TokenVerifier};
 use crate::aws::{self, AwsTarget};
 use crate::config::{Config, Env};
-use crate::handlers::{self, App};
+use crate::handlers::Route;
+use crate::handlers::route_table::DYNAMODB;
+use crate::handlers::{self, App, Uses};
 use crate::realtime::Notifier;
-use crate::routes::Route;
+use crate::routes::WS_ROUTES;
 use serde_json::Value;
 
 pub type Error = lambda_http::Error;
 
 /// Config and clients, built once per cold start from the Lambda environment. `binary` names
-/// the function, which decides what it must be given (e.g. the cursor secret to paginate).
-async fn app_from_env(binary: &str) -> Result<Arc<App>, Error> {
+/// the function; what it uses decides what it must be given (the cursor secret to paginate).
+async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     crate::telemetry::init();
     let env = Env::process();
-    let config = Config::for_function(&env, binary)?;
+    let config = Config::for_function(&env, binary, uses.cursors)?;
     let target = AwsTarget::from_env(&env)?;
     let sdk = aws::sdk_config(&target).await;
     let round_trips = aws::RoundTrips::default();
@@ -39,23 +41,6 @@ async fn app_from_env(binary: &str) -> Result<Arc<App>, Error> {
         round_trips,
     ))
 }
-
-/// The services a function calls on (nearly) every invocation.
-#[derive(Clone, Copy, Debug, Default)]
-struct Uses {
-    dynamodb: bool,
-    s3: bool,
-    connections: bool,
-    /// Checks text (posts, comments): the profanity filter's tables are built at init.
-    text: bool,
-}
-
-const DYNAMODB: Uses = Uses {
-    dynamodb: true,
-    s3: false,
-    connections: false,
-    text: false,
-};
 
 /// A warm-up never holds init up for longer than this: an unreachable service is then the
 /// first invocation's problem, with its own timeouts and a clear error.
@@ -99,23 +84,11 @@ async fn warm_up(app: &App, uses: Uses) {
     );
 }
 
-/// What an HTTP route calls: DynamoDB, except the fallback (nothing) and the direct upload
-/// (DynamoDB and S3; presigning is computed locally); the routes that take text check it.
-fn http_route_uses(route: Route) -> Uses {
-    match route {
-        Route::Fallback => Uses::default(),
-        Route::Upload => Uses { s3: true, ..DYNAMODB },
-        Route::CreatePost | Route::UpdatePost | Route::CreateComment | Route::UpdateComment => {
-            Uses { text: true, ..DYNAMODB }
-        }
-        _ => DYNAMODB,
-    }
-}
-
 /// Runs an HTTP route's Lambda function.
 pub async fn serve_http(route: Route) -> Result<(), Error> {
-    let app = app_from_env(route.binary()).await?;
-    warm_up(&app, http_route_uses(route)).await;
+    let spec = route.spec();
+    let app = app_from_env(spec.binary, spec.uses).await?;
+    warm_up(&app, spec.uses).await;
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(handlers::handle(&app, route, req).await) }
@@ -126,8 +99,9 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
 /// Runs `process-media`, invoked by S3 for each object created under `uploads/`. A failed
 /// dependency fails the invocation, so Lambda retries the event (processing is idempotent).
 pub async fn serve_process_media() -> Result<(), Error> {
-    let app = app_from_env("process-media").await?;
-    warm_up(&app, Uses { s3: true, ..DYNAMODB }).await;
+    let uses = Uses { s3: true, ..DYNAMODB };
+    let app = app_from_env("process-media", uses).await?;
+    warm_up(&app, uses).await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<S3Event>| {
         let app = app.clone();
         async move {
@@ -160,28 +134,33 @@ pub enum WsRoute {
 }
 
 impl WsRoute {
-    pub fn binary(self) -> &'static str {
+    /// Its route key in the WebSocket API.
+    pub fn route_key(self) -> &'static str {
         match self {
-            WsRoute::Connect => "ws-connect",
-            WsRoute::Disconnect => "ws-disconnect",
-            WsRoute::Message => "ws-message",
+            WsRoute::Connect => "$connect",
+            WsRoute::Disconnect => "$disconnect",
+            WsRoute::Message => "$default",
         }
+    }
+
+    /// The binary behind it, as `routes::WS_ROUTES` lists it.
+    pub fn binary(self) -> &'static str {
+        WS_ROUTES
+            .iter()
+            .find(|(key, _)| *key == self.route_key())
+            .map_or("", |(_, binary)| binary)
     }
 }
 
 /// Runs a WebSocket route's Lambda function.
 pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
-    let app = app_from_env(route.binary()).await?;
     // Messages are answered through `@connections` (pong, errors).
-    let connections = matches!(route, WsRoute::Message);
-    warm_up(
-        &app,
-        Uses {
-            connections,
-            ..DYNAMODB
-        },
-    )
-    .await;
+    let uses = Uses {
+        connections: matches!(route, WsRoute::Message),
+        ..DYNAMODB
+    };
+    let app = app_from_env(route.binary(), uses).await?;
+    warm_up(&app, uses).await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
         async move {
@@ -197,16 +176,13 @@ pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
 
 /// Runs `stream-fanout`, invoked with batches of the table's stream records.
 pub async fn serve_stream_fanout() -> Result<(), Error> {
-    let app = app_from_env("stream-fanout").await?;
-    // S3 only on a deleted post with media: not worth a connection at init.
-    warm_up(
-        &app,
-        Uses {
-            connections: true,
-            ..DYNAMODB
-        },
-    )
-    .await;
+    // S3 only on released media: not worth a connection at init.
+    let uses = Uses {
+        connections: true,
+        ..DYNAMODB
+    };
+    let app = app_from_env("stream-fanout", uses).await?;
+    warm_up(&app, uses).await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(handlers::stream_fanout(&app, &event.payload).await) }

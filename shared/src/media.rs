@@ -19,6 +19,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::error::ApiError;
+pub use crate::model::MediaType;
 
 /// Largest upload through a presigned URL.
 pub const MAX_UPLOAD_BYTES: u64 = 15 * 1024 * 1024;
@@ -34,48 +35,6 @@ pub const DISPLAY_MAX: u32 = 2048;
 pub const THUMBNAIL_SIZES: [u32; 3] = [1280, 640, 320];
 /// JPEG quality of every output.
 const JPEG_QUALITY: u8 = 85;
-
-/// The accepted types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaType {
-    Jpeg,
-    Png,
-}
-
-impl MediaType {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            MediaType::Jpeg => "image/jpeg",
-            MediaType::Png => "image/png",
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            MediaType::Jpeg => "jpg",
-            MediaType::Png => "png",
-        }
-    }
-
-    pub fn from_content_type(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "image/jpeg" | "image/jpg" => Some(MediaType::Jpeg),
-            "image/png" => Some(MediaType::Png),
-            _ => None,
-        }
-    }
-
-    /// Judges the type by magic bytes alone.
-    pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(MediaType::Jpeg)
-        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Some(MediaType::Png)
-        } else {
-            None
-        }
-    }
-}
 
 /// Why an image was refused. Each maps to a clear API error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

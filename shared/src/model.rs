@@ -48,6 +48,9 @@ pub struct Post {
     pub comment_count: u64,
 }
 
+/// Longest display name kept (characters).
+pub const MAX_USERNAME_CHARS: usize = 64;
+
 /// A user's public profile, kept from the claims of their token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
@@ -84,21 +87,9 @@ impl Profile {
             .take(5)
             .map(|b| TAG[usize::from(b % 32)] as char)
             .collect();
-        let room = crate::auth::MAX_USERNAME_CHARS - tag.len() - 1;
+        let room = MAX_USERNAME_CHARS - tag.len() - 1;
         let base: String = self.token_name.chars().take(room).collect();
         format!("{base}-{tag}")
-    }
-}
-
-impl From<&crate::auth::Caller> for Profile {
-    /// The profile a caller's token asks for (shown so unless the name is someone else's).
-    fn from(caller: &crate::auth::Caller) -> Self {
-        Profile {
-            user_id: caller.user_id.clone(),
-            username: caller.username.clone(),
-            avatar_url: caller.avatar_url.clone(),
-            token_name: caller.username.clone(),
-        }
     }
 }
 
@@ -246,7 +237,7 @@ pub struct Media {
     pub id: String,
     pub user_id: String,
     pub status: MediaStatus,
-    pub media_type: crate::media::MediaType,
+    pub media_type: MediaType,
     /// Bytes uploaded (declared, for a presigned upload).
     pub size: u64,
     pub created_at: String,
@@ -256,4 +247,74 @@ pub struct Media {
     pub reason: Option<String>,
     /// The post that shows it, once one claimed it: an upload belongs to one post at most.
     pub post_id: Option<String>,
+}
+
+/// The accepted image types: a domain type (records, URLs and the pipeline all name it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaType {
+    Jpeg,
+    Png,
+}
+
+impl MediaType {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MediaType::Jpeg => "image/jpeg",
+            MediaType::Png => "image/png",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            MediaType::Jpeg => "jpg",
+            MediaType::Png => "png",
+        }
+    }
+
+    pub fn from_content_type(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "image/jpeg" | "image/jpg" => Some(MediaType::Jpeg),
+            "image/png" => Some(MediaType::Png),
+            _ => None,
+        }
+    }
+
+    /// Judges the type by magic bytes alone.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(MediaType::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(MediaType::Png)
+        } else {
+            None
+        }
+    }
+}
+
+/// The form under which display names are unique: names a reader could take for one another
+/// share a key. NFKC (fullwidth forms, ligatures), lower case, the UTS #39 skeleton
+/// (homoglyphs from other scripts: Cyrillic `а` is Latin `a`; `rn` is `m`; default-ignorable
+/// characters vanish), lower case again (a skeleton keeps case), then `i` read as `l` (`I`,
+/// `l`, `1` and `|` look alike in many fonts), and no whitespace.
+pub fn username_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::confusable_detection::skeleton;
+    let folded = name.nfkc().collect::<String>().to_lowercase();
+    let first: String = skeleton(&folded).collect();
+    skeleton(&first.to_lowercase())
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if c == 'i' { 'l' } else { c })
+        .collect()
+}
+
+/// What a rate limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateAction {
+    Post,
+    Comment,
+    LikeToggle,
+    /// Edits of posts and comments.
+    Edit,
+    /// Direct and presigned uploads.
+    Upload,
 }

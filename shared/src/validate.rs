@@ -127,20 +127,7 @@ pub fn display_name(raw: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The form under which display names are unique: names a reader could take for one another
-/// share a key. NFKC (fullwidth forms, ligatures), lower case, the UTS #39 skeleton
-/// (homoglyphs from other scripts: Cyrillic `а` is Latin `a`; `rn` is `m`; default-ignorable
-/// characters vanish), lower case again (a skeleton keeps case), then `i` read as `l` (`I`,
-/// `l`, `1` and `|` look alike in many fonts), and no whitespace.
-pub fn username_key(name: &str) -> String {
-    use unicode_security::confusable_detection::skeleton;
-    let folded = name.nfkc().collect::<String>().to_lowercase();
-    let first: String = skeleton(&folded).collect();
-    skeleton(&first.to_lowercase())
-        .filter(|c| !c.is_whitespace())
-        .map(|c| if c == 'i' { 'l' } else { c })
-        .collect()
-}
+pub use crate::model::username_key;
 
 /// Removes HTML tags and comments, keeping the text between them. A `<` that does not start a
 /// tag (`a < b`, `<3`) and a tag that never closes are kept as text: without a closing `>`

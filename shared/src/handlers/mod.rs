@@ -7,10 +7,12 @@ mod fanout;
 mod likes;
 mod media;
 mod posts;
+pub mod route_table;
 mod ws;
 
 pub use fanout::stream_fanout;
 pub use media::process_uploads;
+pub use route_table::{ROUTES, Route, RouteSpec, Uses};
 pub use ws::{ws_connect, ws_disconnect, ws_message};
 
 use std::collections::{HashMap, HashSet};
@@ -30,7 +32,6 @@ use crate::http_api;
 use crate::metrics::{self, Metric};
 use crate::model::{Post, PostView, Profile};
 use crate::realtime::Notifier;
-use crate::routes::{self, Route};
 use crate::storage::Bucket;
 use crate::store::{RateAction, RateToken, Table};
 use crate::validate::ProfanityMode;
@@ -253,34 +254,5 @@ fn conditional_get(req: &Request, mut response: Response<Body>) -> Response<Body
 }
 
 async fn dispatch(app: &App, route: Route, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    match route {
-        Route::ListPosts => posts::list_posts(app, req, caller).await,
-        Route::CreatePost => posts::create_post(app, req, caller).await,
-        Route::GetPost => posts::get_post(app, req, caller).await,
-        Route::UpdatePost => posts::update_post(app, req, caller).await,
-        Route::DeletePost => posts::delete_post(app, req, caller).await,
-        Route::ToggleLike => likes::toggle_like(app, req, caller).await,
-        Route::ListComments => comments::list_comments(app, req, caller).await,
-        Route::CreateComment => comments::create_comment(app, req, caller).await,
-        Route::UpdateComment => comments::update_comment(app, req, caller).await,
-        Route::DeleteComment => comments::delete_comment(app, req, caller).await,
-        Route::Upload => media::upload(app, req, caller).await,
-        Route::PresignUpload => media::presign_upload(app, req, caller).await,
-        Route::GetMedia => media::get_media(app, req, caller).await,
-        Route::Fallback => Err(fallback(req)),
-    }
-}
-
-/// Unknown path: 404. Known path, other method: 405 with `Allow`.
-fn fallback(req: &Request) -> ApiError {
-    let path = req.uri().path();
-    let allow = routes::allowed_methods(path);
-    if allow.is_empty() {
-        ApiError::NotFound(format!("no route for {path}"))
-    } else {
-        ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
-            allow,
-        }
-    }
+    (route.spec().handler)(app, req, caller).await
 }

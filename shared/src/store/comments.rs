@@ -1,15 +1,15 @@
 //! Comments: create, edit, delete (each counted on its post in the same transaction), list.
 
+use super::items::{comment_from_item, comment_item, key, s};
+use super::page::{ListSpec, Order, Page, comments_scope};
+use super::posts::Editor;
+use super::rate::RateToken;
+use super::tx::{Cancelled, built};
 use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::Table;
 use super::error::{Entity, StoreError};
-use super::items::*;
 use super::keys;
-use super::page::*;
-use super::posts::*;
-use super::rate::*;
-use super::tx::*;
 use crate::cursor::PageCursor;
 use crate::model::{Comment, Profile};
 

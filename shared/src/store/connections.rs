@@ -1,14 +1,14 @@
 //! WebSocket connections and subscriptions: capped per user and per connection.
 
+use super::items::{get_s, key, n, s, signed};
+use super::tx::built;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
 use super::error::{Entity, StoreError};
-use super::items::*;
 use super::keys;
-use super::tx::*;
 use super::{Item, Table};
 
 /// An open WebSocket connection.
@@ -34,6 +34,24 @@ pub struct Recipient {
 
 /// Live WebSocket connections one user may hold at once.
 pub const MAX_CONNECTIONS_PER_USER: u32 = 10;
+
+pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Connection {
+    Connection {
+        id: connection_id.to_string(),
+        user_id: get_s(item, "user_id").unwrap_or_default(),
+        // Connections stored before expiry was recorded live until their TTL.
+        expires_at: item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(i64::MAX),
+        subscriptions: item
+            .get("subs")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
 
 impl Table {
     /// Stores a connection (after `$connect` was authorized) for a token valid until

@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
-use super::rate::RateAction;
+use crate::model::RateAction;
 
 /// The kind of thing a refusal is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ where
     R: std::fmt::Debug,
 {
     fn from(err: SdkError<E, R>) -> Self {
-        match crate::error::classify_sdk_error(&err) {
+        match crate::sdk_errors::classify(&err) {
             Ok(unavailable) => StoreError::Unavailable(unavailable),
             Err(internal) => StoreError::Internal(internal),
         }

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::Item;
-use super::connections::*;
 use super::error::StoreError;
 use super::keys;
-use crate::media::MediaType;
+use crate::model::MediaType;
+use crate::model::username_key;
 use crate::model::{Comment, Media, MediaStatus, Post, Profile};
-use crate::validate::username_key;
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -169,24 +168,6 @@ pub(super) fn profile_item(profile: &Profile, now: &str) -> Item {
     }
     item.insert("updated_at".into(), s(now));
     item
-}
-
-pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Connection {
-    Connection {
-        id: connection_id.to_string(),
-        user_id: get_s(item, "user_id").unwrap_or_default(),
-        // Connections stored before expiry was recorded live until their TTL.
-        expires_at: item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(i64::MAX),
-        subscriptions: item
-            .get("subs")
-            .and_then(|v| v.as_ss().ok())
-            .cloned()
-            .unwrap_or_default(),
-    }
 }
 
 pub(super) fn profile_from_item(item: &Item) -> Result<Profile, StoreError> {

@@ -1,13 +1,13 @@
 //! Likes: exact counts under concurrency, and whether a viewer likes a post.
 
+use super::items::{get_n, key, like_item};
+use super::rate::RateToken;
+use super::tx::{TRANSACTION_ATTEMPTS, built};
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 
 use super::Table;
 use super::error::{Entity, StoreError};
-use super::items::*;
 use super::keys;
-use super::rate::*;
-use super::tx::*;
 use crate::model::LikeState;
 
 impl Table {

@@ -1,14 +1,14 @@
 //! Uploads: recorded, claimed by one post, decided by `process-media`, released.
 
+use super::items::{get_s, key, media_from_item, media_item, n, s, signed};
+use super::rate::RateToken;
+use super::tx::built;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::error::{MediaRefusal, StoreError};
-use super::items::*;
 use super::keys;
-use super::rate::*;
-use super::tx::*;
 use super::{Item, Table};
-use crate::media::MediaType;
+use crate::model::MediaType;
 use crate::model::{Media, MediaStatus};
 
 /// A media item a post wants to use: checked in the post's own transaction.

@@ -24,12 +24,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use items::key;
 
+pub use crate::model::RateAction;
 pub use connections::{Connection, MAX_CONNECTIONS_PER_USER, MAX_SUBSCRIPTIONS, Recipient};
 pub use error::{Entity, MediaRefusal, StoreError};
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
 pub use page::{Order, Page, comments_scope, feed_scope};
 pub use posts::Editor;
-pub use rate::{RateAction, RateToken};
+pub use rate::RateToken;
 pub use stream::{Change, item_from_json};
 
 pub type Item = HashMap<String, AttributeValue>;

@@ -1,7 +1,7 @@
 //! Keyset pagination over a partition or an index, in either direction.
 
 use super::error::StoreError;
-use super::items::*;
+use super::items::s;
 use super::{Item, Table};
 use crate::cursor::{Direction, PageCursor};
 use crate::model::{Comment, Post};

@@ -1,5 +1,10 @@
 //! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
 
+use super::items::{get_s, key, post_from_item, post_item, s};
+use super::media::{OwnMedia, media_refused};
+use super::page::{ListSpec, Order, Page, feed_scope};
+use super::rate::RateToken;
+use super::tx::built;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
@@ -9,12 +14,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::Table;
 use super::error::{Entity, StoreError};
-use super::items::*;
 use super::keys;
-use super::media::*;
-use super::page::*;
-use super::rate::*;
-use super::tx::*;
 use crate::cursor::PageCursor;
 use crate::model::{Post, Profile};
 

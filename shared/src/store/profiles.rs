@@ -1,13 +1,13 @@
 //! Profiles and display names: written with the author's writes, names claimed uniquely.
 
+use super::items::{get_s, key, profile_from_item, profile_item, s};
+use super::tx::{Cancelled, built};
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
 
 use super::error::StoreError;
-use super::items::*;
 use super::keys;
-use super::tx::*;
 use super::{Item, Table};
 use crate::model::Profile;
 use crate::validate::username_key;

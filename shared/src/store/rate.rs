@@ -1,12 +1,13 @@
 //! Per-user rate limits, taken as one action of the write's own transaction.
 
+use super::items::{key, n};
+use super::tx::built;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::Table;
 use super::error::StoreError;
-use super::items::*;
 use super::keys;
-use super::tx::*;
+use crate::model::RateAction;
 
 /// A rate-limit token taken inside a write's transaction: a fixed one-minute window per user
 /// and action, counted on an item (`RATE#<uid>#<action>` / window start) that expires by TTL.
@@ -19,28 +20,14 @@ pub struct RateToken {
     pub now: i64,
 }
 
-/// What a rate limit counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RateAction {
-    Post,
-    Comment,
-    LikeToggle,
-    /// Edits of posts and comments.
-    Edit,
-    /// Direct and presigned uploads.
-    Upload,
-}
-
-impl RateAction {
-    /// The part of the rate item's key that names the action.
-    pub(super) fn key(self) -> &'static str {
-        match self {
-            RateAction::Post => "post",
-            RateAction::Comment => "comment",
-            RateAction::LikeToggle => "like",
-            RateAction::Edit => "edit",
-            RateAction::Upload => "upload",
-        }
+/// The part of the rate item's key that names the action.
+pub(super) fn action_key(action: RateAction) -> &'static str {
+    match action {
+        RateAction::Post => "post",
+        RateAction::Comment => "comment",
+        RateAction::LikeToggle => "like",
+        RateAction::Edit => "edit",
+        RateAction::Upload => "upload",
     }
 }
 
@@ -73,7 +60,7 @@ impl Table {
             Update::builder()
                 .table_name(&self.name)
                 .set_key(Some(key(
-                    keys::rate_pk(&token.user_id, token.action.key()),
+                    keys::rate_pk(&token.user_id, action_key(token.action)),
                     window.to_string(),
                 )))
                 .update_expression("ADD #count :one SET #ttl = :ttl")

@@ -1,10 +1,10 @@
 //! The table's stream: records in DynamoDB JSON to items, items to domain changes.
 
+use super::items::{comment_from_item, get_s, media_from_item, post_from_item, require_s};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::Item;
 use super::error::StoreError;
-use super::items::*;
 use crate::model::{Comment, Media, Post};
 
 /// A committed change, as the table stream reports it, in domain terms.

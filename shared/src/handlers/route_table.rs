@@ -1,0 +1,281 @@
+//! Every HTTP route in one table: its Lambda binary, method and path, what its function uses,
+//! and its handler. Dispatch, `405` answers, each function's warm-up and cursor secret, and
+//! forum-local's and the tests' iteration over routes all read this table. Adding a route is
+//! one variant and one row here (docs/routes.md lists the other files).
+
+use futures::future::BoxFuture;
+use lambda_http::{Body, Request, Response};
+
+use super::{App, comments, likes, media, posts};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::match_path;
+
+/// An HTTP route (the `$default` fallback included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    ListPosts,
+    CreatePost,
+    GetPost,
+    UpdatePost,
+    DeletePost,
+    ToggleLike,
+    ListComments,
+    CreateComment,
+    UpdateComment,
+    DeleteComment,
+    Upload,
+    PresignUpload,
+    GetMedia,
+    /// The `$default` route: answers unknown paths 404 and known paths with a wrong method 405.
+    Fallback,
+}
+
+/// What a function calls on (nearly) every invocation: its init warms these up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub dynamodb: bool,
+    pub s3: bool,
+    pub connections: bool,
+    /// Checks text (posts, comments): the profanity filter's tables are built at init.
+    pub text: bool,
+    /// Answers pages with signed cursors: needs the cursor secret.
+    pub cursors: bool,
+}
+
+pub const NOTHING: Uses = Uses {
+    dynamodb: false,
+    s3: false,
+    connections: false,
+    text: false,
+    cursors: false,
+};
+pub const DYNAMODB: Uses = Uses {
+    dynamodb: true,
+    ..NOTHING
+};
+const TEXT: Uses = Uses { text: true, ..DYNAMODB };
+const PAGES: Uses = Uses {
+    cursors: true,
+    ..DYNAMODB
+};
+
+/// A route's handler, boxed so one table can hold them all.
+pub type Handler = for<'a> fn(&'a App, &'a Request, &'a Caller) -> BoxFuture<'a, Result<Response<Body>, ApiError>>;
+
+/// One row of the table.
+pub struct RouteSpec {
+    pub route: Route,
+    /// The Lambda binary (and SAM `BuildProperties.Binary`) that serves it.
+    pub binary: &'static str,
+    /// Method and path template (served with and without a trailing slash); empty for the
+    /// fallback, which API Gateway sends everything else.
+    pub method: &'static str,
+    pub path: &'static str,
+    pub uses: Uses,
+    pub handler: Handler,
+}
+
+macro_rules! handler {
+    ($f:path) => {{
+        fn boxed<'a>(
+            app: &'a App,
+            req: &'a Request,
+            caller: &'a Caller,
+        ) -> BoxFuture<'a, Result<Response<Body>, ApiError>> {
+            Box::pin($f(app, req, caller))
+        }
+        boxed as Handler
+    }};
+}
+
+/// Unknown path: 404. Known path, other method: 405 with `Allow`.
+async fn fallback(_app: &App, req: &Request, _caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path();
+    let allow = allowed_methods(path);
+    if allow.is_empty() {
+        return Err(ApiError::NotFound(format!("no route for {path}")));
+    }
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        allow,
+    })
+}
+
+/// The table, in [`Route`]'s order.
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        route: Route::ListPosts,
+        binary: "list-posts",
+        method: "GET",
+        path: "/api/forum/posts",
+        uses: PAGES,
+        handler: handler!(posts::list_posts),
+    },
+    RouteSpec {
+        route: Route::CreatePost,
+        binary: "create-post",
+        method: "POST",
+        path: "/api/forum/posts",
+        uses: TEXT,
+        handler: handler!(posts::create_post),
+    },
+    RouteSpec {
+        route: Route::GetPost,
+        binary: "get-post",
+        method: "GET",
+        path: "/api/forum/posts/{id}",
+        uses: DYNAMODB,
+        handler: handler!(posts::get_post),
+    },
+    RouteSpec {
+        route: Route::UpdatePost,
+        binary: "update-post",
+        method: "PATCH",
+        path: "/api/forum/posts/{id}",
+        uses: TEXT,
+        handler: handler!(posts::update_post),
+    },
+    RouteSpec {
+        route: Route::DeletePost,
+        binary: "delete-post",
+        method: "DELETE",
+        path: "/api/forum/posts/{id}",
+        uses: DYNAMODB,
+        handler: handler!(posts::delete_post),
+    },
+    RouteSpec {
+        route: Route::ToggleLike,
+        binary: "toggle-like",
+        method: "POST",
+        path: "/api/forum/posts/{id}/like",
+        uses: DYNAMODB,
+        handler: handler!(likes::toggle_like),
+    },
+    RouteSpec {
+        route: Route::ListComments,
+        binary: "list-comments",
+        method: "GET",
+        path: "/api/forum/posts/{id}/comments",
+        uses: PAGES,
+        handler: handler!(comments::list_comments),
+    },
+    RouteSpec {
+        route: Route::CreateComment,
+        binary: "create-comment",
+        method: "POST",
+        path: "/api/forum/posts/{id}/comments",
+        uses: TEXT,
+        handler: handler!(comments::create_comment),
+    },
+    RouteSpec {
+        route: Route::UpdateComment,
+        binary: "update-comment",
+        method: "PATCH",
+        path: "/api/forum/posts/{id}/comments/{comment_id}",
+        uses: TEXT,
+        handler: handler!(comments::update_comment),
+    },
+    RouteSpec {
+        route: Route::DeleteComment,
+        binary: "delete-comment",
+        method: "DELETE",
+        path: "/api/forum/posts/{id}/comments/{comment_id}",
+        uses: DYNAMODB,
+        handler: handler!(comments::delete_comment),
+    },
+    // Presigning is computed locally; only the direct upload calls S3.
+    RouteSpec {
+        route: Route::Upload,
+        binary: "upload-media",
+        method: "POST",
+        path: "/api/forum/upload",
+        uses: Uses { s3: true, ..DYNAMODB },
+        handler: handler!(media::upload),
+    },
+    RouteSpec {
+        route: Route::PresignUpload,
+        binary: "presign-upload",
+        method: "POST",
+        path: "/api/forum/upload/presign",
+        uses: DYNAMODB,
+        handler: handler!(media::presign_upload),
+    },
+    RouteSpec {
+        route: Route::GetMedia,
+        binary: "get-media",
+        method: "GET",
+        path: "/api/forum/media/{id}",
+        uses: DYNAMODB,
+        handler: handler!(media::get_media),
+    },
+    RouteSpec {
+        route: Route::Fallback,
+        binary: "not-found",
+        method: "",
+        path: "",
+        uses: NOTHING,
+        handler: handler!(fallback),
+    },
+];
+
+impl Route {
+    /// Its row (the table is in the enum's order; a test holds that).
+    pub fn spec(self) -> &'static RouteSpec {
+        &ROUTES[self as usize]
+    }
+
+    pub fn all() -> impl Iterator<Item = Route> {
+        ROUTES.iter().map(|spec| spec.route)
+    }
+
+    pub fn binary(self) -> &'static str {
+        self.spec().binary
+    }
+
+    /// Whether it answers pages with signed cursors (and so needs the cursor secret).
+    pub fn paginates(self) -> bool {
+        self.spec().uses.cursors
+    }
+
+    pub fn from_binary(name: &str) -> Option<Route> {
+        ROUTES.iter().find(|spec| spec.binary == name).map(|spec| spec.route)
+    }
+}
+
+/// The routes API Gateway maps by method and path (all but the fallback).
+pub fn api_routes() -> impl Iterator<Item = &'static RouteSpec> {
+    ROUTES.iter().filter(|spec| !spec.method.is_empty())
+}
+
+/// The methods a known path accepts (empty for unknown paths).
+pub fn allowed_methods(path: &str) -> Vec<String> {
+    api_routes()
+        .filter(|spec| match_path(spec.path, path).is_some())
+        .map(|spec| spec.method.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_the_enums_order_with_distinct_binaries() {
+        for (i, spec) in ROUTES.iter().enumerate() {
+            assert_eq!(spec.route as usize, i, "{:?}", spec.route);
+            assert_eq!(Route::from_binary(spec.binary), Some(spec.route));
+        }
+        let mut names: Vec<_> = ROUTES.iter().map(|s| s.binary).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ROUTES.len());
+    }
+
+    #[test]
+    fn allowed_methods_list_every_method_of_a_path() {
+        assert_eq!(allowed_methods("/api/forum/posts/"), vec!["GET", "POST"]);
+        assert_eq!(allowed_methods("/api/forum/posts/x"), vec!["GET", "PATCH", "DELETE"]);
+        assert!(allowed_methods("/api/forum/nope").is_empty());
+    }
+}
