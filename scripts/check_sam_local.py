@@ -37,6 +37,9 @@ DEFAULT_ROUTE = ("X-AMAZON-APIGATEWAY-ANY-METHOD", "$default")  # how SAM CLI ke
 failures: list[str] = []
 
 
+LANGUAGE_EXTENSIONS = False
+
+
 def fail(message: str) -> None:
     failures.append(message)
     print(f"FAIL: {message}")
@@ -49,7 +52,14 @@ def parameter_overrides(root: str) -> dict:
     if not config.exists():
         print(f"samconfig.toml not found: using the built-in parameters {FALLBACK_PARAMETERS}")
         return dict(FALLBACK_PARAMETERS)
-    value = config.get_all(["local", "start-api"], "parameters").get("parameter_overrides")
+    section = config.get_all(["local", "start-api"], "parameters")
+    # The template uses Fn::ForEach (AWS::LanguageExtensions), which SAM CLI expands locally
+    # only when asked: samconfig.toml asks for every local command.
+    global LANGUAGE_EXTENSIONS
+    LANGUAGE_EXTENSIONS = bool(section.get("language_extensions"))
+    if not LANGUAGE_EXTENSIONS:
+        fail("samconfig.toml [default.local_start_api.parameters] must set language_extensions = true")
+    value = section.get("parameter_overrides")
     overrides = CfnParameterOverridesType().convert(value, None, None) if value else {}
     print(f"parameters from samconfig.toml [default.local_start_api]: {', '.join(overrides) or 'none'}")
     return overrides
@@ -74,7 +84,8 @@ def expected_routes(template: dict) -> dict:
     global_auth = template.get("Globals", {}).get("HttpApi", {}).get("Auth", {})
     routes = {}
     for function, resource in resources.items():
-        if resource.get("Type") != "AWS::Serverless::Function":
+        # `Fn::ForEach::...` entries (log groups and alarms) are lists, not resources.
+        if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":
             continue
         for event in resource.get("Properties", {}).get("Events", {}).values():
             if event.get("Type") != "HttpApi":
@@ -103,9 +114,13 @@ def sam_routes(template_file: str, template: dict | None, overrides: dict) -> tu
     """(provider SAM CLI picks, {(METHOD, path): (function, authorizer, authorizer function)})
     as `sam local start-api` builds them: the same stack loading, the same ApiProvider."""
     if template is None:
-        stacks, _ = SamLocalStackProvider.get_stacks(template_file, parameter_overrides=overrides)
+        stacks, _ = SamLocalStackProvider.get_stacks(
+            template_file, parameter_overrides=overrides, language_extensions_enabled=LANGUAGE_EXTENSIONS
+        )
     else:  # a reordered copy; relative paths (nested stacks) resolve from the cwd, the template's dir
-        stacks, _ = SamLocalStackProvider.get_stacks(template_dictionary=template, parameter_overrides=overrides)
+        stacks, _ = SamLocalStackProvider.get_stacks(
+            template_dictionary=template, parameter_overrides=overrides, language_extensions_enabled=LANGUAGE_EXTENSIONS
+        )
     provider = type(ApiProvider.find_api_provider(stacks)).__name__
     routes = {}
     for route in ApiProvider(stacks, cwd=os.getcwd()).routes:
@@ -128,7 +143,10 @@ def reordered(template: dict, how: str) -> dict:
     copy = OrderedDict(template)
     resources = template["Resources"]
     if how == "ApiGatewayV2 first":
-        keys = sorted(resources, key=lambda k: not resources[k].get("Type", "").startswith("AWS::ApiGatewayV2::"))
+        keys = sorted(
+            resources,
+            key=lambda k: not (isinstance(resources[k], dict) and resources[k].get("Type", "").startswith("AWS::ApiGatewayV2::")),
+        )
     else:
         keys = list(reversed(resources))
     copy["Resources"] = OrderedDict((k, resources[k]) for k in keys)
@@ -154,7 +172,7 @@ def main() -> int:
     # exposes it per route (Route.authorizer_name, Route.authorizer_object.lambda_name), not per API.
     defaults = set()
     for resource in template["Resources"].values():
-        if resource.get("Type") == "AWS::Serverless::HttpApi":
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::Serverless::HttpApi":
             auth = resource.get("Properties", {}).get("Auth", {})
             name = auth.get("DefaultAuthorizer")
             defaults.add((name, ref_id(auth.get("Authorizers", {}).get(name, {}).get("FunctionArn"))))
@@ -197,7 +215,9 @@ def main() -> int:
         compare(f"resources {how}", actual, routes)
 
     # 4. README's `sam local invoke` lines name real functions and event files.
-    stacks, _ = SamLocalStackProvider.get_stacks(template_file, parameter_overrides=overrides)
+    stacks, _ = SamLocalStackProvider.get_stacks(
+            template_file, parameter_overrides=overrides, language_extensions_enabled=LANGUAGE_EXTENSIONS
+        )
     functions = SamFunctionProvider(stacks)
     readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
     invocations = re.findall(r"sam local invoke (\S+) -e ([^\s`]+)", readme)

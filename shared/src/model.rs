@@ -1,4 +1,4 @@
-//! Domain types and the JSON shapes of `SPEC.md`.
+//! Domain types and the JSON shapes of the API contract (openapi.yaml).
 
 use serde::Serialize;
 
@@ -111,7 +111,7 @@ impl From<&Profile> for UserView {
     }
 }
 
-/// A post as the API returns it (`SPEC.md` shape plus `edited_at`).
+/// A post as the API returns it (openapi.yaml's `Post`).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct PostView {
     pub id: String,
@@ -161,7 +161,7 @@ pub struct Comment {
     pub edited_at: Option<String>,
 }
 
-/// A comment as the API returns it (`SPEC.md` shape plus `post_id` and `edited_at`).
+/// A comment as the API returns it (openapi.yaml's `Comment`).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct CommentView {
     pub id: String,

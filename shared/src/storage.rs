@@ -63,6 +63,17 @@ impl Bucket {
         &self.client
     }
 
+    /// The CDN URLs of an upload's images: the display image, and each thumbnail by its bound.
+    pub fn media_urls(&self, media_id: &str, kind: MediaType) -> (String, std::collections::BTreeMap<String, String>) {
+        let url = |variant: &str| self.public_url(&variant_key(media_id, variant, kind));
+        let thumbnails = VARIANTS
+            .iter()
+            .filter(|(name, _)| *name != "display")
+            .map(|(name, _)| (name.to_string(), url(name)))
+            .collect();
+        (url("display"), thumbnails)
+    }
+
     /// The public (CDN) URL of a `media/` key.
     pub fn public_url(&self, key: &str) -> String {
         format!("{}/{key}", self.public_base)

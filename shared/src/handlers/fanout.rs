@@ -10,11 +10,9 @@ use serde_json::{Value, json};
 use super::App;
 use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
-use crate::media::THUMBNAIL_SIZES;
 use crate::metrics::{self, Metric};
 use crate::model::{CommentView, MediaStatus, Post, PostView, Profile};
 use crate::realtime::ServerMessage;
-use crate::storage::variant_key;
 use crate::store::{Change, Recipient};
 
 /// Handles one batch of stream records; answers Lambda's partial-batch response.
@@ -118,21 +116,18 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
                     .await?;
                 tracing::info!(media_id = %new.id, post_id, dropped, "rejected media taken off its post");
             }
-            let url = |variant: &str| app.bucket.public_url(&variant_key(&new.id, variant, new.media_type));
+            let (url, thumbnails) = app.bucket.media_urls(&new.id, new.media_type);
             let message = match new.status {
                 MediaStatus::Ready => ServerMessage::MediaReady {
                     id: new.id.clone(),
-                    url: url("display"),
-                    thumbnails: THUMBNAIL_SIZES
-                        .iter()
-                        .map(|s| (s.to_string(), url(&s.to_string())))
-                        .collect(),
+                    url,
+                    thumbnails,
                     width: new.width,
                     height: new.height,
                 },
                 _ => ServerMessage::MediaRejected {
                     id: new.id.clone(),
-                    url: url("display"),
+                    url,
                     reason: new.reason.clone().unwrap_or_default(),
                 },
             };

@@ -11,7 +11,7 @@ use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http_api::{json, json_body, path_id};
-use crate::media::{self, MAX_DIRECT_UPLOAD_BYTES, MAX_UPLOAD_BYTES, MediaError, MediaType, THUMBNAIL_SIZES};
+use crate::media::{self, MAX_DIRECT_UPLOAD_BYTES, MAX_UPLOAD_BYTES, MediaError, MediaType};
 use crate::model::{Media, MediaStatus, new_id_with_timestamp};
 use crate::storage::{IMMUTABLE, PresignedUpload, media_id_of_upload, upload_key, variant_key};
 use crate::store::{RateAction, StoreError};
@@ -37,16 +37,10 @@ struct MediaView {
 }
 
 fn media_view(app: &App, media: Media) -> MediaView {
-    let url = |variant: &str| {
-        app.bucket
-            .public_url(&variant_key(&media.id, variant, media.media_type))
-    };
+    let (url, thumbnails) = app.bucket.media_urls(&media.id, media.media_type);
     MediaView {
-        url: url("display"),
-        thumbnails: THUMBNAIL_SIZES
-            .iter()
-            .map(|s| (s.to_string(), url(&s.to_string())))
-            .collect(),
+        url,
+        thumbnails,
         id: media.id,
         status: media.status,
         content_type: media.media_type.content_type(),

@@ -61,6 +61,7 @@ impl Table {
         &self.name
     }
 
+    /// The client, for tests and tools that look at the table directly.
     pub fn client(&self) -> &Client {
         &self.client
     }
