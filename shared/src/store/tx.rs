@@ -2,7 +2,9 @@
 //! transaction says about each of its actions.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem};
 
 use super::error::StoreError;
 use super::{Item, Table, backoff};
@@ -243,4 +245,39 @@ impl Table {
             "DynamoDB left keys unprocessed after retries".into(),
         ))
     }
+
+    /// Deletes `target` (on its condition) in one transaction with a condition on `check`:
+    /// `false` when either fails. The stream's clean-ups use it so that a late record never
+    /// removes what is in use again (a released upload its post shows, a freed name its
+    /// account took back).
+    pub(super) async fn delete_unless_used(&self, target: Guard<'_>, check: Guard<'_>) -> Result<bool, StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(target.key))
+                .condition_expression(target.condition)
+                .set_expression_attribute_values(Some(target.values))
+                .build(),
+        )?;
+        let check = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(check.key))
+                .condition_expression(check.condition)
+                .set_expression_attribute_values(Some(check.values))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().condition_check(check).build(),
+        ];
+        Ok(self.transact(actions).await?.is_ok())
+    }
+}
+
+/// An item, and a condition on it with its values.
+pub(super) struct Guard<'a> {
+    pub(super) key: Item,
+    pub(super) condition: &'a str,
+    pub(super) values: HashMap<String, AttributeValue>,
 }
