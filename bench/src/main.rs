@@ -230,6 +230,9 @@ async fn api(args: Args) {
     bench
         .measure(&mut seed, &alice, Method::GET, &format!("{hot}comments/"), None, 200)
         .await;
+    // Each function is a container of its own: warm get-post's profile cache too, as a
+    // steady-state Lambda container would be.
+    bench.measure(&mut seed, &bob, Method::GET, &hot, None, 200).await;
 
     // The reference: a raw GetItem from this process, same client settings.
     let table = bench.stack.app.table.name().to_string();
