@@ -59,6 +59,49 @@ impl CorsPolicy {
         })
     }
 
+    /// The bucket's `CorsRules` (S3 takes the first rule that matches a request).
+    pub fn resolve_bucket_rules(rules: Option<&Value>, resolver: &Resolver<'_>) -> Result<Vec<Self>, TemplateError> {
+        let Some(Value::Sequence(rules)) = rules else {
+            return Ok(Vec::new());
+        };
+        rules
+            .iter()
+            .map(|rule| {
+                let list = |name: &str| -> Result<Vec<String>, TemplateError> {
+                    match rule.get(name) {
+                        Some(value) => resolver.strings(value),
+                        None => Ok(Vec::new()),
+                    }
+                };
+                Ok(CorsPolicy {
+                    allow_origins: list("AllowedOrigins")?,
+                    allow_methods: list("AllowedMethods")?
+                        .into_iter()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect(),
+                    allow_headers: list("AllowedHeaders")?
+                        .into_iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
+                    expose_headers: list("ExposedHeaders")?
+                        .into_iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
+                    max_age: rule.get("MaxAge").and_then(Value::as_u64),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether an actual request of `method` from `origin` is one this rule covers.
+    pub fn covers(&self, origin: &str, method: &str) -> bool {
+        self.allows_origin(origin)
+            && self
+                .allow_methods
+                .iter()
+                .any(|m| m == "*" || m.eq_ignore_ascii_case(method))
+    }
+
     fn allows_origin(&self, origin: &str) -> bool {
         self.allow_origins
             .iter()

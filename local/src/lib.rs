@@ -209,6 +209,7 @@ impl Stack {
             aws::LOCAL_ACCESS_KEY,
             aws::LOCAL_SECRET_KEY,
             created_tx,
+            cors::CorsPolicy::resolve_bucket_rules(template.bucket_cors_rules.as_ref(), &resolver)?,
         )
         .await
         .map_err(|e| StackError::Setup(format!("S3 stand-in: {e}")))?;

@@ -10,6 +10,8 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cors::{CorsAnswer, CorsPolicy};
+
 /// An object that was created (S3's `ObjectCreated:*`).
 #[derive(Clone, Debug)]
 pub struct ObjectCreated {
@@ -175,6 +177,68 @@ impl S3 for ObservedFs {
     }
 }
 
+/// CORS as S3 answers it from the bucket's rules: a preflight is answered by the first rule
+/// that allows its origin, method and headers (else 403), and an actual request from an origin
+/// gets the `Access-Control-*` headers of the first rule that covers it.
+async fn with_bucket_cors(
+    service: &s3s::service::S3Service,
+    rules: &[CorsPolicy],
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let origin = header("origin");
+    if let (true, Some(origin), Some(method)) = (
+        req.method() == http::Method::OPTIONS,
+        origin.as_deref(),
+        header("access-control-request-method"),
+    ) {
+        let requested = header("access-control-request-headers");
+        let allowed = rules.iter().find_map(
+            |rule| match rule.preflight(origin, Some(&method), requested.as_deref()) {
+                CorsAnswer::Allowed(headers) => Some(headers),
+                _ => None,
+            },
+        );
+        let mut response = hyper::Response::new(s3s::Body::empty());
+        match allowed {
+            Some(headers) => {
+                for (name, value) in headers {
+                    if let Ok(value) = http::HeaderValue::from_str(&value) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+            }
+            None => {
+                *response.status_mut() = http::StatusCode::FORBIDDEN;
+                *response.body_mut() = s3s::Body::from(bytes::Bytes::from_static(
+                    b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is not allowed.</Message></Error>",
+                ));
+            }
+        }
+        return Ok(response);
+    }
+    let method = req.method().to_string();
+    let mut response = hyper::service::Service::call(service, req).await?;
+    if let Some(origin) = origin.as_deref()
+        && let Some(CorsAnswer::Allowed(headers)) = rules
+            .iter()
+            .find(|rule| rule.covers(origin, &method))
+            .map(|rule| rule.actual(Some(origin)))
+    {
+        for (name, value) in headers {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    Ok(response)
+}
+
 /// A running S3 stand-in.
 pub struct LocalS3 {
     pub endpoint: String,
@@ -193,6 +257,7 @@ impl LocalS3 {
         access_key: &str,
         secret_key: &str,
         created: mpsc::UnboundedSender<ObjectCreated>,
+        cors: Vec<CorsPolicy>,
     ) -> std::io::Result<LocalS3> {
         std::fs::create_dir_all(root)?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("s3s-fs: {e:?}")))?;
@@ -213,10 +278,15 @@ impl LocalS3 {
                     },
                 };
                 let service = service.clone();
+                let cors = cors.clone();
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(socket);
+                    let with_cors = hyper::service::service_fn(move |req| {
+                        let (service, cors) = (service.clone(), cors.clone());
+                        async move { with_bucket_cors(&service, &cors, req).await }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
+                        .serve_connection(io, with_cors)
                         .await;
                 });
             }

@@ -172,6 +172,9 @@ pub struct StackTemplate {
     pub bucket_names: BTreeMap<String, Value>,
     /// The HTTP API's `CorsConfiguration`, unresolved (none: no CORS answers).
     pub cors: Option<Value>,
+    /// The media bucket's `CorsConfiguration.CorsRules`, unresolved (browsers PUT presigned
+    /// uploads to it).
+    pub bucket_cors_rules: Option<Value>,
     /// The headers the media distribution's `ResponseHeadersPolicy` adds to every answer.
     pub media_headers: Vec<(String, String)>,
     /// The table stream's event source mapping: `FilterCriteria` patterns (JSON), none
@@ -492,6 +495,16 @@ impl StackTemplate {
             bucket_names,
             cors: get(api, "Properties")
                 .and_then(|p| get(p, "CorsConfiguration"))
+                .cloned(),
+            bucket_cors_rules: by_type
+                .get("AWS::S3::Bucket")
+                .into_iter()
+                .flatten()
+                .find_map(|(_, r)| {
+                    get(r, "Properties")
+                        .and_then(|p| get(p, "CorsConfiguration"))
+                        .and_then(|c| get(c, "CorsRules"))
+                })
                 .cloned(),
             stream_filters: stream_filters(
                 by_type

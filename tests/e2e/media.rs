@@ -727,3 +727,61 @@ async fn media_answers_carry_the_distributions_security_headers() {
     assert!(csp.contains("default-src 'none'") && csp.contains("sandbox"), "{csp}");
     assert_eq!(headers["content-type"], "image/png");
 }
+
+#[tokio::test]
+async fn browsers_may_put_presigned_uploads_from_the_allowed_origins_only() {
+    // What a page does: a CORS preflight, then the PUT with its Origin. The S3 stand-in answers
+    // both from the bucket's CorsRules in template.yaml (AllowedOrigins: localhost:5173 here).
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let photo = png(16, 16, false);
+    let presigned = alice
+        .post(
+            "/api/forum/upload/presign/",
+            json!({"content_type": "image/png", "content_length": photo.len()}),
+        )
+        .await;
+    assert_eq!(presigned.status, 201, "{}", presigned.body);
+    let url = presigned.body["upload"]["url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str, method: &'static str, headers: &'static str| {
+        http.request(Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    let allowed = preflight("http://localhost:5173", "PUT", "content-type").await.unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert!(
+        allowed.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("PUT")
+    );
+    for (origin, method, headers) in [
+        ("https://evil.example", "PUT", "content-type"),
+        ("http://localhost:5173", "DELETE", "content-type"),
+        ("http://localhost:5173", "PUT", "x-amz-acl"),
+    ] {
+        let refused = preflight(origin, method, headers).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{origin} {method} {headers}");
+        assert!(refused.headers().get("access-control-allow-origin").is_none());
+    }
+    // The PUT itself, from the page's origin: stored, and readable by the page.
+    let mut put = http.put(&url).header("origin", "http://localhost:5173").body(photo);
+    for (name, value) in presigned.body["upload"]["headers"].as_object().unwrap() {
+        if !name.eq_ignore_ascii_case("content-length") {
+            put = put.header(name, value.as_str().unwrap());
+        }
+    }
+    let answer = put.send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["access-control-allow-origin"], "http://localhost:5173");
+    let media = settled(&alice, presigned.body["id"].as_str().unwrap()).await;
+    assert_eq!(media["status"], "ready");
+}
