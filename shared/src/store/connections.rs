@@ -127,6 +127,10 @@ impl Table {
             .await?;
         let Some(old) = out.attributes() else { return Ok(()) };
         let connection = connection_from_item(connection_id, old);
+        // Subscriptions first: they are what fan-out reads, and must not outlive the
+        // connection even if freeing its slot fails (a slot also frees itself when it expires).
+        self.batch_delete(self.subscription_keys(connection_id, &connection.subscriptions))
+            .await?;
         if let Some(slot) = old
             .get("slot")
             .and_then(|v| v.as_n().ok())
@@ -150,8 +154,7 @@ impl Table {
                 return Err(e.into());
             }
         }
-        self.batch_delete(self.subscription_keys(connection_id, &connection.subscriptions))
-            .await
+        Ok(())
     }
 
     /// Follows posts: the subscription items (found by post, carrying the connection's token
