@@ -35,6 +35,16 @@ pub struct BoundRoute {
     pub app: Arc<App>,
 }
 
+/// What the stack answers at its edge besides the routes, from the template and parameters.
+pub struct Edge {
+    /// The HTTP API's CORS configuration, resolved with the stack's parameters.
+    pub cors: CorsPolicy,
+    /// What the media distribution's response headers policy adds to media answers.
+    pub media_headers: Vec<(String, String)>,
+    /// The authorizer's settings, for `POST /local/token` (HS256 only: development).
+    pub mint: Option<shared::auth::JwtSettings>,
+}
+
 pub struct Gateway {
     pub functions: Arc<Functions>,
     pub connections: Arc<crate::websocket::Connections>,
@@ -42,10 +52,7 @@ pub struct Gateway {
     pub verifier: Option<TokenVerifier>,
     pub identity_header: String,
     pub authorizer_ttl: Duration,
-    /// The HTTP API's CORS configuration, resolved with the stack's parameters.
-    pub cors: CorsPolicy,
-    /// What the media distribution's response headers policy adds to media answers.
-    pub media_headers: Vec<(String, String)>,
+    pub edge: Edge,
     cache: Mutex<HashMap<String, (Instant, Arc<AuthorizerResponse>)>>,
 }
 
@@ -64,8 +71,7 @@ impl Gateway {
         verifier: Option<TokenVerifier>,
         identity_header: String,
         authorizer_ttl: Duration,
-        cors: CorsPolicy,
-        media_headers: Vec<(String, String)>,
+        edge: Edge,
     ) -> Self {
         Gateway {
             functions: Arc::new(functions),
@@ -74,8 +80,7 @@ impl Gateway {
             verifier,
             identity_header,
             authorizer_ttl,
-            cors,
-            media_headers,
+            edge,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -143,7 +148,7 @@ impl Gateway {
             && origin.is_some()
             && req.headers().contains_key("access-control-request-method");
         let (mut response, cors) = if preflight {
-            let answer = self.cors.preflight(
+            let answer = self.edge.cors.preflight(
                 origin.as_deref().unwrap_or_default(),
                 header("access-control-request-method").as_deref(),
                 header("access-control-request-headers").as_deref(),
@@ -152,7 +157,7 @@ impl Gateway {
             empty.headers_mut().remove(http::header::CONTENT_TYPE);
             (empty, answer)
         } else {
-            let answer = self.cors.actual(origin.as_deref());
+            let answer = self.edge.cors.actual(origin.as_deref());
             let response = match self.serve_inner(req, peer, &request_id).await {
                 Ok(resp) => resp,
                 Err(err) => to_hyper(err.to_response(&request_id)),
@@ -176,6 +181,33 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &str,
     ) -> Result<hyper::Response<Full<Bytes>>, ApiError> {
+        // The reference web client, its configuration and the local token mint.
+        let path = req.uri().path().to_string();
+        if req.method() == http::Method::GET {
+            if let Some(file) = crate::web::file(&path) {
+                return Ok(file);
+            }
+            if path == "/config.json" {
+                let host = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1:3000")
+                    .to_string();
+                return Ok(crate::web::config(&host, self.edge.mint.is_some()));
+            }
+        }
+        if req.method() == http::Method::POST
+            && path == "/local/token"
+            && let Some(jwt) = &self.edge.mint
+        {
+            let body = Limited::new(req.into_body(), 4096)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Ok(crate::web::mint(jwt, &body));
+        }
         if req.uri().path() == "/ws" && req.headers().contains_key(http::header::UPGRADE) {
             return Ok(crate::websocket::upgrade(
                 self.functions.clone(),
@@ -394,7 +426,7 @@ impl Gateway {
         }
         headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
         // As CloudFront's response headers policy adds them (template.yaml).
-        for (name, value) in &self.media_headers {
+        for (name, value) in &self.edge.media_headers {
             if let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_str(value),

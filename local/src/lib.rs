@@ -14,6 +14,7 @@ pub mod sigv4;
 pub mod stream;
 pub mod table;
 pub mod template;
+pub mod web;
 pub mod websocket;
 
 use std::net::SocketAddr;
@@ -322,8 +323,11 @@ impl Stack {
                 .unwrap_or_else(|| "authorization".into())
                 .to_ascii_lowercase(),
             Duration::from_secs(template.authorizer_ttl_secs),
-            cors::CorsPolicy::resolve(template.cors.as_ref(), &resolver)?,
-            template.media_headers.clone(),
+            gateway::Edge {
+                cors: cors::CorsPolicy::resolve(template.cors.as_ref(), &resolver)?,
+                media_headers: template.media_headers.clone(),
+                mint: (functions.jwt.algorithm == shared::auth::JwtAlgorithm::Hs256).then(|| functions.jwt.clone()),
+            },
         ));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(gateway::run(gateway, listener, async {

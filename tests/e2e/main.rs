@@ -15,3 +15,4 @@ mod realtime;
 mod resilience;
 mod support;
 mod validation;
+mod web;

@@ -154,8 +154,9 @@ async fn malformed_bodies_and_wrong_types_are_4xx_never_500() {
 async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     let stack = shared_stack().await;
     let alice = stack.user("alice");
+    // (`/` is the reference web client on forum-local; in AWS it is `$default`'s 404 too.)
     for path in [
-        "/",
+        "/index.htm",
         "/api/forum/",
         "/api/forum/postz/",
         "/api/forum/posts/a/b/c/",

@@ -1,0 +1,95 @@
+//! The reference web client (`web/`), served at `/` on forum-local's port: the page, its
+//! modules, a `config.json` that points it at this stack, and `POST /local/token`, which mints
+//! a development token for a chosen username (forum-local's development secret is public
+//! anyway; no deployment has this endpoint).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::json;
+use shared::auth::{self, JwtSettings};
+
+use crate::respond::plain;
+
+/// The client's files, compiled in so the binary serves them from anywhere.
+const FILES: &[(&str, &str, &str)] = &[
+    ("/", "text/html; charset=utf-8", include_str!("../../web/index.html")),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/app.js"),
+    ),
+    (
+        "/api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/api.js"),
+    ),
+    (
+        "/live.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/live.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/style.css"),
+    ),
+];
+
+/// Scripts only from the page's own origin; images from anywhere over the CDN; the API, the
+/// WebSocket and the S3 stand-in (presigned PUTs) to connect to.
+const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+     connect-src 'self' ws: wss: http://127.0.0.1:* http://localhost:*; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";
+
+fn answer(status: u16, content_type: &str, body: impl Into<Bytes>) -> hyper::Response<Full<Bytes>> {
+    let mut response = plain(status, body);
+    let headers = response.headers_mut();
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        headers.insert(http::header::CONTENT_TYPE, value);
+    }
+    headers.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+    headers.insert("content-security-policy", http::HeaderValue::from_static(PAGE_CSP));
+    headers.insert("referrer-policy", http::HeaderValue::from_static("no-referrer"));
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A file of the client, if `path` names one.
+pub fn file(path: &str) -> Option<hyper::Response<Full<Bytes>>> {
+    FILES
+        .iter()
+        .find(|(name, _, _)| *name == path)
+        .map(|(_, content_type, body)| answer(200, content_type, Bytes::from_static(body.as_bytes())))
+}
+
+/// `config.json`: where the page finds the API and the WebSocket, seen from `host` (the
+/// `Host` the browser used, so `localhost` and `127.0.0.1` both work).
+pub fn config(host: &str, mint_tokens: bool) -> hyper::Response<Full<Bytes>> {
+    let body = json!({
+        "apiBase": format!("http://{host}{}", shared::routes::BASE_PATH),
+        "wsUrl": format!("ws://{host}/ws"),
+        "mintTokens": mint_tokens,
+    });
+    answer(200, "application/json", body.to_string())
+}
+
+/// `POST /local/token` `{"username": "..."}`: a token for that user, valid for a day.
+pub fn mint(jwt: &JwtSettings, body: &[u8]) -> hyper::Response<Full<Bytes>> {
+    let username = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["username"].as_str().map(str::trim).map(str::to_string))
+        .filter(|name| !name.is_empty() && name.chars().count() <= shared::model::MAX_USERNAME_CHARS);
+    let Some(username) = username else {
+        return answer(400, "text/plain; charset=utf-8", "send {\"username\": \"...\"}");
+    };
+    let user_id = auth::local_user_id(&username);
+    match auth::issue_token(jwt, &user_id, &username, None, 24 * 3600) {
+        Ok(token) => answer(200, "application/json", json!({ "token": token }).to_string()),
+        Err(why) => answer(409, "text/plain; charset=utf-8", why),
+    }
+}

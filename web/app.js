@@ -1,0 +1,243 @@
+// The reference client: sign in, the feed with infinite scroll, posts with images (presigned
+// upload), likes, comments, edits, live updates. Text is always set as text, never as HTML.
+import { Api, ApiError, claims } from "./api.js";
+import { Live } from "./live.js";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const config = await (await fetch("config.json")).json(); // {apiBase, wsUrl, mintTokens}
+let api, live, me, nextPage;
+const posts = new Map(); // post id -> its <li>
+const pendingMedia = new Map(); // media id -> resolve(media event)
+
+function showError(error) {
+  const box = $("#error");
+  box.textContent = error instanceof ApiError ? error.describe() : String(error.message ?? error);
+  box.hidden = false;
+}
+
+async function attempt(work) {
+  $("#error").hidden = true;
+  try {
+    return await work();
+  } catch (error) {
+    showError(error);
+    return undefined;
+  }
+}
+
+function setImage(img, post) {
+  img.hidden = !post.media_url;
+  if (!post.media_url) return img.removeAttribute("src");
+  img.src = post.media_url;
+  // The thumbnails sit beside the display image: media/<id>/<320|640|1280>.<ext>.
+  const base = post.media_url.replace(/\/[^/]+\.(jpg|png)$/, "");
+  const ext = post.media_url.split(".").pop();
+  img.srcset = [320, 640, 1280].map((w) => `${base}/${w}.${ext} ${w}w`).join(", ");
+  img.sizes = "(max-width: 44rem) 100vw, 44rem";
+}
+
+function render(post, li = $("#post-template").content.firstElementChild.cloneNode(true)) {
+  li.dataset.id = post.id;
+  $(".author", li).textContent = post.user.username;
+  const avatar = $(".avatar", li);
+  avatar.hidden = !post.user.avatar_url;
+  if (post.user.avatar_url) avatar.src = post.user.avatar_url;
+  $("time", li).textContent = new Date(post.timestamp).toLocaleString();
+  $("time", li).dateTime = post.timestamp;
+  $(".edited", li).hidden = !post.edited_at;
+  $(".content", li).textContent = post.content;
+  setImage($(".media", li), post);
+  $(".like-count", li).textContent = post.like_count;
+  $(".like", li).classList.toggle("liked", post.is_liked);
+  $(".comment-count", li).textContent = post.comment_count;
+  const mine = post.user.id === me.sub;
+  $(".edit", li).hidden = !mine;
+  $(".delete", li).hidden = !mine;
+  return li;
+}
+
+function add(post, { atTop = false } = {}) {
+  if (posts.has(post.id)) return render(post, posts.get(post.id));
+  const li = render(post);
+  posts.set(post.id, li);
+  if (atTop) {
+    $("#feed").prepend(li);
+    li.classList.add("fresh");
+  } else {
+    $("#feed").append(li);
+  }
+  live?.follow(post.id);
+  wire(li);
+  return li;
+}
+
+function comment(c) {
+  const li = document.createElement("li");
+  li.className = "comment";
+  li.dataset.id = c.id;
+  const who = document.createElement("strong");
+  who.textContent = c.user.username;
+  li.append(who, ": ", c.content);
+  return li;
+}
+
+async function loadComments(li) {
+  const list = $(".comment-list", li);
+  const page = await api.get(`/posts/${li.dataset.id}/comments/?limit=50`);
+  list.replaceChildren(...page.comments.map(comment));
+}
+
+function wire(li) {
+  const id = li.dataset.id;
+  $(".like", li).onclick = () =>
+    attempt(async () => {
+      const state = await api.post(`/posts/${id}/like/`);
+      $(".like-count", li).textContent = state.like_count;
+      $(".like", li).classList.toggle("liked", state.is_liked);
+    });
+  $(".toggle-comments", li).onclick = () =>
+    attempt(async () => {
+      const section = $(".comments", li);
+      section.hidden = !section.hidden;
+      if (!section.hidden) await loadComments(li);
+    });
+  $(".new-comment", li).onsubmit = (e) => {
+    e.preventDefault();
+    attempt(async () => {
+      const input = e.target.elements.content;
+      const created = await api.post(`/posts/${id}/comments/`, { content: input.value });
+      input.value = "";
+      if (!$(`.comment[data-id="${created.id}"]`, li)) $(".comment-list", li).append(comment(created));
+    });
+  };
+  $(".edit", li).onclick = () =>
+    attempt(async () => {
+      const content = prompt("Edit your post", $(".content", li).textContent);
+      if (content !== null) render(await api.patch(`/posts/${id}/`, { content }), li);
+    });
+  $(".delete", li).onclick = () =>
+    attempt(async () => {
+      if (!confirm("Delete this post?")) return;
+      await api.delete(`/posts/${id}/`);
+      li.remove();
+      posts.delete(id);
+    });
+}
+
+async function loadMore() {
+  if (nextPage === null) return;
+  const page = await attempt(() => api.get(nextPage ?? "/posts/?limit=20"));
+  if (!page) return;
+  page.posts.forEach((p) => add(p));
+  nextPage = page.next_page;
+  $("#feed-end").hidden = nextPage !== null;
+}
+
+function onLive(message) {
+  const li = posts.get(message.post_id ?? message.post?.id);
+  switch (message.type) {
+    case "post.created":
+      add(message.post, { atTop: true });
+      break;
+    case "post.updated":
+      if (li) render({ ...message.post, is_liked: $(".like", li).classList.contains("liked") }, li);
+      break;
+    case "post.deleted":
+      li?.remove();
+      posts.delete(message.post_id);
+      break;
+    case "like.updated":
+      if (li) $(".like-count", li).textContent = message.like_count;
+      break;
+    case "comment.created":
+    case "comment.deleted":
+      if (!li) break;
+      $(".comment-count", li).textContent = message.comment_count;
+      if (!$(".comments", li).hidden) {
+        if (message.type === "comment.created" && !$(`.comment[data-id="${message.comment.id}"]`, li)) {
+          $(".comment-list", li).append(comment(message.comment));
+        }
+        if (message.type === "comment.deleted") $(`.comment[data-id="${message.comment_id}"]`, li)?.remove();
+      }
+      break;
+    case "media.ready":
+    case "media.rejected":
+      pendingMedia.get(message.id)?.(message);
+      break;
+  }
+}
+
+/** Waits until process-media has decided: the live event, or polling when offline. */
+function mediaDecided(id) {
+  return new Promise((resolve) => {
+    pendingMedia.set(id, resolve);
+    const poll = async () => {
+      if (!pendingMedia.has(id)) return;
+      const media = await api.get(`/media/${id}/`).catch(() => null);
+      if (media && media.status !== "pending") {
+        resolve({ type: media.status === "ready" ? "media.ready" : "media.rejected", ...media });
+      } else setTimeout(poll, 1000);
+    };
+    setTimeout(poll, 1000);
+  }).finally(() => pendingMedia.delete(id));
+}
+
+$("#new-post").onsubmit = (e) => {
+  e.preventDefault();
+  const form = e.target;
+  attempt(async () => {
+    let media_url = null;
+    const file = form.elements.image.files[0];
+    if (file) {
+      const progress = $("#upload-progress");
+      progress.hidden = false;
+      const media = await api.uploadImage(file, (f) => (progress.value = Math.round(f * 100))).finally(() => (progress.hidden = true));
+      const decided = await mediaDecided(media.id);
+      if (decided.type === "media.rejected") throw new Error(`The image was refused: ${decided.reason}`);
+      media_url = media.url;
+    }
+    const post = await api.post("/posts/", { content: form.elements.content.value, media_url });
+    add(post, { atTop: true });
+    form.reset();
+  });
+};
+
+function signIn(token) {
+  me = claims(token);
+  api = new Api(config.apiBase, token);
+  sessionStorage.setItem("token", token);
+  $("#sign-in").hidden = true;
+  $("#signed-in").hidden = false;
+  $("#me").textContent = me.preferred_username ?? me.sub;
+  $("main").hidden = false;
+  live = new Live(config.wsUrl, token, {
+    onMessage: onLive,
+    onStatus: (status) => {
+      $("#live").textContent = status;
+      $("#live").classList.toggle("online", status === "online");
+    },
+  });
+  new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && loadMore()).observe($("#more"));
+}
+
+$("#sign-in").onsubmit = (e) => {
+  e.preventDefault();
+  signIn(e.target.elements.token.value.trim());
+};
+$("#sign-out").onclick = () => {
+  sessionStorage.removeItem("token");
+  location.reload();
+};
+if (config.mintTokens) {
+  $("#local-mint").hidden = false;
+  $("#mint").onclick = () =>
+    attempt(async () => {
+      const username = $("#sign-in").elements.username.value;
+      const response = await fetch("local/token", { method: "POST", body: JSON.stringify({ username }) });
+      if (!response.ok) throw new Error(await response.text());
+      signIn((await response.json()).token);
+    });
+}
+const saved = sessionStorage.getItem("token");
+if (saved) signIn(saved);
+else $("#sign-in").hidden = false;
