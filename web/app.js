@@ -77,7 +77,27 @@ function comment(c) {
   li.dataset.id = c.id;
   const who = document.createElement("strong");
   who.textContent = c.user.username;
-  li.append(who, ": ", c.content);
+  const text = document.createElement("span");
+  text.className = "comment-text";
+  text.textContent = c.content;
+  li.append(who, ": ", text);
+  if (c.user.id === me.sub) {
+    const path = `/posts/${c.post_id}/comments/${c.id}/`;
+    const edit = Object.assign(document.createElement("button"), { type: "button", textContent: "Edit", className: "edit-comment" });
+    edit.onclick = () =>
+      attempt(async () => {
+        const content = prompt("Edit your comment", text.textContent);
+        if (content !== null) text.textContent = (await api.patch(path, { content })).content;
+      });
+    const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "Delete", className: "delete-comment" });
+    remove.onclick = () =>
+      attempt(async () => {
+        if (!confirm("Delete this comment?")) return;
+        await api.delete(path);
+        li.remove();
+      });
+    li.append(" ", edit, " ", remove);
+  }
   return li;
 }
 

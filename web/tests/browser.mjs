@@ -82,6 +82,17 @@ try {
   await annsPost.locator(".comment", { hasText: "nice picture" }).waitFor();
   await shot(a, "ann-sees-like-and-comment");
 
+  // B edits and then deletes the comment (own comments only); A sees the count drop live.
+  const bensComment = bensPost.locator(".comment", { hasText: "nice picture" });
+  b.once("dialog", (dialog) => dialog.accept("a very nice picture"));
+  await bensComment.locator(".edit-comment").click();
+  await bensPost.locator(".comment-text", { hasText: "a very nice picture" }).waitFor();
+  check((await annsPost.locator(".edit-comment").count()) === 0, "Ann gets no edit button on Ben's comment");
+  b.once("dialog", (dialog) => dialog.accept());
+  await bensPost.locator(".delete-comment").click();
+  await annsPost.locator(".comment-count", { hasText: "0" }).waitFor();
+  await annsPost.locator(".comment").waitFor({ state: "detached" });
+
   // A refused action shows the API's own message, and what matched.
   expectedRefusals.push(["POST", "/api/forum/posts/", 400]);
   await b.fill("#new-post textarea", "what the fuck is this");
