@@ -32,6 +32,8 @@ enum Command {
     ColdStart(cold_start::Args),
     /// The profanity filter on its corpora: false positives, recall, cost per comment.
     Filter,
+    /// Many users at once against forum-local (goose), then an audit of what they were told.
+    Load(load::Args),
 }
 
 #[derive(clap::Args, Clone)]
@@ -131,6 +133,7 @@ fn id(v: &Value) -> String {
 }
 
 mod cold_start;
+mod load;
 mod thumbnails;
 
 /// Counts heap bytes so the thumbnail benchmark can report peak memory.
@@ -144,6 +147,7 @@ async fn main() {
         Some(Command::Thumbnails(args)) => thumbnails::run(&args),
         Some(Command::ColdStart(args)) => cold_start::run(&args).await,
         Some(Command::Filter) => filter(),
+        Some(Command::Load(args)) => load::load(&args).await,
         Some(Command::Api(args)) => api(args).await,
         None => api(cli.api).await,
     }
