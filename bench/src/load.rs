@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use forum_local::{Stack, StackOptions, Storage};
+use forum_local::{Stack, Storage};
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use serde_json::{Value, json};
@@ -84,9 +84,10 @@ async fn call(
     }
 }
 
-fn pick(ids: &Mutex<Vec<String>>, seed: usize) -> Option<String> {
-    let ids = ids.lock().ok()?;
-    (!ids.is_empty()).then(|| ids[seed % ids.len()].clone())
+/// One of the posts made so far, at random.
+fn random_post() -> Option<String> {
+    let ids = run().posts.lock().ok()?;
+    (!ids.is_empty()).then(|| ids[ulid::Ulid::new().random() as usize % ids.len()].clone())
 }
 
 async fn sign_in(user: &mut GooseUser) -> TransactionResult {
@@ -103,7 +104,7 @@ async fn read_feed(user: &mut GooseUser) -> TransactionResult {
 }
 
 async fn read_post(user: &mut GooseUser) -> TransactionResult {
-    let Some(id) = pick(&run().posts, ulid::Ulid::new().random() as usize) else {
+    let Some(id) = random_post() else {
         return Ok(());
     };
     call(user, GooseMethod::Get, &format!("/api/forum/posts/{id}/"), "post", None).await?;
@@ -131,7 +132,7 @@ async fn new_post(user: &mut GooseUser) -> TransactionResult {
 }
 
 async fn toggle_like(user: &mut GooseUser) -> TransactionResult {
-    let Some(id) = pick(&run().posts, ulid::Ulid::new().random() as usize) else {
+    let Some(id) = random_post() else {
         return Ok(());
     };
     let (status, _) = call(
@@ -151,7 +152,7 @@ async fn toggle_like(user: &mut GooseUser) -> TransactionResult {
 }
 
 async fn comment(user: &mut GooseUser) -> TransactionResult {
-    let Some(id) = pick(&run().posts, ulid::Ulid::new().random() as usize) else {
+    let Some(id) = random_post() else {
         return Ok(());
     };
     let (status, body) = call(
@@ -221,18 +222,9 @@ pub async fn load(args: &Args) {
     let dynamo = forum_local::DynamoDbLocal::start(Storage::InMemory)
         .await
         .expect("DynamoDB Local");
-    let max = u32::MAX.to_string();
-    let mut options = StackOptions::local()
-        .expect("options")
-        .parameter("RatePostsPerMinute", &max)
-        .parameter("RateCommentsPerMinute", &max)
-        .parameter("RateLikesPerMinute", &max)
-        .parameter("RateEditsPerMinute", &max)
-        .parameter("RateUploadsPerMinute", &max);
-    options.listen = "127.0.0.1:0".parse().expect("addr");
-    options.dynamodb_endpoint = Some(dynamo.endpoint().to_string());
-    options.table_name = format!("forum-load-{}", ulid::Ulid::new());
-    let stack = Stack::start(options).await.expect("stack");
+    let stack = Stack::start(crate::bench_stack("forum-load", dynamo.endpoint().to_string()))
+        .await
+        .expect("stack");
     let _ = RUN.set(Run {
         jwt: stack.jwt.clone(),
         posts: Mutex::new(Vec::new()),

@@ -168,6 +168,23 @@ fn filter() {
     }
 }
 
+/// A stack for measuring: the local parameter set with rate limits out of the way, its own
+/// table on `dynamodb_endpoint`, a free port.
+pub(crate) fn bench_stack(table_prefix: &str, dynamodb_endpoint: String) -> StackOptions {
+    let max = u32::MAX.to_string();
+    let mut options = StackOptions::local()
+        .expect("options")
+        .parameter("RatePostsPerMinute", &max)
+        .parameter("RateCommentsPerMinute", &max)
+        .parameter("RateLikesPerMinute", &max)
+        .parameter("RateEditsPerMinute", &max)
+        .parameter("RateUploadsPerMinute", &max);
+    options.listen = "127.0.0.1:0".parse().expect("addr");
+    options.dynamodb_endpoint = Some(dynamodb_endpoint);
+    options.table_name = format!("{table_prefix}-{}", ulid::Ulid::new());
+    options
+}
+
 async fn api(args: Args) {
     let n = args.requests.max(10);
     let (dynamo, endpoint) = match args.dynamodb_endpoint {
@@ -178,18 +195,7 @@ async fn api(args: Args) {
             (Some(local), endpoint)
         }
     };
-    let max = u32::MAX.to_string();
-    let mut options = StackOptions::local()
-        .expect("options")
-        .parameter("RatePostsPerMinute", &max)
-        .parameter("RateCommentsPerMinute", &max)
-        .parameter("RateLikesPerMinute", &max)
-        .parameter("RateEditsPerMinute", &max)
-        .parameter("RateUploadsPerMinute", &max);
-    options.listen = "127.0.0.1:0".parse().expect("addr");
-    options.dynamodb_endpoint = Some(endpoint);
-    options.table_name = format!("forum-bench-{}", ulid::Ulid::new());
-    let stack = Stack::start(options).await.expect("stack");
+    let stack = Stack::start(bench_stack("forum-bench", endpoint)).await.expect("stack");
     let bench = Bench {
         http: reqwest::Client::new(),
         base: stack.base_url(),
