@@ -19,6 +19,41 @@ pub struct CorsPolicy {
     pub max_age: Option<u64>,
 }
 
+/// The HTTP API's `CorsConfiguration` field names, and the S3 bucket's `CorsRules` ones.
+const API_FIELDS: [&str; 4] = ["AllowOrigins", "AllowMethods", "AllowHeaders", "ExposeHeaders"];
+const BUCKET_FIELDS: [&str; 4] = ["AllowedOrigins", "AllowedMethods", "AllowedHeaders", "ExposedHeaders"];
+
+/// What a request asks of CORS, read from its method and headers.
+pub enum CorsRequest {
+    /// No `Origin`: not a cross-origin request.
+    None,
+    /// A preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+    Preflight {
+        origin: String,
+        method: String,
+        headers: Option<String>,
+    },
+    /// An actual request from `origin`.
+    Actual { origin: String },
+}
+
+impl CorsRequest {
+    pub fn read(method: &http::Method, headers: &http::HeaderMap) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let Some(origin) = header("origin") else {
+            return CorsRequest::None;
+        };
+        match (method == http::Method::OPTIONS, header("access-control-request-method")) {
+            (true, Some(requested)) => CorsRequest::Preflight {
+                origin,
+                method: requested,
+                headers: header("access-control-request-headers"),
+            },
+            _ => CorsRequest::Actual { origin },
+        }
+    }
+}
+
 /// What to answer a request's CORS headers with.
 pub enum CorsAnswer {
     /// No `Origin`: not a cross-origin request; nothing to add.
@@ -29,34 +64,25 @@ pub enum CorsAnswer {
     Allowed(Vec<(&'static str, String)>),
 }
 
+impl CorsAnswer {
+    /// Adds an allowed answer's headers to a response's (a refusal adds none).
+    pub fn apply(self, headers: &mut http::HeaderMap) {
+        let CorsAnswer::Allowed(allowed) = self else { return };
+        for (name, value) in allowed {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
 impl CorsPolicy {
     /// Resolves the template's `CorsConfiguration` (none configured: nothing is allowed).
     pub fn resolve(config: Option<&Value>, resolver: &Resolver<'_>) -> Result<Self, TemplateError> {
-        let Some(config) = config else {
-            return Ok(CorsPolicy::default());
-        };
-        let list = |name: &str| -> Result<Vec<String>, TemplateError> {
-            match config.get(name) {
-                Some(value) => resolver.strings(value),
-                None => Ok(Vec::new()),
-            }
-        };
-        Ok(CorsPolicy {
-            allow_origins: list("AllowOrigins")?,
-            allow_methods: list("AllowMethods")?
-                .into_iter()
-                .map(|m| m.to_ascii_uppercase())
-                .collect(),
-            allow_headers: list("AllowHeaders")?
-                .into_iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            expose_headers: list("ExposeHeaders")?
-                .into_iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            max_age: config.get("MaxAge").and_then(Value::as_u64),
-        })
+        match config {
+            Some(config) => Self::from_fields(config, resolver, API_FIELDS),
+            None => Ok(CorsPolicy::default()),
+        }
     }
 
     /// The bucket's `CorsRules` (S3 takes the first rule that matches a request).
@@ -66,31 +92,28 @@ impl CorsPolicy {
         };
         rules
             .iter()
-            .map(|rule| {
-                let list = |name: &str| -> Result<Vec<String>, TemplateError> {
-                    match rule.get(name) {
-                        Some(value) => resolver.strings(value),
-                        None => Ok(Vec::new()),
-                    }
-                };
-                Ok(CorsPolicy {
-                    allow_origins: list("AllowedOrigins")?,
-                    allow_methods: list("AllowedMethods")?
-                        .into_iter()
-                        .map(|m| m.to_ascii_uppercase())
-                        .collect(),
-                    allow_headers: list("AllowedHeaders")?
-                        .into_iter()
-                        .map(|h| h.to_ascii_lowercase())
-                        .collect(),
-                    expose_headers: list("ExposedHeaders")?
-                        .into_iter()
-                        .map(|h| h.to_ascii_lowercase())
-                        .collect(),
-                    max_age: rule.get("MaxAge").and_then(Value::as_u64),
-                })
-            })
+            .map(|rule| Self::from_fields(rule, resolver, BUCKET_FIELDS))
             .collect()
+    }
+
+    /// A policy from a configuration whose lists are named `fields` (origins, methods,
+    /// headers, exposed headers): the HTTP API and S3 spell them differently.
+    fn from_fields(config: &Value, resolver: &Resolver<'_>, fields: [&str; 4]) -> Result<Self, TemplateError> {
+        let list = |name: &str| -> Result<Vec<String>, TemplateError> {
+            match config.get(name) {
+                Some(value) => resolver.strings(value),
+                None => Ok(Vec::new()),
+            }
+        };
+        let [origins, methods, headers, exposed] = fields;
+        let lower = |names: Vec<String>| names.into_iter().map(|n| n.to_ascii_lowercase()).collect();
+        Ok(CorsPolicy {
+            allow_origins: list(origins)?,
+            allow_methods: list(methods)?.into_iter().map(|m| m.to_ascii_uppercase()).collect(),
+            allow_headers: lower(list(headers)?),
+            expose_headers: lower(list(exposed)?),
+            max_age: config.get("MaxAge").and_then(Value::as_u64),
+        })
     }
 
     /// Whether an actual request of `method` from `origin` is one this rule covers.

@@ -19,7 +19,7 @@ use shared::handlers::{self, App};
 use shared::{ApiError, Route};
 use tokio::net::TcpListener;
 
-use crate::cors::{CorsAnswer, CorsPolicy};
+use crate::cors::{CorsAnswer, CorsPolicy, CorsRequest};
 pub use crate::respond::{Functions, plain};
 use crate::template::HttpRoute;
 
@@ -135,42 +135,32 @@ impl Gateway {
         let request_id = ulid::Ulid::new().to_string();
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let origin = header("origin");
         // CORS as the HTTP API answers it from its CorsConfiguration: API Gateway answers a
         // preflight itself, allowed or not; an origin it does not allow gets no CORS headers.
-        let preflight = req.method() == http::Method::OPTIONS
-            && origin.is_some()
-            && req.headers().contains_key("access-control-request-method");
-        let (mut response, cors) = if preflight {
-            let answer = self.edge.cors.preflight(
-                origin.as_deref().unwrap_or_default(),
-                header("access-control-request-method").as_deref(),
-                header("access-control-request-headers").as_deref(),
-            );
-            let mut empty = plain(204, Bytes::new());
-            empty.headers_mut().remove(http::header::CONTENT_TYPE);
-            (empty, answer)
-        } else {
-            let answer = self.edge.cors.actual(origin.as_deref());
-            let response = match self.serve_inner(req, peer, &request_id).await {
-                Ok(resp) => resp,
-                Err(err) => to_hyper(err.to_response(&request_id)),
-            };
-            (response, answer)
-        };
-        if let CorsAnswer::Allowed(headers) = cors {
-            for (name, value) in headers {
-                if let Ok(value) = http::HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, value);
-                }
+        let (mut response, cors) = match CorsRequest::read(req.method(), req.headers()) {
+            CorsRequest::Preflight {
+                origin,
+                method,
+                headers,
+            } => {
+                let answer = self.edge.cors.preflight(&origin, Some(&method), headers.as_deref());
+                let mut empty = plain(204, Bytes::new());
+                empty.headers_mut().remove(http::header::CONTENT_TYPE);
+                (empty, answer)
             }
-        }
+            request => {
+                let answer = match request {
+                    CorsRequest::Actual { origin } => self.edge.cors.actual(Some(&origin)),
+                    _ => CorsAnswer::NotCors,
+                };
+                let response = match self.serve_inner(req, peer, &request_id).await {
+                    Ok(resp) => resp,
+                    Err(err) => to_hyper(err.to_response(&request_id)),
+                };
+                (response, answer)
+            }
+        };
+        cors.apply(response.headers_mut());
         tracing::info!(%method, %path, status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, request_id, "http");
         response
     }

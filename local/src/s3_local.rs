@@ -10,7 +10,7 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cors::{CorsAnswer, CorsPolicy};
+use crate::cors::{CorsAnswer, CorsPolicy, CorsRequest};
 
 /// An object that was created (S3's `ObjectCreated:*`).
 #[derive(Clone, Debug)]
@@ -185,56 +185,38 @@ async fn with_bucket_cors(
     rules: &[CorsPolicy],
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let origin = header("origin");
-    if let (true, Some(origin), Some(method)) = (
-        req.method() == http::Method::OPTIONS,
-        origin.as_deref(),
-        header("access-control-request-method"),
-    ) {
-        let requested = header("access-control-request-headers");
-        let allowed = rules.iter().find_map(
-            |rule| match rule.preflight(origin, Some(&method), requested.as_deref()) {
-                CorsAnswer::Allowed(headers) => Some(headers),
-                _ => None,
-            },
-        );
-        let mut response = hyper::Response::new(s3s::Body::empty());
-        match allowed {
-            Some(headers) => {
-                for (name, value) in headers {
-                    if let Ok(value) = http::HeaderValue::from_str(&value) {
-                        response.headers_mut().insert(name, value);
-                    }
+    let origin = match CorsRequest::read(req.method(), req.headers()) {
+        CorsRequest::Preflight {
+            origin,
+            method,
+            headers,
+        } => {
+            let allowed = rules
+                .iter()
+                .map(|rule| rule.preflight(&origin, Some(&method), headers.as_deref()))
+                .find(|answer| matches!(answer, CorsAnswer::Allowed(_)));
+            let mut response = hyper::Response::new(s3s::Body::empty());
+            match allowed {
+                Some(answer) => answer.apply(response.headers_mut()),
+                None => {
+                    *response.status_mut() = http::StatusCode::FORBIDDEN;
+                    *response.body_mut() = s3s::Body::from(bytes::Bytes::from_static(
+                        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is not allowed.</Message></Error>",
+                    ));
                 }
             }
-            None => {
-                *response.status_mut() = http::StatusCode::FORBIDDEN;
-                *response.body_mut() = s3s::Body::from(bytes::Bytes::from_static(
-                    b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is not allowed.</Message></Error>",
-                ));
-            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
+        CorsRequest::Actual { origin } => Some(origin),
+        CorsRequest::None => None,
+    };
     let method = req.method().to_string();
     let mut response = hyper::service::Service::call(service, req).await?;
-    if let Some(origin) = origin.as_deref()
-        && let Some(CorsAnswer::Allowed(headers)) = rules
-            .iter()
-            .find(|rule| rule.covers(origin, &method))
-            .map(|rule| rule.actual(Some(origin)))
+    if let Some(rule) = origin
+        .as_deref()
+        .and_then(|o| rules.iter().find(|rule| rule.covers(o, &method)))
     {
-        for (name, value) in headers {
-            if let Ok(value) = http::HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
+        rule.actual(origin.as_deref()).apply(response.headers_mut());
     }
     Ok(response)
 }
