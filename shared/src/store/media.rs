@@ -2,7 +2,7 @@
 
 use super::items::{get_s, key, media_from_item, media_item, n, s, signed};
 use super::rate::RateToken;
-use super::tx::{Guard, built};
+use super::tx::{Guard, applied, built};
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use std::collections::HashMap;
 
@@ -120,16 +120,7 @@ impl Table {
             .expression_attribute_values(":prefix", s(url_prefix))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        applied(result)
     }
 
     pub async fn get_media(&self, media_id: &str) -> Result<Option<Media>, StoreError> {
@@ -161,15 +152,6 @@ impl Table {
                 .expression_attribute_values(":status", s(MediaStatus::Rejected.as_str()))
                 .expression_attribute_values(":reason", s(reason)),
         };
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        applied(update.send().await)
     }
 }

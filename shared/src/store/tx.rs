@@ -1,7 +1,10 @@
 //! Transactions and batches: retries on conflicts and throttling, and what a cancelled
 //! transaction says about each of its actions.
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem};
@@ -280,4 +283,40 @@ pub(super) struct Guard<'a> {
     pub(super) key: Item,
     pub(super) condition: &'a str,
     pub(super) values: HashMap<String, AttributeValue>,
+}
+
+/// The errors of single conditional writes, which say whether the condition failed.
+pub(super) trait ConditionalWriteError {
+    fn condition_failed(&self) -> bool;
+}
+
+impl ConditionalWriteError for UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionalWriteError for DeleteItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+/// A conditional write's outcome: `true` when it applied, `false` when its condition failed
+/// (the state it guards against); other failures are errors.
+pub(super) fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ConditionalWriteError,
+    SdkError<E, R>: Into<StoreError>,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(ConditionalWriteError::condition_failed) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
