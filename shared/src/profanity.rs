@@ -353,6 +353,18 @@ mod tests {
     }
 
     #[test]
+    fn obfuscations_combined_are_still_read() {
+        for dodge in [
+            "5h\u{0456}t",                         // leetspeak and a Cyrillic i
+            "\u{FF53} \u{FF48} \u{FF49} \u{FF54}", // fullwidth, spaced out
+            "f.\u{0443}.c.k",                      // dotted, with a Cyrillic u
+            "SHIIIIT",                             // upper case, repeated
+        ] {
+            assert!(first_finding(&format!("well {dodge} then")).is_some(), "{dodge}");
+        }
+    }
+
+    #[test]
     fn a_bad_word_inside_a_name_is_not_the_word() {
         for benign in [
             "Hitchcock's films",

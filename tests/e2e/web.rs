@@ -63,10 +63,11 @@ async fn forum_local_serves_the_web_client_with_its_config_and_a_local_token_min
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["user"]["username"], name.as_str());
-    for bad in ["", "{}", "{\"username\": \"  \"}", "not json"] {
+    let too_long = format!("{{\"username\": \"{}\"}}", "a".repeat(65));
+    for bad in ["", "{}", "{\"username\": \"  \"}", "not json", too_long.as_str()] {
         let refused = http
             .post(format!("{}/local/token", stack.base))
-            .body(bad)
+            .body(bad.to_string())
             .send()
             .await
             .unwrap();
