@@ -185,3 +185,59 @@ async fn every_sample_event_runs_through_its_handler() {
         assert!(covered.contains(&file), "events/{file} is not exercised by this test");
     }
 }
+
+/// A post record as the stream delivers it; `broken` leaves out what every post has.
+fn post_record(sequence: &str, post_id: &str, like_count: u32, broken: bool) -> Value {
+    let key = format!("POST#{post_id}");
+    let mut image = serde_json::json!({
+        "pk": {"S": key}, "sk": {"S": "POST"}, "type": {"S": "post"},
+        "post_id": {"S": post_id}, "user_id": {"S": "lanes-user"},
+        "content": {"S": "lanes"}, "created_at": {"S": "2026-11-24T12:00:00.000Z"},
+        "like_count": {"N": like_count.to_string()}, "comment_count": {"N": "0"},
+    });
+    if broken {
+        image.as_object_mut().unwrap().remove("post_id");
+    }
+    let mut old = image.clone();
+    old["like_count"] = serde_json::json!({"N": like_count.saturating_sub(1).to_string()});
+    serde_json::json!({
+        "eventName": "MODIFY",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "Keys": {"pk": {"S": key}, "sk": {"S": "POST"}},
+            "OldImage": old,
+            "NewImage": image,
+            "SequenceNumber": sequence,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_failed_record_reports_the_earliest_failure_across_partitions() {
+    let stack = isolated_stack().await;
+    let app = &stack.stack.app;
+    let (a, b, c) = (
+        "01KAAAAAAAAAAAAAAAAAAAAAAA",
+        "01KBBBBBBBBBBBBBBBBBBBBBBB",
+        "01KCCCCCCCCCCCCCCCCCCCCCCC",
+    );
+    // Partitions run side by side; the batch resumes from its earliest failed record, so
+    // nothing after it is lost, whichever partition finished first.
+    let batch = serde_json::json!({"Records": [
+        post_record("100", c, 1, false),
+        post_record("101", b, 1, false),
+        post_record("102", a, 1, true),
+        post_record("103", b, 2, true),
+        post_record("104", c, 2, false),
+    ]});
+    assert_eq!(
+        handlers::stream_fanout(app, &batch).await["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "102"}])
+    );
+    let clean = serde_json::json!({"Records": [post_record("200", a, 1, false), post_record("201", b, 3, false)]});
+    assert_eq!(
+        handlers::stream_fanout(app, &clean).await["batchItemFailures"],
+        serde_json::json!([])
+    );
+}

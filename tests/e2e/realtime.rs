@@ -574,3 +574,61 @@ async fn only_requests_signed_with_the_local_credentials_reach_a_socket() {
     assert_eq!(answer.status().as_u16(), 200);
     live.expect("the signed message", |m| m["post_id"] == "GENUINE").await;
 }
+
+#[tokio::test]
+async fn a_burst_of_likes_and_comments_arrives_in_order_and_ends_on_the_committed_counts() {
+    let stack = shared_stack().await;
+    let author = stack.user("burst-author");
+    let post = author.create_post("everyone likes this").await;
+    let id = post["id"].as_str().unwrap().to_string();
+    let follower = stack.user("burst-follower");
+    let mut live = Live::connect(stack, &follower).await;
+    live.subscribe(&id).await;
+
+    // 20 users like and comment at once: one partition of the stream, handled in order.
+    let fans: Vec<Client> = (0..20).map(|i| stack.user(&format!("burst-fan-{i}"))).collect();
+    let mut comment_ids: Vec<String> = futures::future::join_all(fans.iter().map(|fan| {
+        let id = id.clone();
+        async move {
+            fan.post(&format!("/api/forum/posts/{id}/like/"), json!({})).await;
+            let comment = fan
+                .post(
+                    &format!("/api/forum/posts/{id}/comments/"),
+                    json!({"content": "me too"}),
+                )
+                .await;
+            comment.body["id"].as_str().unwrap().to_string()
+        }
+    }))
+    .await;
+
+    // Like counts only grow and end on 20 (a batch sends only its last count); every comment
+    // is heard exactly once.
+    let mut last_count = 0;
+    let mut heard = Vec::new();
+    while last_count < 20 || heard.len() < 20 {
+        let event = live
+            .expect("like.updated or comment.created", |m| {
+                m["post_id"] == id.as_str() && (m["type"] == "like.updated" || m["type"] == "comment.created")
+            })
+            .await;
+        if event["type"] == "like.updated" {
+            let count = event["like_count"].as_u64().unwrap();
+            assert!(count >= last_count, "like counts go back: {count} after {last_count}");
+            last_count = count;
+        } else {
+            heard.push(event["comment"]["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(last_count, 20);
+    heard.sort();
+    comment_ids.sort();
+    assert_eq!(heard, comment_ids, "each comment heard once");
+    live.expect_none(Duration::from_millis(500), |m| {
+        m["post_id"] == id.as_str() && m["type"] == "comment.created"
+    })
+    .await;
+    let read = follower.get(&format!("/api/forum/posts/{id}/")).await;
+    assert_eq!(read.body["like_count"], 20);
+    assert_eq!(read.body["comment_count"], 20);
+}

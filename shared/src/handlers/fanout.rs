@@ -1,10 +1,21 @@
 //! `stream-fanout`: turns committed changes (the table's stream) into WebSocket messages, and
-//! does the clean-up a deleted post leaves. Records are handled in order; the first that
-//! fails is reported (`batchItemFailures`), so Lambda retries from there and nothing is lost.
-//! Everything here is idempotent: a retried record repeats at most a message.
+//! does the clean-up a deleted post leaves.
+//!
+//! Records of one item partition (`pk`: a post with its likes and comments, an upload, a user)
+//! are handled in order; partitions run side by side, at most `LANES` at once, keeping the
+//! order Lambda's `ParallelizationFactor` keeps (per partition key). One record's handling is
+//! a few round trips plus its sends, so one after another a busy stream falls behind: the
+//! load run (`forum-bench load`) measured events seconds late with records handled in a single
+//! file. A burst of like changes on one post is sent once per batch, with the last committed
+//! count: the earlier counts are superseded before anyone could act on them.
+//!
+//! A failure reports the batch's earliest failed record (`batchItemFailures`), so Lambda
+//! retries from there and nothing is lost. Everything here is idempotent: a retried record,
+//! or a record of another partition after the failed one, repeats at most a message.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::App;
@@ -15,27 +26,85 @@ use crate::model::{CommentView, MediaStatus, Post, PostView, Profile};
 use crate::realtime::ServerMessage;
 use crate::store::{Change, Recipient};
 
+/// Partitions handled at once within a batch.
+const LANES: usize = 16;
+
 /// Handles one batch of stream records; answers Lambda's partial-batch response.
 pub async fn stream_fanout(app: &App, event: &Value) -> Value {
     let empty = Vec::new();
     let records = event["Records"].as_array().unwrap_or(&empty);
-    for record in records {
-        let sequence = record["dynamodb"]["SequenceNumber"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        // Boxed: one record's handling is a deep future (fan-out, clean-up, paged queries), and
-        // inline it pushes the binary's future layout past the compiler's depth limit.
-        if let Err(e) = Box::pin(handle_record(app, record)).await {
-            tracing::error!(sequence, error = %e, "stream record failed; the batch resumes here");
-            return json!({ "batchItemFailures": [{ "itemIdentifier": sequence }] });
-        }
+    // Lanes in order of first appearance, each with its records' batch positions in order.
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    let mut lane_of: HashMap<&str, usize> = HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        let pk = record["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap_or_default();
+        let lane = *lane_of.entry(pk).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push(index);
     }
-    json!({ "batchItemFailures": [] })
+    let failed = futures::stream::iter(lanes)
+        .map(|lane| run_lane(app, records, lane))
+        .buffer_unordered(LANES)
+        .filter_map(|failed| async move { failed })
+        .collect::<Vec<usize>>()
+        .await
+        .into_iter()
+        .min();
+    match failed {
+        Some(index) => {
+            let sequence = records[index]["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .unwrap_or_default();
+            json!({ "batchItemFailures": [{ "itemIdentifier": sequence }] })
+        }
+        None => json!({ "batchItemFailures": [] }),
+    }
 }
 
-async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
-    match Change::from_record(record)? {
+/// Handles one partition's records in order; answers the position of the first that failed.
+async fn run_lane(app: &App, records: &[Value], lane: Vec<usize>) -> Option<usize> {
+    let changes: Vec<(usize, Result<Change, ApiError>)> = lane
+        .into_iter()
+        .map(|index| (index, Change::from_record(&records[index]).map_err(ApiError::from)))
+        .collect();
+    let mut lane_reads = LaneReads::default();
+    for (position, (index, change)) in changes.iter().enumerate() {
+        let outcome = match change {
+            Ok(change) => {
+                let like_superseded = changes[position + 1..]
+                    .iter()
+                    .any(|(_, later)| matches!(later, Ok(Change::PostChanged { old, new }) if old.like_count != new.like_count));
+                // Boxed: one record's handling is a deep future (fan-out, clean-up, paged
+                // queries), and inline it pushes the binary's future layout past the
+                // compiler's depth limit.
+                Box::pin(handle_change(app, change, like_superseded, &mut lane_reads))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = outcome {
+            let sequence = records[*index]["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .unwrap_or_default();
+            tracing::error!(sequence, error = %e, "stream record failed; the batch resumes here");
+            return Some(*index);
+        }
+    }
+    None
+}
+
+/// One committed change. `like_superseded`: a later record of this batch carries a newer
+/// like count for the same post, so this one's is not sent.
+async fn handle_change(
+    app: &App,
+    change: &Change,
+    like_superseded: bool,
+    reads: &mut LaneReads,
+) -> Result<(), ApiError> {
+    match change.clone() {
         Change::PostCreated(post) => {
             let author = author(app, &post.user_id).await?;
             let message = ServerMessage::PostCreated {
@@ -44,16 +113,24 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
             broadcast(app, &app.table.all_connections().await?, &message).await
         }
         Change::PostChanged { old, new } => {
-            let recipients = post_audience(app, &new.id, &new.user_id).await?;
             let media_changed = old.media_url != new.media_url;
-            if old.like_count != new.like_count {
+            let like_news = old.like_count != new.like_count && !like_superseded;
+            let edited =
+                (&old.content, &old.media_url, &old.edited_at) != (&new.content, &new.media_url, &new.edited_at);
+            // A comment's count change alone is told by the comment's own record.
+            let recipients = if like_news || edited {
+                reads.audience(app, &new.id, &new.user_id).await?
+            } else {
+                Vec::new()
+            };
+            if like_news {
                 let message = ServerMessage::LikeUpdated {
                     post_id: new.id.clone(),
                     like_count: new.like_count,
                 };
                 broadcast(app, &recipients, &message).await?;
             }
-            if (&old.content, &old.media_url, &old.edited_at) != (&new.content, &new.media_url, &new.edited_at) {
+            if edited {
                 let author = author(app, &new.user_id).await?;
                 let message = ServerMessage::PostUpdated {
                     post: PostView::new(new, &author, false),
@@ -78,10 +155,10 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
         }
         Change::CommentCreated(comment) => {
             // A post deleted since has nothing left to notify about.
-            let Some(post) = app.table.post_now(&comment.post_id).await? else {
+            let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            let recipients = post_audience(app, &post.id, &post.user_id).await?;
+            let recipients = reads.audience(app, &post.id, &post.user_id).await?;
             let author = author(app, &comment.user_id).await?;
             let message = ServerMessage::CommentCreated {
                 post_id: post.id.clone(),
@@ -92,10 +169,10 @@ async fn handle_record(app: &App, record: &Value) -> Result<(), ApiError> {
         }
         Change::CommentDeleted(comment) => {
             // Comments removed with their post are not news.
-            let Some(post) = app.table.post_now(&comment.post_id).await? else {
+            let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            let recipients = post_audience(app, &post.id, &post.user_id).await?;
+            let recipients = reads.audience(app, &post.id, &post.user_id).await?;
             let message = ServerMessage::CommentDeleted {
                 post_id: post.id.clone(),
                 comment_id: comment.id,
@@ -167,6 +244,35 @@ async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
 async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
     let mut profiles = app.profiles(HashSet::from([user_id.to_string()])).await?;
     Ok(profiles.remove(user_id).unwrap_or_else(|| Profile::unknown(user_id)))
+}
+
+/// What a lane's records share within one batch: a post as it is now and its audience, read
+/// once. Every record of the batch committed before the batch was read, so a read made while
+/// handling any of them already sees everyone who followed the post before that commit.
+#[derive(Default)]
+struct LaneReads {
+    posts: HashMap<String, Option<Post>>,
+    audiences: HashMap<String, Vec<Recipient>>,
+}
+
+impl LaneReads {
+    async fn post_now(&mut self, app: &App, post_id: &str) -> Result<Option<Post>, ApiError> {
+        if let Some(post) = self.posts.get(post_id) {
+            return Ok(post.clone());
+        }
+        let post = app.table.post_now(post_id).await?;
+        self.posts.insert(post_id.to_string(), post.clone());
+        Ok(post)
+    }
+
+    async fn audience(&mut self, app: &App, post_id: &str, author_id: &str) -> Result<Vec<Recipient>, ApiError> {
+        if let Some(audience) = self.audiences.get(post_id) {
+            return Ok(audience.clone());
+        }
+        let audience = post_audience(app, post_id, author_id).await?;
+        self.audiences.insert(post_id.to_string(), audience.clone());
+        Ok(audience)
+    }
 }
 
 /// Who hears about a post: its subscribers and its author's connections.
