@@ -1,39 +1,100 @@
-//! `forum-bench load`: many users at once against a running stack (goose, Rust's Locust), then
-//! an audit of what they were told. First version: the mixed scenario against a forum-local the
-//! command starts; the audit is the exit code.
+//! `forum-bench load`: many users at once against a stack (goose, Rust's Locust), WebSocket
+//! listeners counting what they hear, then an audit of what everyone was told. The audit's
+//! verdict is the exit code.
 //!
-//! Users read the feed, read posts, toggle likes, comment and post, each acknowledged write
-//! recorded. After the run, the audit checks every acknowledged post and comment exists, and
-//! for every touched post that `like_count` is its like items and `comment_count` its comments.
+//! The target is a forum-local the command starts, or a deployed stack (`--api-url`,
+//! `--ws-url`, tokens minted from its HS256 secret or read from a file). Scenarios run one
+//! after the other on the same stack: `mixed` (the whole API) and `viral` (one post everyone
+//! reads, likes and comments on). Users ramp up over `--ramp-seconds`; each does one thing
+//! after another (a closed model), or, with `--rate`, requests arrive at a fixed rate whatever
+//! the answers' latency (an open model; see `Args::rate`).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod audit;
+mod listeners;
+mod scenarios;
+mod tally;
+mod target;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use forum_local::{Stack, Storage};
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
+
+use listeners::Listeners;
+use scenarios::Answer;
+use tally::Tally;
+use target::Target;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ScenarioName {
+    Mixed,
+    Viral,
+}
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// Concurrent users (a closed model: each does one thing after another).
+    /// Scenarios, run one after the other on the same stack.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed,viral")]
+    scenarios: Vec<ScenarioName>,
+    /// Simulated users (each its own account).
     #[arg(long, default_value_t = 16)]
     users: usize,
-    /// Seconds of load, after every user started.
+    /// Seconds over which the users start (ramp-up).
+    #[arg(long, default_value_t = 2)]
+    ramp_seconds: usize,
+    /// Seconds of load per scenario, once every user has started.
     #[arg(long, default_value_t = 15)]
     seconds: usize,
-    /// Goose's HTML report (latency and throughput over time).
+    /// An open model: requests start at this rate (per second, all users together) whatever
+    /// the latency, the users being the pool that sends them. If the achieved rate falls
+    /// short, every user was waiting on an answer: the stack is saturated (or add users).
+    /// Without it, a closed model: each user sends its next request when answered.
+    #[arg(long)]
+    rate: Option<usize>,
+    /// WebSocket listeners, each its own account, subscribed to the viral post.
+    #[arg(long, default_value_t = 4)]
+    listeners: usize,
+    /// How long the audit waits, after the load, for events still on their way and for
+    /// uploads to be processed.
+    #[arg(long, default_value_t = 15)]
+    drain_seconds: u64,
+    /// Goose's HTML report (latency and throughput over time), one per scenario: with more
+    /// than one, `-<scenario>` goes before the extension.
     #[arg(long, default_value = "load-report.html")]
     report: String,
+    #[command(flatten)]
+    target: target::TargetArgs,
 }
 
-/// What the run shares: how to mint tokens, and every acknowledged write.
-struct Run {
-    jwt: shared::auth::JwtSettings,
-    posts: Mutex<Vec<String>>,
-    comments: Mutex<Vec<(String, String)>>,
-    touched: Mutex<BTreeSet<String>>,
+/// What the run shares with goose's transactions (plain functions, so a static).
+pub struct Run {
+    tokens: Vec<String>,
+    /// A real photo (JPEG) for the presigned uploads.
+    jpeg: Vec<u8>,
+    /// The post of the viral scenario, made before the load.
+    viral: String,
+    ledger: Mutex<Ledger>,
+    tally: Mutex<Tally>,
+    /// Answers that were neither a success nor a 429, over every scenario.
+    failed_answers: AtomicU64,
+}
+
+/// Every acknowledged write, and when its request was sent.
+#[derive(Default, Clone)]
+pub struct Ledger {
+    posts: BTreeMap<String, Instant>,
+    post_ids: Vec<String>,
+    /// comment id -> (post id, sent)
+    comments: BTreeMap<String, (String, Instant)>,
+    /// The like state each user was last told, per post; `None` when a toggle went
+    /// unanswered (it may or may not have committed) and no answer came since.
+    likes: BTreeMap<(String, usize), Option<bool>>,
+    /// Uploads S3 took: (media id, uploader's identity).
+    uploads: Vec<(String, usize)>,
 }
 
 static RUN: OnceLock<Run> = OnceLock::new();
@@ -42,270 +103,202 @@ fn run() -> &'static Run {
     RUN.get().expect("the run is set up before goose starts")
 }
 
-#[derive(Clone)]
-struct Token(String);
-
-fn fail(why: String) -> TransactionResult {
-    Err(Box::new(TransactionError::Custom(why)))
-}
-
-/// Sends an authenticated JSON request; answers its status and body.
-async fn call(
-    user: &mut GooseUser,
-    method: GooseMethod,
-    path: &str,
-    name: &str,
-    body: Option<Value>,
-) -> Result<(u16, Value), Box<TransactionError>> {
-    let token = user
-        .get_session_data::<Token>()
-        .map(|t| t.0.clone())
-        .ok_or_else(|| Box::new(TransactionError::Custom("no token".into())))?;
-    let mut builder = user.get_request_builder(&method, path)?.bearer_auth(token);
-    if let Some(body) = body {
-        builder = builder
-            .header("content-type", "application/json")
-            .body(body.to_string());
+impl Run {
+    fn token(&self, identity: usize) -> &str {
+        &self.tokens[identity]
     }
-    let request = GooseRequest::builder()
-        .method(method)
-        .path(path)
-        .name(name)
-        .set_request_builder(builder)
-        .build();
-    let answer = user.request(request).await?;
-    match answer.response {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap_or_default();
-            Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-        }
-        Err(e) => Err(Box::new(TransactionError::Custom(e.to_string()))),
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-/// One of the posts made so far, at random.
-fn random_post() -> Option<String> {
-    let ids = run().posts.lock().ok()?;
-    (!ids.is_empty()).then(|| ids[ulid::Ulid::new().random() as usize % ids.len()].clone())
-}
-
-async fn sign_in(user: &mut GooseUser) -> TransactionResult {
-    let name = format!("loaduser{}", user.weighted_users_index);
-    let token = shared::auth::issue_token(&run().jwt, &shared::auth::local_user_id(&name), &name, None, 3600)
-        .map_err(|e| Box::new(TransactionError::Custom(e)))?;
-    user.set_session_data(Token(token));
-    Ok(())
-}
-
-async fn read_feed(user: &mut GooseUser) -> TransactionResult {
-    call(user, GooseMethod::Get, "/api/forum/posts/?limit=20", "feed", None).await?;
-    Ok(())
-}
-
-async fn read_post(user: &mut GooseUser) -> TransactionResult {
-    let Some(id) = random_post() else {
-        return Ok(());
-    };
-    call(user, GooseMethod::Get, &format!("/api/forum/posts/{id}/"), "post", None).await?;
-    Ok(())
-}
-
-async fn new_post(user: &mut GooseUser) -> TransactionResult {
-    let (status, body) = call(
-        user,
-        GooseMethod::Post,
-        "/api/forum/posts/",
-        "new post",
-        Some(json!({"content": "load"})),
-    )
-    .await?;
-    match (status, body["id"].as_str()) {
-        (201, Some(id)) => {
-            if let Ok(mut posts) = run().posts.lock() {
-                posts.push(id.to_string());
-            }
-            Ok(())
-        }
-        _ => fail(format!("new post answered {status}")),
+    /// One of the posts made so far, at random.
+    fn random_post(&self) -> Option<String> {
+        let ledger = self.ledger();
+        let ids = &ledger.post_ids;
+        (!ids.is_empty()).then(|| ids[ulid::Ulid::new().random() as usize % ids.len()].clone())
     }
-}
 
-async fn toggle_like(user: &mut GooseUser) -> TransactionResult {
-    let Some(id) = random_post() else {
-        return Ok(());
-    };
-    let (status, _) = call(
-        user,
-        GooseMethod::Post,
-        &format!("/api/forum/posts/{id}/like/"),
-        "like",
-        None,
-    )
-    .await?;
-    if status == 200
-        && let Ok(mut touched) = run().touched.lock()
-    {
-        touched.insert(id);
+    fn record_post(&self, id: &str, sent: Instant) {
+        let mut ledger = self.ledger();
+        ledger.posts.insert(id.to_string(), sent);
+        ledger.post_ids.push(id.to_string());
     }
-    Ok(())
-}
 
-async fn comment(user: &mut GooseUser) -> TransactionResult {
-    let Some(id) = random_post() else {
-        return Ok(());
-    };
-    let (status, body) = call(
-        user,
-        GooseMethod::Post,
-        &format!("/api/forum/posts/{id}/comments/"),
-        "comment",
-        Some(json!({"content": "load comment"})),
-    )
-    .await?;
-    if let (201, Some(cid)) = (status, body["id"].as_str()) {
-        if let Ok(mut comments) = run().comments.lock() {
-            comments.push((id.clone(), cid.to_string()));
-        }
-        if let Ok(mut touched) = run().touched.lock() {
-            touched.insert(id);
-        }
+    fn record_comment(&self, id: &str, post: String, sent: Instant) {
+        self.ledger().comments.insert(id.to_string(), (post, sent));
     }
-    Ok(())
-}
 
-/// Counts of one post's items, and its counters, straight from the table.
-async fn counted(stack: &Stack, post_id: &str) -> (Option<(u64, u64)>, u64, u64, BTreeSet<String>) {
-    let table = stack.app.table.name().to_string();
-    let mut likes = 0;
-    let mut comments = BTreeSet::new();
-    let mut counters = None;
-    let mut start = None;
-    loop {
-        let out = stack
-            .dynamodb
-            .query()
-            .table_name(&table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .expect("query");
-        for item in out.items() {
-            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            let n = |name: &str| {
-                item.get(name)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            if sk == "POST" {
-                counters = Some((n("like_count"), n("comment_count")));
-            } else if sk.starts_with("LIKE#") {
-                likes += 1;
-            } else if let Some(cid) = sk.strip_prefix("COMMENT#") {
-                comments.insert(cid.to_string());
-            }
-        }
-        match out.last_evaluated_key() {
-            Some(key) => start = Some(key.clone()),
-            None => break,
-        }
+    fn record_like(&self, post: String, identity: usize, answer: &Answer) {
+        let told = match (answer.status, answer.body["is_liked"].as_bool()) {
+            (200, Some(liked)) => Some(liked),
+            // Refused (a 4xx): nothing changed; keep what was known.
+            (400..=499, _) => return,
+            _ => None,
+        };
+        self.ledger().likes.insert((post, identity), told);
     }
-    let n = comments.len() as u64;
-    (counters, likes, n, comments)
+
+    fn record_upload(&self, media_id: &str, identity: usize) {
+        self.ledger().uploads.push((media_id.to_string(), identity));
+    }
 }
 
 pub async fn load(args: &Args) {
-    let dynamo = forum_local::DynamoDbLocal::start(Storage::InMemory)
-        .await
-        .expect("DynamoDB Local");
-    let stack = Stack::start(crate::bench_stack("forum-load", dynamo.endpoint().to_string()))
-        .await
-        .expect("stack");
-    let _ = RUN.set(Run {
-        jwt: stack.jwt.clone(),
-        posts: Mutex::new(Vec::new()),
-        comments: Mutex::new(Vec::new()),
-        touched: Mutex::new(BTreeSet::new()),
-    });
-
-    let mut config = GooseConfiguration::default();
-    config.quiet = 1;
-    let attack = GooseAttack::initialize_with_config(config)
-        .expect("goose")
-        .register_scenario(
-            scenario!("mixed")
-                .register_transaction(transaction!(sign_in).set_on_start())
-                .register_transaction(transaction!(read_feed).set_weight(6).expect("weight"))
-                .register_transaction(transaction!(read_post).set_weight(4).expect("weight"))
-                .register_transaction(transaction!(toggle_like).set_weight(3).expect("weight"))
-                .register_transaction(transaction!(comment).set_weight(2).expect("weight"))
-                .register_transaction(transaction!(new_post).set_weight(1).expect("weight")),
-        )
-        .set_default(GooseDefault::Host, stack.base_url().as_str())
-        .expect("host")
-        .set_default(GooseDefault::Users, args.users)
-        .expect("users")
-        .set_default(GooseDefault::IncreaseRate, args.users.to_string().as_str())
-        .expect("rate")
-        .set_default(GooseDefault::RunTime, args.seconds)
-        .expect("run time")
-        .set_default(GooseDefault::ReportFile, args.report.as_str())
-        .expect("report");
-    let metrics = attack.execute().await.expect("the load ran");
-    println!("{metrics}");
-
-    // The audit: what users were told is what the table holds.
-    let mut problems = Vec::new();
-    let posts = run().posts.lock().map(|p| p.clone()).unwrap_or_default();
-    let comments = run().comments.lock().map(|c| c.clone()).unwrap_or_default();
-    let mut by_post: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (post, cid) in &comments {
-        by_post.entry(post.clone()).or_default().push(cid.clone());
-    }
-    let touched = run().touched.lock().map(|t| t.clone()).unwrap_or_default();
-    let mut audited = 0;
-    for post in posts.iter().chain(touched.iter()).collect::<BTreeSet<_>>() {
-        let (counters, likes, n_comments, stored) = counted(&stack, post).await;
-        audited += 1;
-        let Some((like_count, comment_count)) = counters else {
-            problems.push(format!("post {post} was acknowledged but is missing"));
-            continue;
-        };
-        if like_count != likes {
-            problems.push(format!("post {post}: like_count {like_count}, {likes} likes"));
-        }
-        if comment_count != n_comments {
-            problems.push(format!(
-                "post {post}: comment_count {comment_count}, {n_comments} comments"
-            ));
-        }
-        for cid in by_post.get(post).into_iter().flatten() {
-            if !stored.contains(cid) {
-                problems.push(format!("comment {cid} on {post} was acknowledged but is missing"));
-            }
+    match run_load(args).await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("forum-bench load: {e}");
+            std::process::exit(2);
         }
     }
+}
+
+/// Runs the scenarios and the audit; `Ok(false)` when the audit found a problem.
+async fn run_load(args: &Args) -> Result<bool, String> {
+    let run_tag = ulid::Ulid::new().to_string()[20..].to_lowercase();
+    // Identities: the users, then the listeners, then the setup's own.
+    let setup = args.users + args.listeners;
+    let target = Target::open(&args.target, setup + 1, &run_tag).await?;
     println!(
-        "audit: {audited} posts, {} acknowledged posts and {} comments checked: {}",
-        posts.len(),
-        comments.len(),
-        if problems.is_empty() {
-            "consistent".to_string()
+        "target: {} and {} ({})",
+        target.api,
+        target.ws,
+        if target.local.is_some() {
+            "forum-local, started for this run"
         } else {
-            format!("{} problems", problems.len())
+            "deployed"
         }
     );
-    println!("report: {}", args.report);
-    stack.shutdown().await;
-    dynamo.stop().await;
-    if !problems.is_empty() {
-        for p in problems.iter().take(20) {
-            println!("  {p}");
+
+    // The viral post, and a few posts so the mixed scenario has something to read at once.
+    let client = reqwest_tls::Client::new();
+    let mut made = Vec::new();
+    for content in [
+        "The viral post: everyone is here",
+        "First post",
+        "Second post",
+        "Third post",
+    ] {
+        let answer = client
+            .post(format!("{}/api/forum/posts/", target.api))
+            .bearer_auth(target.token(setup))
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .map_err(|e| format!("the setup could not post: {e}"))?;
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        match body["id"].as_str() {
+            Some(id) if status == 201 => made.push(id.to_string()),
+            _ => return Err(format!("the setup's post was answered {status}: {body}")),
         }
-        std::process::exit(1);
     }
+    let viral = made.remove(0);
+    let setup_sent = Instant::now();
+    let ledger = Ledger {
+        posts: made.iter().map(|id| (id.clone(), setup_sent)).collect(),
+        post_ids: made,
+        ..Ledger::default()
+    };
+    let tokens = (0..=setup).map(|i| target.token(i).to_string()).collect();
+    if RUN
+        .set(Run {
+            tokens,
+            jpeg: shared::media::fixtures::photo_jpeg(1280, 960),
+            viral: viral.clone(),
+            ledger: Mutex::new(ledger),
+            tally: Mutex::new(Tally::default()),
+            failed_answers: AtomicU64::new(0),
+        })
+        .is_err()
+    {
+        return Err("one load per process".into());
+    }
+
+    let listener_tokens: Vec<&str> = (args.users..setup).map(|i| target.token(i)).collect();
+    let listeners = Listeners::connect(&target.ws, &listener_tokens, std::slice::from_ref(&viral)).await?;
+    // Writes sent from now on must reach every listener.
+    let listening_since = Instant::now();
+
+    for scenario in &args.scenarios {
+        run_scenario(args, *scenario, &target.api).await?;
+    }
+
+    let verdict = audit::audit(
+        &target,
+        run(),
+        &listeners,
+        listening_since,
+        Duration::from_secs(args.drain_seconds),
+        &client,
+    )
+    .await;
+    listeners.stop();
+    target.close().await;
+    Ok(verdict)
+}
+
+async fn run_scenario(args: &Args, scenario: ScenarioName, api: &str) -> Result<(), String> {
+    let report = if args.scenarios.len() > 1 {
+        let name = format!("{scenario:?}").to_lowercase();
+        match args.report.rsplit_once('.') {
+            Some((stem, ext)) => format!("{stem}-{name}.{ext}"),
+            None => format!("{}-{name}", args.report),
+        }
+    } else {
+        args.report.clone()
+    };
+    let mut config = GooseConfiguration::default();
+    config.quiet = 1;
+    // Our own table follows; goose's full metrics are in its HTML report.
+    config.no_print_metrics = true;
+    // No telnet controller: scenarios run one after another in one process, on one port.
+    config.no_telnet = true;
+    let increase_rate = format!("{}", args.users as f64 / args.ramp_seconds.max(1) as f64);
+    let goose_error = |e: GooseError| format!("goose: {e:?}");
+    let mut attack = GooseAttack::initialize_with_config(config)
+        .map_err(goose_error)?
+        .register_scenario(match scenario {
+            ScenarioName::Mixed => scenarios::mixed(),
+            ScenarioName::Viral => scenarios::viral(),
+        })
+        .set_default(GooseDefault::Host, api)
+        .map_err(goose_error)?
+        .set_default(GooseDefault::Users, args.users)
+        .map_err(goose_error)?
+        .set_default(GooseDefault::IncreaseRate, increase_rate.as_str())
+        .map_err(goose_error)?
+        .set_default(GooseDefault::RunTime, args.seconds)
+        .map_err(goose_error)?
+        .set_default(GooseDefault::ReportFile, report.as_str())
+        .map_err(goose_error)?;
+    if let Some(rate) = args.rate {
+        attack = attack
+            .set_default(GooseDefault::ThrottleRequests, rate)
+            .map_err(goose_error)?;
+    }
+    if let Ok(mut tally) = run().tally.lock() {
+        *tally = Tally::default();
+    }
+    let started = Instant::now();
+    attack.execute().await.map_err(goose_error)?;
+    let elapsed = started.elapsed();
+    let model = match args.rate {
+        Some(rate) => format!("open model, {rate} requests/s asked"),
+        None => "closed model".into(),
+    };
+    println!(
+        "\n== scenario {scenario:?}: {} users ({model}), ramp {} s, {:.1} s in all",
+        args.users,
+        args.ramp_seconds,
+        elapsed.as_secs_f64()
+    );
+    if let Ok(mut tally) = run().tally.lock() {
+        tally.print(elapsed);
+        run().failed_answers.fetch_add(tally.failures(), Ordering::Relaxed);
+    }
+    println!("report: {report}");
+    Ok(())
 }

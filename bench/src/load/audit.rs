@@ -1,0 +1,339 @@
+//! After the load: was every user told the truth? Each check adds the problems it finds; any
+//! problem fails the command.
+//!
+//! - WebSocket: every listener heard each `post.created` (posts acknowledged while it
+//!   listened) and each `comment.created` on the viral post exactly once; delivery latency is
+//!   measured from the writer's request to the listener's receipt.
+//! - Uploads: every upload S3 took became `ready`.
+//! - Through the API: every acknowledged post and comment exists; `like_count` is what the
+//!   users were last told about their likes; `comment_count` is the comments listed.
+//! - On forum-local, in the table too: every touched post's counters equal its items.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::listeners::Listeners;
+use super::tally::{ms, percentile};
+use super::target::Target;
+use super::{Ledger, Run};
+
+pub async fn audit(
+    target: &Target,
+    run: &Run,
+    listeners: &Listeners,
+    listening_since: Instant,
+    drain: Duration,
+    client: &reqwest_tls::Client,
+) -> bool {
+    let deadline = Instant::now() + drain;
+    let ledger = run.ledger().clone();
+    let mut problems = Vec::new();
+    println!("\n== audit");
+    deliveries(run, &ledger, listeners, listening_since, deadline, &mut problems).await;
+    uploads(target, &ledger, deadline, client, &mut problems).await;
+    through_the_api(target, run, &ledger, client, &mut problems).await;
+    if let Some((_, stack)) = &target.local {
+        in_the_table(stack, run, &ledger, &mut problems).await;
+    }
+    let failed = run.failed_answers.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        problems.push(format!(
+            "{failed} answers were errors other than 429 (see the tables above)"
+        ));
+    }
+    if problems.is_empty() {
+        println!("audit: consistent");
+    } else {
+        println!("audit: {} problems", problems.len());
+        for p in problems.iter().take(30) {
+            println!("  {p}");
+        }
+    }
+    problems.is_empty()
+}
+
+/// Waits (until `deadline`) for every expected event, then counts what each listener heard.
+async fn deliveries(
+    run: &Run,
+    ledger: &Ledger,
+    listeners: &Listeners,
+    listening_since: Instant,
+    deadline: Instant,
+    problems: &mut Vec<String>,
+) {
+    let posts: BTreeMap<&String, Instant> = ledger
+        .posts
+        .iter()
+        .filter(|(_, sent)| **sent >= listening_since)
+        .map(|(id, sent)| (id, *sent))
+        .collect();
+    let comments: BTreeMap<&String, Instant> = ledger
+        .comments
+        .iter()
+        .filter(|(_, (post, sent))| *post == run.viral && *sent >= listening_since)
+        .map(|(id, (_, sent))| (id, *sent))
+        .collect();
+    let expected: BTreeMap<&String, Instant> = posts.iter().chain(comments.iter()).map(|(k, v)| (*k, *v)).collect();
+    let want = expected.len() * listeners.count;
+    let heard = |receipts: &[super::listeners::Receipt]| {
+        receipts
+            .iter()
+            .filter(|r| expected.contains_key(&r.id))
+            .map(|r| (r.listener, r.id.clone()))
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    while heard(&listeners.receipts()) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let receipts = listeners.receipts();
+    let mut counts: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+    let mut latencies = Vec::new();
+    let mut unacknowledged = 0;
+    for receipt in &receipts {
+        match expected.get(&receipt.id) {
+            Some(sent) => {
+                let n = counts.entry((receipt.listener, receipt.id.as_str())).or_default();
+                *n += 1;
+                if *n == 1 {
+                    latencies.push(receipt.at.saturating_duration_since(*sent));
+                }
+            }
+            None => unacknowledged += 1,
+        }
+    }
+    let once = counts.values().filter(|n| **n == 1).count();
+    let duplicated = counts.values().filter(|n| **n > 1).count();
+    let lost = want - counts.len();
+    latencies.sort_unstable();
+    println!(
+        "WebSocket: {} listeners, each expecting {} post.created and {} comment.created: {once} of {want} heard exactly once, {lost} lost, {duplicated} duplicated; {unacknowledged} events of writes not acknowledged (or made before listening)",
+        listeners.count,
+        posts.len(),
+        comments.len(),
+    );
+    println!(
+        "delivery latency (write sent -> event heard): p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 95.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    );
+    if lost > 0 {
+        let why = listeners.closed();
+        problems.push(format!(
+            "{lost} events never reached their listener within the drain{}",
+            if why.is_empty() {
+                " (every socket stayed open: the fan-out dropped or is still behind)".to_string()
+            } else {
+                format!(": {}", why.join("; "))
+            }
+        ));
+    }
+    if duplicated > 0 {
+        problems.push(format!("{duplicated} events were heard more than once by one listener"));
+    }
+}
+
+async fn get(client: &reqwest_tls::Client, url: &str, token: &str) -> (u16, Value) {
+    match client.get(url).bearer_auth(token).send().await {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            (status, answer.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Every upload S3 took is processed: `ready` before the deadline.
+async fn uploads(
+    target: &Target,
+    ledger: &Ledger,
+    deadline: Instant,
+    client: &reqwest_tls::Client,
+    problems: &mut Vec<String>,
+) {
+    let mut ready = 0;
+    for (id, identity) in &ledger.uploads {
+        let url = format!("{}/api/forum/media/{id}/", target.api);
+        loop {
+            let (status, body) = get(client, &url, target.token(*identity)).await;
+            let state = body["status"].as_str().unwrap_or_default().to_string();
+            if status == 200 && state == "ready" {
+                ready += 1;
+                break;
+            }
+            if state == "rejected" || Instant::now() >= deadline {
+                problems.push(format!("upload {id}: {status} {state} {}", body["reason"]));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!(
+        "uploads: {ready} of {} presigned uploads processed and ready",
+        ledger.uploads.len()
+    );
+}
+
+/// What one post looks like through the API: its counters and every comment id listed.
+async fn read_back(
+    client: &reqwest_tls::Client,
+    api: &str,
+    token: &str,
+    post: &str,
+) -> Result<(u64, u64, BTreeSet<String>), String> {
+    let (status, body) = get(client, &format!("{api}/api/forum/posts/{post}/"), token).await;
+    if status != 200 {
+        return Err(format!("post {post} was acknowledged but reads {status}"));
+    }
+    let like_count = body["like_count"].as_u64().unwrap_or(u64::MAX);
+    let comment_count = body["comment_count"].as_u64().unwrap_or(u64::MAX);
+    let mut listed = BTreeSet::new();
+    let mut next = Some(format!("{api}/api/forum/posts/{post}/comments/?limit=100"));
+    while let Some(url) = next.take() {
+        let (status, page) = get(client, &url, token).await;
+        if status != 200 {
+            return Err(format!("post {post}'s comments read {status}"));
+        }
+        for comment in page["comments"].as_array().into_iter().flatten() {
+            if let Some(id) = comment["id"].as_str() {
+                listed.insert(id.to_string());
+            }
+        }
+        next = page["next_page"].as_str().map(String::from);
+    }
+    Ok((like_count, comment_count, listed))
+}
+
+async fn through_the_api(
+    target: &Target,
+    run: &Run,
+    ledger: &Ledger,
+    client: &reqwest_tls::Client,
+    problems: &mut Vec<String>,
+) {
+    let token = run.token(run.tokens.len() - 1);
+    let posts: BTreeSet<&String> = ledger.posts.keys().chain([&run.viral]).collect();
+    let mut read = futures::stream::iter(
+        posts
+            .iter()
+            .map(|post| async move { (*post, read_back(client, &target.api, token, post).await) }),
+    )
+    .buffer_unordered(8);
+    let mut checked = 0;
+    while let Some((post, outcome)) = read.next().await {
+        checked += 1;
+        let (like_count, comment_count, listed) = match outcome {
+            Ok(seen) => seen,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        // Every like on these posts is a load user's: the count must be what they were told.
+        let told = ledger.likes.range((post.clone(), 0)..=(post.clone(), usize::MAX));
+        let (mut liked, mut unknown) = (0, 0);
+        for (_, state) in told {
+            match state {
+                Some(true) => liked += 1,
+                Some(false) => {}
+                None => unknown += 1,
+            }
+        }
+        if like_count < liked || like_count > liked + unknown {
+            problems.push(format!(
+                "post {post}: like_count {like_count}, but users were told of {liked} likes ({unknown} unanswered toggles)"
+            ));
+        }
+        if comment_count != listed.len() as u64 {
+            problems.push(format!(
+                "post {post}: comment_count {comment_count}, {} comments listed",
+                listed.len()
+            ));
+        }
+        for (id, (on, _)) in &ledger.comments {
+            if on == post && !listed.contains(id) {
+                problems.push(format!("comment {id} on {post} was acknowledged but is not listed"));
+            }
+        }
+    }
+    println!(
+        "through the API: {checked} posts, {} acknowledged comments, {} like states read back",
+        ledger.comments.len(),
+        ledger.likes.len()
+    );
+}
+
+/// forum-local only: each touched post's counters equal its items in the table.
+async fn in_the_table(stack: &forum_local::Stack, run: &Run, ledger: &Ledger, problems: &mut Vec<String>) {
+    let posts: BTreeSet<&String> = ledger.posts.keys().chain([&run.viral]).collect();
+    for post in &posts {
+        match counted(stack, post).await {
+            Ok(Some((like_count, comment_count, likes, comments))) => {
+                if like_count != likes {
+                    problems.push(format!(
+                        "table: post {post}: like_count {like_count}, {likes} like items"
+                    ));
+                }
+                if comment_count != comments {
+                    problems.push(format!(
+                        "table: post {post}: comment_count {comment_count}, {comments} comment items"
+                    ));
+                }
+            }
+            Ok(None) => problems.push(format!("table: post {post} is missing")),
+            Err(e) => problems.push(format!("table: post {post} could not be read: {e}")),
+        }
+    }
+    println!("in the table: {} posts' counters against their items", posts.len());
+}
+
+/// A post's counters and its like and comment items, read consistently from the table.
+async fn counted(stack: &forum_local::Stack, post_id: &str) -> Result<Option<(u64, u64, u64, u64)>, String> {
+    let mut counters = None;
+    let (mut likes, mut comments) = (0, 0);
+    let mut start = None;
+    loop {
+        let out = stack
+            .dynamodb
+            .query()
+            .table_name(stack.app.table.name())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("POST#{post_id}")))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        for item in out.items() {
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                .unwrap_or_default();
+            let n = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            if sk == "POST" {
+                counters = Some((n("like_count"), n("comment_count")));
+            } else if sk.starts_with("LIKE#") {
+                likes += 1;
+            } else if sk.starts_with("COMMENT#") {
+                comments += 1;
+            }
+        }
+        match out.last_evaluated_key() {
+            Some(key) => start = Some(key.clone()),
+            None => break,
+        }
+    }
+    Ok(counters.map(|(l, c)| (l, c, likes, comments)))
+}
