@@ -100,13 +100,13 @@ impl Bench {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let before = self.stack.app.round_trips.get();
+        let before = self.stack.app.dynamodb_usage.round_trips();
         let started = Instant::now();
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         let bytes = response.bytes().await.expect("body");
         let elapsed = started.elapsed();
-        let trips = self.stack.app.round_trips.get() - before;
+        let trips = self.stack.app.dynamodb_usage.round_trips() - before;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, body, elapsed, trips)
     }

@@ -220,10 +220,11 @@ impl Stack {
             s3_endpoint: s3.endpoint.clone(),
         };
         let sdk = aws::sdk_config(&target).await;
-        // HTTP functions share one round-trip counter; the triggers are functions of their own
-        // in AWS, with their own clients, so their round trips never count against a request's.
-        let api_trips = aws::RoundTrips::default();
-        let trigger_trips = aws::RoundTrips::default();
+        // Each function counts its own DynamoDB usage, as its container would; the HTTP
+        // functions also add up into one counter (a request's round trips, whichever function
+        // served it), and the triggers into another, so they never count against a request's.
+        let api_trips = aws::DynamoDbUsage::default();
+        let trigger_trips = aws::DynamoDbUsage::default();
         let dynamodb = aws::dynamodb_client(&sdk, &target, &api_trips);
         let s3_client = aws::s3_client(&sdk, &target);
         // `@connections` is served by this stack itself, at its own address.
@@ -238,7 +239,8 @@ impl Stack {
         let mut apps: BTreeMap<String, Arc<App>> = BTreeMap::new();
         for (binary, config) in &functions.configs {
             let http = Route::from_binary(binary).is_some();
-            let trips = if http { api_trips.clone() } else { trigger_trips.clone() };
+            let combined = if http { api_trips.clone() } else { trigger_trips.clone() };
+            let usage = aws::DynamoDbUsage::default();
             let function = template
                 .functions
                 .iter()
@@ -249,10 +251,18 @@ impl Stack {
                 table_arn.clone(),
                 config.media_bucket.clone(),
             ));
-            let client = aws::dynamodb_client_with(&sdk, &target, &trips, std::slice::from_ref(&check));
+            let client = aws::dynamodb_client_with(
+                &sdk,
+                &target,
+                &usage,
+                &[
+                    check.clone(),
+                    aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(combined),
+                ],
+            );
             let s3 = aws::s3_client_with(&sdk, &target, &[check]);
             let notifier = config.ws_endpoint.as_ref().map(|_| notifier.clone());
-            apps.insert(binary.clone(), App::new(config, client, s3, notifier, trips));
+            apps.insert(binary.clone(), App::new(config, client, s3, notifier, usage));
         }
         let app_of = |binary: &str| {
             apps.get(binary)

@@ -1,15 +1,8 @@
 //! The one place that builds AWS clients, with the timeouts and retries every call relies on.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -17,6 +10,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 
 use crate::config::{ConfigError, Deployment, Env};
+pub use crate::dynamodb_usage::DynamoDbUsage;
 
 /// Where the AWS services are.
 #[derive(Clone, Debug)]
@@ -152,33 +146,6 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     }
 }
 
-/// Counts DynamoDB round trips (HTTP requests sent, retries included) by an SDK interceptor:
-/// what the budgets, the benchmark and the metrics read.
-#[derive(Clone, Debug, Default)]
-pub struct RoundTrips(Arc<AtomicU64>);
-
-impl RoundTrips {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Intercept for RoundTrips {
-    fn name(&self) -> &'static str {
-        "RoundTrips"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 /// The S3 client. Checksums only when S3 requires them: the SDK's default CRC32 on every put
 /// breaks presigned PUTs from clients that cannot compute it (awslabs/aws-sdk-rust#1240).
 /// Local stand-ins are addressed path-style.
@@ -217,19 +184,19 @@ pub fn ws_client(config: &SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanage
 /// policy with one).
 pub type Interceptors = [aws_smithy_runtime_api::client::interceptors::SharedInterceptor];
 
-/// The DynamoDB client, counting its round trips into `round_trips`.
-pub fn dynamodb_client(config: &SdkConfig, target: &AwsTarget, round_trips: &RoundTrips) -> aws_sdk_dynamodb::Client {
-    dynamodb_client_with(config, target, round_trips, &[])
+/// The DynamoDB client, counting what it asks into `usage`.
+pub fn dynamodb_client(config: &SdkConfig, target: &AwsTarget, usage: &DynamoDbUsage) -> aws_sdk_dynamodb::Client {
+    dynamodb_client_with(config, target, usage, &[])
 }
 
 /// [`dynamodb_client`] with `extra` interceptors.
 pub fn dynamodb_client_with(
     config: &SdkConfig,
     target: &AwsTarget,
-    round_trips: &RoundTrips,
+    usage: &DynamoDbUsage,
     extra: &Interceptors,
 ) -> aws_sdk_dynamodb::Client {
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(config).interceptor(round_trips.clone());
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(config).interceptor(usage.clone());
     for interceptor in extra {
         builder.push_interceptor(interceptor.clone());
     }

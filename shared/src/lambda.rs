@@ -29,16 +29,16 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     let config = Config::for_function(&env, binary, uses.cursors)?;
     let target = AwsTarget::from_env(&env)?;
     let sdk = aws::sdk_config(&target).await;
-    let round_trips = aws::RoundTrips::default();
+    let usage = aws::DynamoDbUsage::default();
     Ok(App::new(
         &config,
-        aws::dynamodb_client(&sdk, &target, &round_trips),
+        aws::dynamodb_client(&sdk, &target, &usage),
         aws::s3_client(&sdk, &target),
         config
             .ws_endpoint
             .as_deref()
             .map(|endpoint| Notifier::new(aws::ws_client(&sdk, endpoint))),
-        round_trips,
+        usage,
     ))
 }
 

@@ -8,9 +8,9 @@ use crate::support::{Answer, TestStack, isolated_stack};
 /// Runs one request and returns its answer and the DynamoDB round trips it cost.
 async fn counted(stack: &TestStack, call: impl std::future::Future<Output = Answer>) -> (Answer, u64) {
     // Futures are lazy: nothing is sent before this reading.
-    let before = stack.stack.app.round_trips.get();
+    let before = stack.stack.app.dynamodb_usage.round_trips();
     let answer = call.await;
-    (answer, stack.stack.app.round_trips.get() - before)
+    (answer, stack.stack.app.dynamodb_usage.round_trips() - before)
 }
 
 #[tokio::test]
@@ -106,4 +106,41 @@ async fn etags_answer_304_and_never_another_users_view() {
         let tag = page.header("etag").expect("lists carry an ETag").to_string();
         assert_eq!(alice.with_header("if-none-match", &tag).get(&list).await.status, 304);
     }
+}
+
+#[tokio::test]
+async fn capacity_is_counted_per_call_at_least_as_aws_charges() {
+    let stack = isolated_stack().await;
+    let alice = stack.user("cap-alice");
+    for i in 0..20 {
+        alice.create_post(&format!("capacity {i}")).await;
+    }
+    let list_posts = &stack.stack.functions[shared::Route::ListPosts.binary()];
+    let toggle_like = &stack.stack.functions[shared::Route::ToggleLike.binary()];
+    alice.get("/api/forum/posts/?limit=20").await;
+
+    // A page of 20: one Query on the feed and one BatchGetItem of 20 like keys, none of which
+    // exists. AWS charges half a read unit per key all the same (DynamoDB Local charges
+    // nothing for them), so the page costs at least 10.5 read units and no write.
+    let before = list_posts.dynamodb_usage.snapshot();
+    let page = alice.get("/api/forum/posts/?limit=20").await;
+    assert_eq!(page.body["posts"].as_array().unwrap().len(), 20);
+    let used = list_posts.dynamodb_usage.snapshot().since(&before);
+    assert_eq!(
+        (used.calls_of("Query"), used.calls_of("BatchGetItem")),
+        (1, 1),
+        "{used:?}"
+    );
+    assert!(used.read_units >= 10.5, "{used:?}");
+    assert_eq!(used.write_units, 0.0);
+
+    // A like: a transaction of three items (two write units each, at least) and a consistent
+    // read of the count.
+    let id = page.body["posts"][0]["id"].as_str().unwrap();
+    let before = toggle_like.dynamodb_usage.snapshot();
+    alice.post(&format!("/api/forum/posts/{id}/like/"), json!({})).await;
+    let used = toggle_like.dynamodb_usage.snapshot().since(&before);
+    assert_eq!(used.calls_of("TransactWriteItems"), 1, "{used:?}");
+    assert!(used.write_units >= 6.0, "{used:?}");
+    assert!(used.read_units >= 1.0, "{used:?}");
 }

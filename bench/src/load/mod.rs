@@ -14,6 +14,7 @@ mod listeners;
 mod scenarios;
 mod tally;
 mod target;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,7 +224,7 @@ async fn run_load(args: &Args) -> Result<bool, String> {
     let listening_since = Instant::now();
 
     for scenario in &args.scenarios {
-        run_scenario(args, *scenario, &target.api).await?;
+        run_scenario(args, *scenario, &target).await?;
     }
 
     let verdict = audit::audit(
@@ -240,7 +241,8 @@ async fn run_load(args: &Args) -> Result<bool, String> {
     Ok(verdict)
 }
 
-async fn run_scenario(args: &Args, scenario: ScenarioName, api: &str) -> Result<(), String> {
+async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> Result<(), String> {
+    let api = target.api.as_str();
     let report = if args.scenarios.len() > 1 {
         let name = format!("{scenario:?}").to_lowercase();
         match args.report.rsplit_once('.') {
@@ -282,6 +284,7 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, api: &str) -> Result<
     if let Ok(mut tally) = run().tally.lock() {
         *tally = Tally::default();
     }
+    let usage_before = target.local.as_ref().map(|(_, stack)| usage::by_function(stack));
     let started = Instant::now();
     attack.execute().await.map_err(goose_error)?;
     let elapsed = started.elapsed();
@@ -295,9 +298,16 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, api: &str) -> Result<
         args.ramp_seconds,
         elapsed.as_secs_f64()
     );
-    if let Ok(mut tally) = run().tally.lock() {
-        tally.print(elapsed);
-        run().failed_answers.fetch_add(tally.failures(), Ordering::Relaxed);
+    let requests = match run().tally.lock() {
+        Ok(mut tally) => {
+            tally.print(elapsed);
+            run().failed_answers.fetch_add(tally.failures(), Ordering::Relaxed);
+            tally.requests()
+        }
+        Err(_) => 0,
+    };
+    if let (Some(before), Some((_, stack))) = (usage_before, &target.local) {
+        usage::print(&before, &usage::by_function(stack), requests, elapsed);
     }
     println!("report: {report}");
     Ok(())

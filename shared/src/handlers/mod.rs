@@ -23,7 +23,7 @@ use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
-use crate::aws::RoundTrips;
+use crate::aws::DynamoDbUsage;
 use crate::cache::TtlCache;
 use crate::config::{Config, RateLimits};
 use crate::cursor::CursorCodec;
@@ -65,8 +65,8 @@ pub struct App {
     cursors: Option<CursorCodec>,
     pub profanity: ProfanityMode,
     pub rate_limits: RateLimits,
-    /// DynamoDB round trips made by this container (counted by an SDK interceptor).
-    pub round_trips: RoundTrips,
+    /// What this container asked of DynamoDB: round trips, calls, capacity (an SDK interceptor).
+    pub dynamodb_usage: DynamoDbUsage,
     /// The media bucket (uploads and processed media).
     pub bucket: Bucket,
     /// Pushes to WebSocket connections (when a WebSocket API is configured).
@@ -81,7 +81,7 @@ impl App {
         dynamodb: aws_sdk_dynamodb::Client,
         s3: aws_sdk_s3::Client,
         notifier: Option<Notifier>,
-        round_trips: RoundTrips,
+        dynamodb_usage: DynamoDbUsage,
     ) -> Arc<Self> {
         Arc::new(App {
             notifier,
@@ -90,7 +90,7 @@ impl App {
             cursors: config.cursor_secret.as_deref().map(|s| CursorCodec::new(s.as_bytes())),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
-            round_trips,
+            dynamodb_usage,
             profiles: TtlCache::new(PROFILE_TTL, PROFILE_CACHE_SIZE),
         })
     }
@@ -195,7 +195,7 @@ impl App {
 /// conditional GETs, and maps any error to the API's error shape.
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     let request_id = http_api::request_id(&req);
-    let trips_before = app.round_trips.get();
+    let trips_before = app.dynamodb_usage.round_trips();
     let result = match Caller::from_request(&req) {
         Ok(caller) => dispatch(app, route, &req, &caller).await,
         Err(err) => Err(err),
@@ -206,7 +206,7 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     // A Lambda container serves one request at a time, so the difference is this request's.
     metrics::emit(
         Metric::DynamoDbRoundTrips,
-        app.round_trips.get() - trips_before,
+        app.dynamodb_usage.round_trips() - trips_before,
         route.binary(),
     );
     let mut response = result.unwrap_or_else(|err| err.to_response(&request_id));
