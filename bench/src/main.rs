@@ -32,8 +32,9 @@ enum Command {
     ColdStart(cold_start::Args),
     /// The profanity filter on its corpora: false positives, recall, cost per comment.
     Filter,
-    /// Many users at once against forum-local (goose), then an audit of what they were told.
-    Load(load::Args),
+    /// Many users at once against forum-local or a deployed stack (goose), WebSocket listeners,
+    /// then an audit of what everyone was told (the exit code).
+    Load(Box<load::Args>),
 }
 
 #[derive(clap::Args, Clone)]

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use serde_json::json;
@@ -67,6 +68,10 @@ pub struct Args {
     /// than one, `-<scenario>` goes before the extension.
     #[arg(long, default_value = "load-report.html")]
     report: String,
+    /// On a deployed stack, keep what the run wrote. By default its posts are deleted after
+    /// the audit (their comments, likes and media go with them).
+    #[arg(long)]
+    keep_data: bool,
     #[command(flatten)]
     target: target::TargetArgs,
 }
@@ -89,6 +94,8 @@ pub struct Run {
 pub struct Ledger {
     posts: BTreeMap<String, Instant>,
     post_ids: Vec<String>,
+    /// Who wrote each post (an identity), so a deployed run can delete what it made.
+    authors: BTreeMap<String, usize>,
     /// comment id -> (post id, sent)
     comments: BTreeMap<String, (String, Instant)>,
     /// The like state each user was last told, per post; `None` when a toggle went
@@ -120,9 +127,10 @@ impl Run {
         (!ids.is_empty()).then(|| ids[ulid::Ulid::new().random() as usize % ids.len()].clone())
     }
 
-    fn record_post(&self, id: &str, sent: Instant) {
+    fn record_post(&self, id: &str, sent: Instant, identity: usize) {
         let mut ledger = self.ledger();
         ledger.posts.insert(id.to_string(), sent);
+        ledger.authors.insert(id.to_string(), identity);
         ledger.post_ids.push(id.to_string());
     }
 
@@ -200,6 +208,7 @@ async fn run_load(args: &Args) -> Result<bool, String> {
     let setup_sent = Instant::now();
     let ledger = Ledger {
         posts: made.iter().map(|id| (id.clone(), setup_sent)).collect(),
+        authors: made.iter().chain([&viral]).map(|id| (id.clone(), setup)).collect(),
         post_ids: made,
         ..Ledger::default()
     };
@@ -237,8 +246,31 @@ async fn run_load(args: &Args) -> Result<bool, String> {
     )
     .await;
     listeners.stop();
+    if target.local.is_none() && !args.keep_data {
+        clean_up(&target, &client).await;
+    }
     target.close().await;
     Ok(verdict)
+}
+
+/// Deletes the run's posts from a deployed forum, each with its author's token.
+async fn clean_up(target: &Target, client: &reqwest_tls::Client) {
+    let authors = run().ledger().authors.clone();
+    let deletes = authors.iter().map(|(post, identity)| async move {
+        client
+            .delete(format!("{}/api/forum/posts/{post}/", target.api))
+            .bearer_auth(target.token(*identity))
+            .send()
+            .await
+            .map(|answer| answer.status().as_u16())
+            .unwrap_or(0)
+    });
+    let statuses: Vec<u16> = futures::stream::iter(deletes).buffer_unordered(8).collect().await;
+    let deleted = statuses.iter().filter(|s| **s == 204).count();
+    println!(
+        "clean-up: {deleted} of {} posts deleted (their comments, likes and media follow); --keep-data keeps them",
+        statuses.len()
+    );
 }
 
 async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> Result<(), String> {

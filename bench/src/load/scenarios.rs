@@ -243,7 +243,7 @@ async fn create_post(user: &mut GooseUser, body: Value, name: &'static str) -> T
     if answer.status == 201
         && let Some(id) = answer.body["id"].as_str()
     {
-        run().record_post(id, answer.sent);
+        run().record_post(id, answer.sent, session(user)?.identity);
     }
     Ok(())
 }
