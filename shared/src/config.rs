@@ -62,6 +62,7 @@ fn parameter_of(var: &str) -> &'static str {
         "FORUM_RATE_LIKES_PER_MIN" => "RateLikesPerMinute",
         "FORUM_RATE_EDITS_PER_MIN" => "RateEditsPerMinute",
         "FORUM_RATE_UPLOADS_PER_MIN" => "RateUploadsPerMinute",
+        "FORUM_READ_CACHE_TTL_MS" => "ReadCacheTtlMs",
         _ => "",
     }
 }
@@ -145,6 +146,20 @@ impl Env {
         }
     }
 
+    /// A number of milliseconds no larger than `max` (zero allowed).
+    fn millis(&self, name: &str, default: u64, max: u64) -> Result<std::time::Duration, ConfigError> {
+        let ms = match self.optional(name) {
+            None => default,
+            Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                ConfigError(format!(
+                    "{} must be a whole number of milliseconds from 0 to {max}, not `{v}`",
+                    named(name)
+                ))
+            })?,
+        };
+        Ok(std::time::Duration::from_millis(ms))
+    }
+
     /// An http(s) base URL without a trailing slash; deployed functions accept https only.
     fn base_url(&self, name: &str) -> Result<String, ConfigError> {
         let raw = self.required(name)?.trim_end_matches('/');
@@ -179,7 +194,15 @@ pub struct Config {
     pub media_base_url: String,
     /// `WS_ENDPOINT`: the WebSocket API's `@connections` endpoint (stage URL); unset, no pushes.
     pub ws_endpoint: Option<String>,
+    /// `FORUM_READ_CACHE_TTL_MS` (default 1000, at most 10000, 0 turns it off): how long a
+    /// container serves a feed page or a post (without the caller's `is_liked`) from memory.
+    /// The staleness bound of lists and post reads (docs/table.md).
+    pub read_cache_ttl: std::time::Duration,
 }
+
+/// The read cache's default TTL and the largest a deployment may set.
+pub const READ_CACHE_TTL_MS: u64 = 1000;
+pub const MAX_READ_CACHE_TTL_MS: u64 = 10_000;
 
 /// Writes a user may make per minute, per action. Kept in the table, taken in the same
 /// transaction as the write, so a refused write changes nothing.
@@ -250,6 +273,7 @@ impl Config {
             media_bucket: env.required("MEDIA_BUCKET")?.to_string(),
             media_base_url: env.base_url("MEDIA_BASE_URL")?,
             ws_endpoint,
+            read_cache_ttl: env.millis("FORUM_READ_CACHE_TTL_MS", READ_CACHE_TTL_MS, MAX_READ_CACHE_TTL_MS)?,
         })
     }
 

@@ -21,7 +21,7 @@ const TAG_LEN: usize = 16;
 const MAX_CURSOR_LEN: usize = 512;
 
 /// Which way a page reads from its cursor's position.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Direction {
     /// The items that follow `key` in the list's order (`next_page`).
     #[serde(rename = "a")]
@@ -32,7 +32,7 @@ pub enum Direction {
 }
 
 /// A position in one list.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PageCursor {
     /// Which list: `feed`, or `comments:<post id>`.
     #[serde(rename = "s")]

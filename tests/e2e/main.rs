@@ -7,6 +7,7 @@ mod budgets;
 mod comments;
 mod consistency;
 mod events;
+mod hot_reads;
 mod likes;
 mod limits;
 mod media;

@@ -162,6 +162,43 @@ fn http() -> &'static reqwest::Client {
 }
 
 /// An answer from the API, already checked against openapi.yaml.
+impl TestStack {
+    /// How long the read functions serve a post or a feed page from memory, as the template
+    /// configures them: the staleness bound the API states for lists and post reads.
+    pub fn read_cache_ttl(&self) -> std::time::Duration {
+        let ms = &self.stack.environments["get-post"]["FORUM_READ_CACHE_TTL_MS"];
+        std::time::Duration::from_millis(ms.parse().expect("a number of milliseconds"))
+    }
+
+    /// Reads until `holds` is true of the answer, which must happen within the read cache's
+    /// TTL (plus the reads' own time): the API's staleness bound, asserted.
+    pub async fn within_staleness_bound<F, Fut>(
+        &self,
+        what: &str,
+        mut read: F,
+        holds: impl Fn(&Answer) -> bool,
+    ) -> Answer
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Answer>,
+    {
+        let deadline = std::time::Instant::now() + self.read_cache_ttl() + std::time::Duration::from_millis(500);
+        loop {
+            let answer = read().await;
+            if holds(&answer) {
+                return answer;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: still not seen {:?} after the write: {}",
+                self.read_cache_ttl(),
+                answer.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,

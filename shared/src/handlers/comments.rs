@@ -87,6 +87,7 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let author = app.author(caller);
     let rate = app.rate_token(caller, RateAction::Comment, app.rate_limits.comments_per_min);
     let written = app.table.create_comment(&comment, author.to_write(), &rate).await?;
+    app.forget_post(&comment.post_id);
     let author = app.shown_author(author, written);
     let location = format!(
         "{}/posts/{}/comments/{}/",
@@ -144,5 +145,6 @@ pub async fn delete_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let post_id = path_id(req, "id", "post")?;
     let comment_id = path_id(req, "comment_id", "comment")?;
     app.table.delete_comment(&post_id, &comment_id, &caller.user_id).await?;
+    app.forget_post(&post_id);
     Ok(http_api::no_content())
 }

@@ -17,5 +17,6 @@ pub async fn toggle_like(app: &App, req: &Request, caller: &Caller) -> Result<Re
         .table
         .toggle_like(&post_id, &caller.user_id, &rate, &now_rfc3339())
         .await?;
+    app.forget_post(&post_id);
     Ok(json(200, &state))
 }

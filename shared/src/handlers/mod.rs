@@ -4,6 +4,7 @@
 
 mod comments;
 mod fanout;
+mod hot;
 mod likes;
 mod media;
 mod posts;
@@ -73,6 +74,8 @@ pub struct App {
     pub notifier: Option<Notifier>,
     /// User-agnostic data only: never anything that depends on who asks (`is_liked`).
     profiles: TtlCache<String, Profile>,
+    /// Feed pages and posts as stored, for `Config::read_cache_ttl` (see `hot`).
+    hot: hot::HotReads,
 }
 
 impl App {
@@ -92,6 +95,7 @@ impl App {
             rate_limits: config.rate_limits,
             dynamodb_usage,
             profiles: TtlCache::new(PROFILE_TTL, PROFILE_CACHE_SIZE),
+            hot: hot::HotReads::new(config.read_cache_ttl),
         })
     }
 

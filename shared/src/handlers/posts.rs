@@ -1,7 +1,5 @@
 //! Post routes: list, create, get, edit, delete.
 
-use std::collections::HashSet;
-
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
@@ -9,7 +7,7 @@ use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
-use crate::model::{Post, PostPage, PostView, Profile, new_id_with_timestamp, now_rfc3339};
+use crate::model::{Post, PostPage, PostView, new_id_with_timestamp, now_rfc3339};
 use crate::store::{Editor, OwnMedia, RateAction, feed_scope};
 use crate::validate::{self, MAX_POST_CHARS, TextRules};
 
@@ -64,7 +62,7 @@ pub async fn list_posts(app: &App, req: &Request, caller: &Caller) -> Result<Res
     let position = http_api::query_param(req, "cursor")
         .map(|raw| cursors.decode(raw, &feed_scope()))
         .transpose()?;
-    let page = app.table.feed_page(position.as_ref(), limit).await?;
+    let page = app.feed_page(position.as_ref(), limit).await?;
     let posts = app.post_views(page.items, caller).await?;
     let link = |c: &crate::cursor::PageCursor| page_url(req, &cursors.encode(c), limit);
     Ok(json(
@@ -100,6 +98,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         .table
         .create_post(&post, author.to_write(), &rate, own_media)
         .await?;
+    app.forget_post(&post.id);
     let author = app.shown_author(author, written);
     let location = format!("{}/posts/{}/", crate::routes::BASE_PATH, post.id);
     // Nobody can have liked a post that did not exist a moment ago.
@@ -113,15 +112,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
 /// `GET /posts/{id}/`.
 pub async fn get_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let id = path_id(req, "id", "post")?;
-    let (post, is_liked) = app
-        .table
-        .get_post(&id, &caller.user_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("post not found".into()))?;
-    let mut profiles = app.profiles(HashSet::from([post.user_id.clone()])).await?;
-    let author = profiles
-        .remove(&post.user_id)
-        .unwrap_or_else(|| Profile::unknown(&post.user_id));
+    let (post, author, is_liked) = app.post_for(&id, &caller.user_id).await?;
     Ok(json(200, &PostView::new(post, &author, is_liked)))
 }
 
@@ -169,6 +160,7 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
             },
         )
         .await?;
+    app.forget_post(&post.id);
     // Only the author gets here, so the post's author is the caller.
     let author = app.shown_author(author, written);
     Ok(json(200, &PostView::new(post, &author, is_liked)))
@@ -178,5 +170,6 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
 pub async fn delete_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let id = path_id(req, "id", "post")?;
     app.table.delete_post(&id, &caller.user_id).await?;
+    app.forget_post(&id);
     Ok(http_api::no_content())
 }

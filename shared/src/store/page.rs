@@ -14,7 +14,7 @@ pub enum Order {
 }
 
 /// One page of a keyset-paginated list, with the cursors either side of it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<PageCursor>,
