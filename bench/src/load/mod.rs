@@ -4,10 +4,11 @@
 //!
 //! The target is a forum-local the command starts, or a deployed stack (`--api-url`,
 //! `--ws-url`, tokens minted from its HS256 secret or read from a file). Scenarios run one
-//! after the other on the same stack: `mixed` (the whole API) and `viral` (one post everyone
-//! reads, likes and comments on). Users ramp up over `--ramp-seconds`; each does one thing
-//! after another (a closed model), or, with `--rate`, requests arrive at a fixed rate whatever
-//! the answers' latency (an open model; see `Args::rate`).
+//! after the other on the same stack: `mixed` (the whole API), `viral` (one post everyone
+//! reads, likes and comments on) and `front` (everyone reloads the front page and opens the
+//! viral post: the reads the cache serves). Users ramp up over `--ramp-seconds`; each does one
+//! thing after another (a closed model), or, with `--rate`, requests arrive at a fixed rate
+//! whatever the answers' latency (an open model; see `Args::rate`).
 
 mod audit;
 mod listeners;
@@ -35,12 +36,13 @@ use target::Target;
 pub enum ScenarioName {
     Mixed,
     Viral,
+    Front,
 }
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// Scenarios, run one after the other on the same stack.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed,viral")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed,viral,front")]
     scenarios: Vec<ScenarioName>,
     /// Simulated users (each its own account).
     #[arg(long, default_value_t = 16)]
@@ -297,6 +299,7 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> R
         .register_scenario(match scenario {
             ScenarioName::Mixed => scenarios::mixed(),
             ScenarioName::Viral => scenarios::viral(),
+            ScenarioName::Front => scenarios::front(),
         })
         .set_default(GooseDefault::Host, api)
         .map_err(goose_error)?
@@ -330,16 +333,26 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> R
         args.ramp_seconds,
         elapsed.as_secs_f64()
     );
-    let requests = match run().tally.lock() {
+    let (requests, feed_views, post_views) = match run().tally.lock() {
         Ok(mut tally) => {
             tally.print(elapsed);
             run().failed_answers.fetch_add(tally.failures(), Ordering::Relaxed);
-            tally.requests()
+            (
+                tally.requests(),
+                tally.count(&["feed first page", "feed next page", "front page"]),
+                tally.count(&["read post", "read viral post"]),
+            )
         }
-        Err(_) => 0,
+        Err(_) => (0, 0, 0),
     };
     if let (Some(before), Some((_, stack))) = (usage_before, &target.local) {
-        usage::print(&before, &usage::by_function(stack), requests, elapsed);
+        let used = usage::print(&before, &usage::by_function(stack), requests, elapsed);
+        let ttl = stack
+            .environments
+            .get("list-posts")
+            .and_then(|env| env.get("FORUM_READ_CACHE_TTL_MS"))
+            .map_or("?", String::as_str);
+        usage::print_hot_reads(&used, feed_views, post_views, elapsed, ttl);
     }
     println!("report: {report}");
     Ok(())

@@ -1,7 +1,8 @@
 //! The users' transactions. Two scenarios:
 //! - mixed: feed pages following `next_page`, post reads, like toggles, comments, new posts,
 //!   and posts with an image uploaded through a presigned PUT;
-//! - viral: most of what users do is on one post: read it, like it, read and add comments.
+//! - viral: most of what users do is on one post: read it, like it, read and add comments;
+//! - front: everyone reloads the front page and opens the viral post (reads only).
 //!
 //! Every acknowledged write goes into the run's ledger for the audit.
 
@@ -43,6 +44,15 @@ pub fn viral() -> Scenario {
         .register_transaction(weighted(transaction!(read_viral_comments), 3))
         .register_transaction(weighted(transaction!(comment_viral), 2))
         .register_transaction(weighted(transaction!(read_feed), 1))
+}
+
+/// Everyone reloads the front page (the newest 20 posts) and opens the viral post: the reads
+/// that are the same for everyone, where the read cache does its work.
+pub fn front() -> Scenario {
+    scenario!("front")
+        .register_transaction(transaction!(sign_in).set_on_start())
+        .register_transaction(weighted(transaction!(read_front_page), 4))
+        .register_transaction(weighted(transaction!(read_viral), 1))
 }
 
 fn weighted(transaction: Transaction, weight: usize) -> Transaction {
@@ -159,6 +169,18 @@ async fn read_feed(user: &mut GooseUser) -> TransactionResult {
             _ => session.feed_next = None,
         }
     }
+    Ok(())
+}
+
+async fn read_front_page(user: &mut GooseUser) -> TransactionResult {
+    send(
+        user,
+        GooseMethod::Get,
+        "/api/forum/posts/?limit=20",
+        "front page",
+        Payload::Empty,
+    )
+    .await?;
     Ok(())
 }
 

@@ -35,6 +35,15 @@ impl Tally {
         *entry.answers.entry((status, code.to_string())).or_default() += 1;
     }
 
+    /// Requests made to these routes.
+    pub fn count(&self, routes: &[&str]) -> usize {
+        routes
+            .iter()
+            .filter_map(|r| self.routes.get(r))
+            .map(|r| r.latencies.len())
+            .sum()
+    }
+
     pub fn requests(&self) -> usize {
         self.routes.values().map(|r| r.latencies.len()).sum()
     }

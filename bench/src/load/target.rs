@@ -30,6 +30,10 @@ pub struct TargetArgs {
     /// few simulated users stand in for many people). A deployment's own limits always apply.
     #[arg(long)]
     keep_rate_limits: bool,
+    /// On forum-local, the read cache's TTL (template parameter `ReadCacheTtlMs`; 0 turns it
+    /// off, to compare).
+    #[arg(long, value_name = "MS")]
+    read_cache_ttl_ms: Option<u64>,
 }
 
 /// The stack under load and one token per identity.
@@ -60,6 +64,9 @@ impl Target {
                 options.parameters = forum_local::StackOptions::local()
                     .map_err(|e| e.to_string())?
                     .parameters;
+            }
+            if let Some(ms) = args.read_cache_ttl_ms {
+                options = options.parameter("ReadCacheTtlMs", ms.to_string());
             }
             let stack = Stack::start(options).await.map_err(|e| format!("forum-local: {e}"))?;
             let tokens = mint(&stack.jwt)?;

@@ -29,12 +29,14 @@ fn calls(snapshot: &UsageSnapshot) -> String {
         .join(", ")
 }
 
+/// Prints what each function used between `before` and `after`; answers it per function.
 pub fn print(
     before: &BTreeMap<String, UsageSnapshot>,
     after: &BTreeMap<String, UsageSnapshot>,
     requests: usize,
     elapsed: Duration,
-) {
+) -> BTreeMap<String, UsageSnapshot> {
+    let mut by_function = BTreeMap::new();
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut total = UsageSnapshot::default();
     println!("DynamoDB, per function (capacity units at least what AWS charges; see docs/table.md):");
@@ -52,6 +54,7 @@ pub fn print(
             calls(&used)
         );
         total.add(&used);
+        by_function.insert(name.clone(), used);
     }
     let per = |x: f64| x / requests.max(1) as f64;
     let dollars = total.read_units * DOLLARS_PER_MILLION_READ_UNITS / 1e6
@@ -65,5 +68,34 @@ pub fn print(
         per(total.read_units),
         per(total.write_units),
         per(dollars) * 1e6,
+    );
+    by_function
+}
+
+/// The hot reads against what they cost: feed page views against list-posts' Queries (one
+/// container per function here, so these are per container), and post views against
+/// get-post's read units (1 when the post item is read with the caller's like, 0.5 when the
+/// post came from memory and only the like was read).
+pub fn print_hot_reads(
+    used: &BTreeMap<String, UsageSnapshot>,
+    feed_views: usize,
+    post_views: usize,
+    elapsed: Duration,
+    ttl: &str,
+) {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let none = UsageSnapshot::default();
+    let feed = used.get("list-posts").unwrap_or(&none);
+    let posts = used.get("get-post").unwrap_or(&none);
+    let per = |x: f64, n: usize| if n == 0 { 0.0 } else { x / n as f64 };
+    println!(
+        "hot reads (ReadCacheTtlMs {ttl}): feed {:.1} page views/s -> {:.1} Queries/s per container ({:.2} Queries, {:.2} calls, {:.2} RCU per page view); posts {:.1} views/s -> {:.2} RCU per view",
+        feed_views as f64 / secs,
+        feed.calls_of("Query") as f64 / secs,
+        per(feed.calls_of("Query") as f64, feed_views),
+        per(feed.round_trips as f64, feed_views),
+        per(feed.read_units, feed_views),
+        post_views as f64 / secs,
+        per(posts.read_units, post_views),
     );
 }
