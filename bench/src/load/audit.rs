@@ -5,8 +5,9 @@
 //!   listened) and each `comment.created` on the viral post exactly once; delivery latency is
 //!   measured from the writer's request to the listener's receipt.
 //! - Uploads: every upload S3 took became `ready`.
-//! - Through the API: every acknowledged post and comment exists; `like_count` is what the
-//!   users were last told about their likes; `comment_count` is the comments listed.
+//! - Through the API, once its staleness bound (the read cache's TTL) has passed since the
+//!   load: every acknowledged post and comment exists; `like_count` is what the users were
+//!   last told about their likes; `comment_count` is the comments listed.
 //! - On forum-local, in the table too: every touched post's counters equal its items.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,12 +30,15 @@ pub async fn audit(
     drain: Duration,
     client: &reqwest_tls::Client,
 ) -> bool {
-    let deadline = Instant::now() + drain;
+    let load_ended = Instant::now();
+    let deadline = load_ended + drain;
     let ledger = run.ledger().clone();
     let mut problems = Vec::new();
     println!("\n== audit");
     deliveries(run, &ledger, listeners, listening_since, deadline, &mut problems).await;
     uploads(target, &ledger, deadline, client, &mut problems).await;
+    // The API's reads may be the read cache's TTL behind the last write (its stated bound).
+    tokio::time::sleep_until((load_ended + target.staleness_bound).into()).await;
     through_the_api(target, run, &ledger, client, &mut problems).await;
     if let Some((_, stack)) = &target.local {
         in_the_table(stack, run, &ledger, &mut problems).await;

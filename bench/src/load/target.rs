@@ -1,6 +1,8 @@
 //! What a load runs against: a forum-local it starts (the default), or a deployed stack given
 //! by its `HttpApiUrl` and `WebSocketUrl`, with one identity (token) per simulated user.
 
+use std::time::Duration;
+
 use forum_local::{DynamoDbLocal, Stack, Storage};
 use shared::auth::{JwtAlgorithm, JwtSettings, issue_token, local_user_id};
 
@@ -30,8 +32,10 @@ pub struct TargetArgs {
     /// few simulated users stand in for many people). A deployment's own limits always apply.
     #[arg(long)]
     keep_rate_limits: bool,
-    /// On forum-local, the read cache's TTL (template parameter `ReadCacheTtlMs`; 0 turns it
-    /// off, to compare).
+    /// The read cache's TTL (template parameter `ReadCacheTtlMs`): on forum-local, what to run
+    /// with (0 turns it off, to compare); for a deployed stack, what it was deployed with, so
+    /// the audit reads back only once that staleness bound has passed (default: the largest
+    /// the template allows).
     #[arg(long, value_name = "MS")]
     read_cache_ttl_ms: Option<u64>,
 }
@@ -43,6 +47,8 @@ pub struct Target {
     tokens: Vec<String>,
     /// Set when the command started forum-local: the audit may then read the table itself.
     pub local: Option<(DynamoDbLocal, Stack)>,
+    /// How late the API's reads may be (its read cache's TTL): the audit waits that out.
+    pub staleness_bound: Duration,
 }
 
 impl Target {
@@ -70,11 +76,19 @@ impl Target {
             }
             let stack = Stack::start(options).await.map_err(|e| format!("forum-local: {e}"))?;
             let tokens = mint(&stack.jwt)?;
+            let staleness_bound = stack
+                .environments
+                .get("get-post")
+                .and_then(|env| env.get("FORUM_READ_CACHE_TTL_MS"))
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis)
+                .ok_or("the template gives get-post no FORUM_READ_CACHE_TTL_MS")?;
             return Ok(Target {
                 api: stack.base_url(),
                 ws: format!("ws://{}/ws", stack.http_addr),
                 tokens,
                 local: Some((dynamo, stack)),
+                staleness_bound,
             });
         };
         let tokens = match (&args.jwt_secret_env, &args.tokens) {
@@ -110,6 +124,9 @@ impl Target {
             ws: ws.trim_end_matches('/').to_string(),
             tokens,
             local: None,
+            staleness_bound: Duration::from_millis(
+                args.read_cache_ttl_ms.unwrap_or(shared::config::MAX_READ_CACHE_TTL_MS),
+            ),
         })
     }
 

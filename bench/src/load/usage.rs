@@ -88,9 +88,17 @@ pub fn print_hot_reads(
     let feed = used.get("list-posts").unwrap_or(&none);
     let posts = used.get("get-post").unwrap_or(&none);
     let per = |x: f64, n: usize| if n == 0 { 0.0 } else { x / n as f64 };
+    // One load per page per TTL window: the most Queries one page may cost in this run.
+    let windows = ttl
+        .parse::<f64>()
+        .ok()
+        .filter(|ms| *ms > 0.0)
+        .map(|ms| format!("at most {} per page", (secs * 1000.0 / ms).ceil()))
+        .unwrap_or_else(|| "uncached".into());
     println!(
-        "hot reads (ReadCacheTtlMs {ttl}): feed {:.1} page views/s -> {:.1} Queries/s per container ({:.2} Queries, {:.2} calls, {:.2} RCU per page view); posts {:.1} views/s -> {:.2} RCU per view",
+        "hot reads (ReadCacheTtlMs {ttl}): feed {:.1} page views/s -> {} Queries ({windows}), {:.1}/s per container ({:.2} Queries, {:.2} calls, {:.2} RCU per page view); posts {:.1} views/s -> {:.2} RCU per view",
         feed_views as f64 / secs,
+        feed.calls_of("Query"),
         feed.calls_of("Query") as f64 / secs,
         per(feed.calls_of("Query") as f64, feed_views),
         per(feed.round_trips as f64, feed_views),
