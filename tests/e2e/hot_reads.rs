@@ -132,3 +132,35 @@ async fn a_deleted_post_refuses_writes_at_once_and_is_gone_within_the_bound() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn many_page_sizes_of_the_longest_posts_stay_within_the_cache_budget() {
+    let stack = isolated_stack().await;
+    // 30 posts of 5,000 three-byte characters (15 KB each), from three accounts (the post
+    // rate limit is per user), then every page size from 1 to 100 of the front page: 100
+    // different pages, 22 MB if all were kept.
+    let long = "漢".repeat(5_000);
+    let authors: Vec<_> = (0..3).map(|i| stack.user(&format!("hot-long-{i}"))).collect();
+    for author in &authors {
+        for _ in 0..10 {
+            let answer = author.post("/api/forum/posts/", json!({"content": long})).await;
+            assert_eq!(answer.status, 201, "{}", answer.body);
+        }
+    }
+    let crawler = stack.user("hot-crawler");
+    for limit in 1..=100 {
+        let page = crawler.get(&format!("/api/forum/posts/?limit={limit}")).await;
+        assert_eq!(page.status, 200);
+    }
+    let list_posts = &stack.stack.functions[shared::Route::ListPosts.binary()];
+    let ((pages, bytes), _, budget) = list_posts.read_cache_held();
+    assert!(
+        bytes <= budget,
+        "{pages} pages, {bytes} bytes held; the budget is {budget}"
+    );
+    // Weighed for what they hold: the last page alone has its 30 posts of 15 KB.
+    assert!(bytes >= 30 * 15_000, "{pages} pages weighed at only {bytes} bytes");
+    // And the front page is still served (from memory or afresh).
+    let front = crawler.get("/api/forum/posts/").await;
+    assert_eq!(front.body["posts"].as_array().unwrap().len(), 20);
+}

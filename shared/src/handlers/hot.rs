@@ -11,16 +11,35 @@
 use std::collections::HashSet;
 
 use super::App;
-use crate::cache::SingleFlight;
+use crate::cache::{Limits, SingleFlight};
 use crate::cursor::PageCursor;
 use crate::error::ApiError;
 use crate::model::{Post, Profile};
 use crate::store::Page;
 
-/// Feed pages kept per container (the newest ones are the hot ones; a deep page read by a
-/// crawler must not push them out for long).
-const FEED_PAGES: usize = 256;
-const POSTS: usize = 10_000;
+/// What a container keeps. Bytes bound it whatever is asked for: a 100-post page of
+/// 5,000-character posts is 2 MB, and a container has 256 MB in all.
+const FEED_PAGES: Limits<Page<Post>> = Limits {
+    entries: 256,
+    bytes: 16 << 20,
+    weigh: |page| page.items.iter().map(post_bytes).sum::<usize>() + 256,
+};
+const POSTS: Limits<Post> = Limits {
+    entries: 10_000,
+    bytes: 16 << 20,
+    weigh: post_bytes,
+};
+
+/// The heap a post holds, and its struct.
+fn post_bytes(post: &Post) -> usize {
+    std::mem::size_of::<Post>()
+        + post.id.capacity()
+        + post.user_id.capacity()
+        + post.content.capacity()
+        + post.media_url.as_ref().map_or(0, String::capacity)
+        + post.created_at.capacity()
+        + post.edited_at.as_ref().map_or(0, String::capacity)
+}
 
 pub(super) struct HotReads {
     feed_pages: SingleFlight<(Option<PageCursor>, usize), Page<Post>>,
@@ -80,6 +99,12 @@ impl App {
             .remove(&post.user_id)
             .unwrap_or_else(|| Profile::unknown(&post.user_id));
         Ok((post, author, liked))
+    }
+
+    /// What the read cache holds now, (entries, bytes) for feed pages and for posts, and its
+    /// byte budget for each.
+    pub fn read_cache_held(&self) -> ((usize, usize), (usize, usize), usize) {
+        (self.hot.feed_pages.held(), self.hot.posts.held(), FEED_PAGES.bytes)
     }
 
     /// This container just changed `post_id` (or its counters): its cached copy and every
