@@ -13,6 +13,9 @@ use crate::model::{CommentView, PostView};
 pub const CONNECTION_TTL_SECS: i64 = 2 * 3600;
 /// Sends in flight at once per fan-out.
 pub const SEND_CONCURRENCY: usize = 32;
+/// Sends in flight from one container at most, across the fan-outs it runs at once
+/// (`stream-fanout` handles a batch's partitions side by side).
+pub const MAX_SENDS_IN_FLIGHT: usize = 64;
 /// Post ids one `subscribe`/`unsubscribe` message may carry.
 pub const MAX_POSTS_PER_MESSAGE: usize = 50;
 
@@ -130,6 +133,7 @@ impl ClientMessage {
 #[derive(Clone, Debug)]
 pub struct Notifier {
     client: aws_sdk_apigatewaymanagement::Client,
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// What one fan-out did.
@@ -143,10 +147,14 @@ pub struct Delivery {
 
 impl Notifier {
     pub fn new(client: aws_sdk_apigatewaymanagement::Client) -> Self {
-        Notifier { client }
+        Notifier {
+            client,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+        }
     }
 
-    /// Sends one message to each connection, at most [`SEND_CONCURRENCY`] at a time. A failed
+    /// Sends one message to each connection, at most [`SEND_CONCURRENCY`] at a time (and
+    /// [`MAX_SENDS_IN_FLIGHT`] for the whole container). A failed
     /// send never stops the others; the ids of gone connections are returned for clean-up.
     pub async fn send_all(&self, connections: &[String], message: &ServerMessage) -> (Delivery, Vec<String>) {
         let payload = match serde_json::to_vec(message) {
@@ -157,6 +165,8 @@ impl Notifier {
             .map(|id| {
                 let payload = payload.clone();
                 async move {
+                    // Never closed, so acquiring only waits; were it closed, send anyway.
+                    let _permit = self.in_flight.acquire().await.ok();
                     let result = self
                         .client
                         .post_to_connection()
