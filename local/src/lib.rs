@@ -228,7 +228,7 @@ impl Stack {
         let dynamodb = aws::dynamodb_client(&sdk, &target, &api_trips);
         let s3_client = aws::s3_client(&sdk, &target);
         // `@connections` is served by this stack itself, at its own address.
-        let notifier = shared::realtime::Notifier::new(aws::ws_client(&sdk, &format!("http://{http_addr}")));
+        let ws_client = aws::ws_client(&sdk, &format!("http://{http_addr}"));
 
         // Each function calls DynamoDB and S3 only as its role in the template allows.
         let names = options.names();
@@ -261,7 +261,11 @@ impl Stack {
                 ],
             );
             let s3 = aws::s3_client_with(&sdk, &target, &[check]);
-            let notifier = config.ws_endpoint.as_ref().map(|_| notifier.clone());
+            // Each function its own, as each container has its own (and its own send limit).
+            let notifier = config
+                .ws_endpoint
+                .as_ref()
+                .map(|_| shared::realtime::Notifier::new(ws_client.clone()));
             apps.insert(binary.clone(), App::new(config, client, s3, notifier, usage));
         }
         let app_of = |binary: &str| {
@@ -279,7 +283,7 @@ impl Stack {
             list_posts,
             dynamodb.clone(),
             s3_client.clone(),
-            Some(notifier.clone()),
+            Some(shared::realtime::Notifier::new(ws_client.clone())),
             api_trips.clone(),
         );
         table::ensure_table(&dynamodb, &options.table_name, &template.table).await?;

@@ -6,8 +6,9 @@
 //! DynamoDB Local reports capacity by its own accounting, which charges nothing for a key that
 //! is absent or a query that finds nothing; AWS charges the minimum for both: half a read unit
 //! per key (one when consistent, two in a transaction), one write unit per item written (two
-//! in a transaction). So each call counts the larger of what was reported and that minimum,
-//! which on AWS is always what was reported.
+//! in a transaction). So each call counts the larger of what was reported and that minimum
+//! (less the keys DynamoDB left unprocessed), and a write refused by its condition counts its
+//! minimum too, as AWS charges it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextMut,
-    BeforeTransmitInterceptorContextRef, Input, Output,
+    BeforeTransmitInterceptorContextRef, Error, Input, Output,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -217,6 +218,38 @@ impl Minimum for op::transact_write_items::TransactWriteItemsInput {
     }
 }
 
+/// Writes AWS charges though they wrote nothing: refused by their condition, or a transaction
+/// cancelled by one of its conditions. Throttled, invalid or conflicting requests are free.
+fn refused_by_a_condition(error: &Error) -> bool {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    if let Some(error) = error.downcast_ref::<op::transact_write_items::TransactWriteItemsError>() {
+        return match error {
+            op::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled) => cancelled
+                .cancellation_reasons()
+                .iter()
+                .any(|reason| reason.code() == Some("ConditionalCheckFailed")),
+            _ => false,
+        };
+    }
+    let code = if let Some(e) = error.downcast_ref::<op::put_item::PutItemError>() {
+        e.code()
+    } else if let Some(e) = error.downcast_ref::<op::update_item::UpdateItemError>() {
+        e.code()
+    } else if let Some(e) = error.downcast_ref::<op::delete_item::DeleteItemError>() {
+        e.code()
+    } else {
+        None
+    };
+    code == Some("ConditionalCheckFailedException")
+}
+
+fn unprocessed_keys(output: &Output) -> usize {
+    output
+        .downcast_ref::<op::batch_get_item::BatchGetItemOutput>()
+        .and_then(|o| o.unprocessed_keys.as_ref())
+        .map_or(0, |tables| tables.values().map(|k| k.keys().len()).sum())
+}
+
 /// A call's minimum charge, kept from its request until its answer.
 #[derive(Clone, Debug)]
 struct MinimumCharge(Kind, f64);
@@ -277,11 +310,14 @@ impl Intercept for DynamoDbUsage {
         let minimum = cfg.load::<MinimumCharge>().cloned();
         let charged = match (context.output_or_error(), minimum) {
             (Ok(output), minimum) => consumed(output).map(|(kind, reported)| {
-                let floor = minimum.map_or(0.0, |m| m.1);
+                // Keys DynamoDB left unprocessed are asked (and charged) in the next call.
+                let floor = minimum.map_or(0.0, |m| m.1) - 0.5 * unprocessed_keys(output) as f64;
                 (kind, reported.max(floor))
             }),
             // A write refused by its condition (or a cancelled transaction) is still charged.
-            (Err(_), Some(MinimumCharge(Kind::Write, units))) if context.response().status().as_u16() == 400 => {
+            (Err(error), Some(MinimumCharge(Kind::Write, units)))
+                if error.as_operation_error().is_some_and(refused_by_a_condition) =>
+            {
                 Some((Kind::Write, units))
             }
             (Err(_), _) => None,

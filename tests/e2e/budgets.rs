@@ -161,4 +161,15 @@ async fn capacity_is_counted_per_call_at_least_as_aws_charges() {
     assert_eq!(used.calls_of("TransactWriteItems"), 1, "{used:?}");
     assert!(used.write_units >= 6.0, "{used:?}");
     assert!(used.read_units >= 1.0, "{used:?}");
+
+    // An unlike: the like transaction, refused by its condition (AWS charges it all the same),
+    // then the mirror transaction.
+    let before = toggle_like.dynamodb_usage.snapshot();
+    alice.post(&format!("/api/forum/posts/{id}/like/"), json!({})).await;
+    let used = toggle_like.dynamodb_usage.snapshot().since(&before);
+    assert_eq!(used.calls_of("TransactWriteItems"), 2, "{used:?}");
+    assert!(
+        used.write_units >= 6.0 + 4.0,
+        "the refused transaction is counted: {used:?}"
+    );
 }

@@ -109,6 +109,13 @@ async fn a_deleted_post_refuses_writes_at_once_and_is_gone_within_the_bound() {
     stack
         .within_staleness_bound("the 404", || bob.get(&path), |a| a.status == 404)
         .await;
+    // Missing is kept like a post: a deleted viral post is not read on every view.
+    let get_post = &stack.stack.functions[shared::Route::GetPost.binary()];
+    let before = get_post.dynamodb_usage.snapshot();
+    let views = join_all((0..30).map(|_| bob.get(&path))).await;
+    assert!(views.iter().all(|v| v.status == 404));
+    let used = get_post.dynamodb_usage.snapshot().since(&before);
+    assert!(used.round_trips <= 1, "30 views of a deleted post: {used:?}");
     stack
         .within_staleness_bound(
             "the feed without it",

@@ -9,11 +9,14 @@
 //! file. A burst of like changes on one post is sent once per batch, with the last committed
 //! count: the earlier counts are superseded before anyone could act on them.
 //!
-//! A failure reports the batch's earliest failed record (`batchItemFailures`), so Lambda
-//! retries from there and nothing is lost. Everything here is idempotent: a retried record,
-//! or a record of another partition after the failed one, repeats at most a message.
+//! Every record is read first, and nothing after an unreadable one runs. A failure reports
+//! the batch's earliest failed record (`batchItemFailures`), lanes stop before it once it is
+//! known, and Lambda retries from there: nothing is lost. Everything here is idempotent: a
+//! retried record, or one of another partition that ran past the failure before it was
+//! known, repeats at most a message.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -33,10 +36,23 @@ const LANES: usize = 16;
 pub async fn stream_fanout(app: &App, event: &Value) -> Value {
     let empty = Vec::new();
     let records = event["Records"].as_array().unwrap_or(&empty);
+    // Every record is read first: one that cannot be read will never succeed, so nothing
+    // after it runs (a retry would only repeat it).
+    let mut changes = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        match Change::from_record(record) {
+            Ok(change) => changes.push(change),
+            Err(e) => {
+                tracing::error!(sequence = sequence_of(record), error = %e, "stream record unreadable");
+                break;
+            }
+        }
+        debug_assert_eq!(changes.len(), index + 1);
+    }
     // Lanes in order of first appearance, each with its records' batch positions in order.
     let mut lanes: Vec<Vec<usize>> = Vec::new();
     let mut lane_of: HashMap<&str, usize> = HashMap::new();
-    for (index, record) in records.iter().enumerate() {
+    for (index, record) in records.iter().enumerate().take(changes.len()) {
         let pk = record["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap_or_default();
         let lane = *lane_of.entry(pk).or_insert_with(|| {
             lanes.push(Vec::new());
@@ -44,56 +60,45 @@ pub async fn stream_fanout(app: &App, event: &Value) -> Value {
         });
         lanes[lane].push(index);
     }
-    let failed = futures::stream::iter(lanes)
-        .map(|lane| run_lane(app, records, lane))
+    // The earliest failure so far (or the first unreadable record): lanes stop before it, so
+    // a retry repeats as little as the lanes already did.
+    let earliest_failure = AtomicUsize::new(changes.len());
+    futures::stream::iter(lanes)
+        .map(|lane| run_lane(app, records, &changes, lane, &earliest_failure))
         .buffer_unordered(LANES)
-        .filter_map(|failed| async move { failed })
-        .collect::<Vec<usize>>()
-        .await
-        .into_iter()
-        .min();
-    match failed {
-        Some(index) => {
-            let sequence = records[index]["dynamodb"]["SequenceNumber"]
-                .as_str()
-                .unwrap_or_default();
-            json!({ "batchItemFailures": [{ "itemIdentifier": sequence }] })
-        }
+        .collect::<Vec<()>>()
+        .await;
+    match records.get(earliest_failure.load(Ordering::SeqCst)) {
+        Some(record) => json!({ "batchItemFailures": [{ "itemIdentifier": sequence_of(record) }] }),
         None => json!({ "batchItemFailures": [] }),
     }
 }
 
-/// Handles one partition's records in order; answers the position of the first that failed.
-async fn run_lane(app: &App, records: &[Value], lane: Vec<usize>) -> Option<usize> {
-    let changes: Vec<(usize, Result<Change, ApiError>)> = lane
-        .into_iter()
-        .map(|index| (index, Change::from_record(&records[index]).map_err(ApiError::from)))
-        .collect();
+fn sequence_of(record: &Value) -> &str {
+    record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default()
+}
+
+/// Handles one partition's records in order, stopping at its first failure (recorded in
+/// `earliest_failure`) or at any earlier failure another lane found.
+async fn run_lane(app: &App, records: &[Value], changes: &[Change], lane: Vec<usize>, earliest_failure: &AtomicUsize) {
     let mut lane_reads = LaneReads::default();
-    for (position, (index, change)) in changes.iter().enumerate() {
-        let outcome = match change {
-            Ok(change) => {
-                let like_superseded = changes[position + 1..]
-                    .iter()
-                    .any(|(_, later)| matches!(later, Ok(Change::PostChanged { old, new }) if old.like_count != new.like_count));
-                // Boxed: one record's handling is a deep future (fan-out, clean-up, paged
-                // queries), and inline it pushes the binary's future layout past the
-                // compiler's depth limit.
-                Box::pin(handle_change(app, change, like_superseded, &mut lane_reads))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = outcome {
-            let sequence = records[*index]["dynamodb"]["SequenceNumber"]
-                .as_str()
-                .unwrap_or_default();
-            tracing::error!(sequence, error = %e, "stream record failed; the batch resumes here");
-            return Some(*index);
+    for (position, &index) in lane.iter().enumerate() {
+        if index >= earliest_failure.load(Ordering::SeqCst) {
+            return;
+        }
+        // A later record of this lane that will run carries a newer like count.
+        let like_superseded = lane[position + 1..]
+            .iter()
+            .take_while(|later| **later < changes.len())
+            .any(|later| matches!(&changes[*later], Change::PostChanged { old, new } if old.like_count != new.like_count));
+        // Boxed: one record's handling is a deep future (fan-out, clean-up, paged queries),
+        // and inline it pushes the binary's future layout past the compiler's depth limit.
+        if let Err(e) = Box::pin(handle_change(app, &changes[index], like_superseded, &mut lane_reads)).await {
+            tracing::error!(sequence = sequence_of(&records[index]), error = %e, "stream record failed; the batch resumes here");
+            earliest_failure.fetch_min(index, Ordering::SeqCst);
+            return;
         }
     }
-    None
 }
 
 /// One committed change. `like_superseded`: a later record of this batch carries a newer
@@ -110,7 +115,8 @@ async fn handle_change(
             let message = ServerMessage::PostCreated {
                 post: PostView::new(post, &author, false),
             };
-            broadcast(app, &app.table.all_connections().await?, &message).await
+            broadcast(app, &app.table.all_connections().await?, &message).await?;
+            Ok(())
         }
         Change::PostChanged { old, new } => {
             let media_changed = old.media_url != new.media_url;
@@ -118,24 +124,20 @@ async fn handle_change(
             let edited =
                 (&old.content, &old.media_url, &old.edited_at) != (&new.content, &new.media_url, &new.edited_at);
             // A comment's count change alone is told by the comment's own record.
-            let recipients = if like_news || edited {
-                reads.audience(app, &new.id, &new.user_id).await?
-            } else {
-                Vec::new()
-            };
             if like_news {
                 let message = ServerMessage::LikeUpdated {
                     post_id: new.id.clone(),
                     like_count: new.like_count,
                 };
-                broadcast(app, &recipients, &message).await?;
+                reads.tell_audience(app, &new.id, &new.user_id, &message).await?;
             }
             if edited {
                 let author = author(app, &new.user_id).await?;
+                let (post_id, author_id) = (new.id.clone(), new.user_id.clone());
                 let message = ServerMessage::PostUpdated {
                     post: PostView::new(new, &author, false),
                 };
-                broadcast(app, &recipients, &message).await?;
+                reads.tell_audience(app, &post_id, &author_id, &message).await?;
             }
             if media_changed {
                 release_media(app, &old).await?;
@@ -158,27 +160,25 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            let recipients = reads.audience(app, &post.id, &post.user_id).await?;
             let author = author(app, &comment.user_id).await?;
             let message = ServerMessage::CommentCreated {
                 post_id: post.id.clone(),
                 comment: CommentView::new(comment, &author),
                 comment_count: post.comment_count,
             };
-            broadcast(app, &recipients, &message).await
+            reads.tell_audience(app, &post.id, &post.user_id, &message).await
         }
         Change::CommentDeleted(comment) => {
             // Comments removed with their post are not news.
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            let recipients = reads.audience(app, &post.id, &post.user_id).await?;
             let message = ServerMessage::CommentDeleted {
                 post_id: post.id.clone(),
                 comment_id: comment.id,
                 comment_count: post.comment_count,
             };
-            broadcast(app, &recipients, &message).await
+            reads.tell_audience(app, &post.id, &post.user_id, &message).await
         }
         Change::MediaChanged { old, new } => {
             let was_pending = old.is_none_or(|o| o.status == MediaStatus::Pending);
@@ -208,7 +208,8 @@ async fn handle_change(
                     reason: new.reason.clone().unwrap_or_default(),
                 },
             };
-            broadcast(app, &app.table.user_connections(&new.user_id).await?, &message).await
+            broadcast(app, &app.table.user_connections(&new.user_id).await?, &message).await?;
+            Ok(())
         }
         Change::MediaRemoved(media) => {
             // Released by its post, or expired before any post claimed it: nothing may show
@@ -265,13 +266,27 @@ impl LaneReads {
         Ok(post)
     }
 
-    async fn audience(&mut self, app: &App, post_id: &str, author_id: &str) -> Result<Vec<Recipient>, ApiError> {
-        if let Some(audience) = self.audiences.get(post_id) {
-            return Ok(audience.clone());
+    /// Sends `message` to the post's audience; connections found gone or expired leave it, so
+    /// the lane's next records do not try them again.
+    async fn tell_audience(
+        &mut self,
+        app: &App,
+        post_id: &str,
+        author_id: &str,
+        message: &ServerMessage,
+    ) -> Result<(), ApiError> {
+        if !self.audiences.contains_key(post_id) {
+            let audience = post_audience(app, post_id, author_id).await?;
+            self.audiences.insert(post_id.to_string(), audience);
         }
-        let audience = post_audience(app, post_id, author_id).await?;
-        self.audiences.insert(post_id.to_string(), audience.clone());
-        Ok(audience)
+        let audience = self.audiences.get(post_id).map(Vec::as_slice).unwrap_or_default();
+        let removed = broadcast(app, audience, message).await?;
+        if !removed.is_empty()
+            && let Some(audience) = self.audiences.get_mut(post_id)
+        {
+            audience.retain(|r| !removed.contains(&r.connection_id));
+        }
+        Ok(())
     }
 }
 
@@ -286,24 +301,29 @@ async fn post_audience(app: &App, post_id: &str, author_id: &str) -> Result<Vec<
 
 /// Sends to each connection whose token is still valid; gone ones are forgotten. A socket
 /// whose token expired is closed instead, so it hears nothing its owner could not read over
-/// HTTP. Send failures are logged, never fatal.
-async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage) -> Result<(), ApiError> {
-    let Some(notifier) = &app.notifier else { return Ok(()) };
+/// HTTP. Send failures are logged, never fatal. Answers the connections it removed.
+async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage) -> Result<Vec<String>, ApiError> {
+    let Some(notifier) = &app.notifier else {
+        return Ok(Vec::new());
+    };
     let now = chrono::Utc::now().timestamp();
     let (live, expired): (Vec<&Recipient>, Vec<&Recipient>) =
         recipients.iter().partition(|r| r.expires_at + TOKEN_LEEWAY_SECS >= now);
+    let mut removed = Vec::new();
     for recipient in expired {
         notifier.close(&recipient.connection_id).await;
         app.table.delete_connection(&recipient.connection_id).await?;
+        removed.push(recipient.connection_id.clone());
     }
     let connections: Vec<String> = live.into_iter().map(|r| r.connection_id.clone()).collect();
     if connections.is_empty() {
-        return Ok(());
+        return Ok(removed);
     }
     let (delivery, gone) = notifier.send_all(&connections, message).await;
     for id in &gone {
         app.table.delete_connection(id).await?;
     }
+    removed.extend(gone);
     tracing::info!(
         sent = delivery.sent,
         gone = delivery.gone,
@@ -313,5 +333,5 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
     metrics::emit(Metric::FanoutSends, delivery.sent as u64, "stream-fanout");
     metrics::emit(Metric::FanoutGone, delivery.gone as u64, "stream-fanout");
     metrics::emit(Metric::FanoutFailures, delivery.failed as u64, "stream-fanout");
-    Ok(())
+    Ok(removed)
 }

@@ -6,7 +6,8 @@
 //!
 //! The staleness bound: a list or a post read may show a post, an edit, a deletion or a count
 //! up to the TTL late (WebSocket events carry committed values at once; writes never read
-//! the cache). A container forgets what its own writes changed.
+//! the cache). A container forgets what its own writes changed (which matters where one
+//! container serves both, as forum-local's unrestricted `Stack::app` does).
 
 use std::collections::HashSet;
 
@@ -18,16 +19,16 @@ use crate::model::{Post, Profile};
 use crate::store::Page;
 
 /// What a container keeps. Bytes bound it whatever is asked for: a 100-post page of
-/// 5,000-character posts is 2 MB, and a container has 256 MB in all.
+/// 5,000-character posts is up to 2 MB (four-byte characters), and a container has 256 MB.
 const FEED_PAGES: Limits<Page<Post>> = Limits {
     entries: 256,
     bytes: 16 << 20,
     weigh: |page| page.items.iter().map(post_bytes).sum::<usize>() + 256,
 };
-const POSTS: Limits<Post> = Limits {
+const POSTS: Limits<Option<Post>> = Limits {
     entries: 10_000,
     bytes: 16 << 20,
-    weigh: post_bytes,
+    weigh: |post| post.as_ref().map_or(std::mem::size_of::<Option<Post>>(), post_bytes),
 };
 
 /// The heap a post holds, and its struct.
@@ -43,7 +44,9 @@ fn post_bytes(post: &Post) -> usize {
 
 pub(super) struct HotReads {
     feed_pages: SingleFlight<(Option<PageCursor>, usize), Page<Post>>,
-    posts: SingleFlight<String, Post>,
+    /// `None`: no such post (deleted, most likely), kept like a post so a deleted viral post
+    /// is not read on every view either.
+    posts: SingleFlight<String, Option<Post>>,
 }
 
 impl HotReads {
@@ -76,15 +79,12 @@ impl App {
             .hot
             .posts
             .get_or_load(post_id.to_string(), || async move {
-                let (post, liked) = self
-                    .table
-                    .get_post(post_id, viewer)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound("post not found".into()))?;
-                *slot = Some(liked);
-                Ok::<_, ApiError>(post)
+                let found = self.table.get_post(post_id, viewer).await?;
+                *slot = found.as_ref().map(|(_, liked)| *liked);
+                Ok::<_, ApiError>(found.map(|(post, _)| post))
             })
-            .await?;
+            .await?
+            .ok_or_else(|| ApiError::NotFound("post not found".into()))?;
         let authors = HashSet::from([post.user_id.clone()]);
         let (mut profiles, liked) = match loaded_like {
             Some(liked) => (self.profiles(authors).await?, liked),
