@@ -59,14 +59,27 @@ impl HotReads {
 }
 
 impl App {
-    /// A feed page as stored (no caller in it): one Query per page and TTL at most.
-    pub(super) async fn feed_page(&self, position: Option<&PageCursor>, limit: usize) -> Result<Page<Post>, ApiError> {
-        self.hot
+    /// A feed page as stored (no caller in it): one load per page per TTL. Whoever loads it
+    /// read their own likes in the same BatchGetItem (answered here); everyone else reads
+    /// theirs with the profiles.
+    pub(super) async fn feed_page(
+        &self,
+        position: Option<&PageCursor>,
+        limit: usize,
+        viewer: &str,
+    ) -> Result<(Page<Post>, Option<HashSet<String>>), ApiError> {
+        let mut loaded_likes = None;
+        let slot = &mut loaded_likes;
+        let page = self
+            .hot
             .feed_pages
-            .get_or_load((position.cloned(), limit), || async {
-                Ok(self.table.feed_page(position, limit).await?)
+            .get_or_load((position.cloned(), limit), || async move {
+                let (page, liked) = self.table.feed_page(position, limit, viewer).await?;
+                *slot = Some(liked);
+                Ok::<_, ApiError>(page)
             })
-            .await
+            .await?;
+        Ok((page, loaded_likes))
     }
 
     /// A post, its author and whether `viewer` likes it. The post comes from memory while

@@ -171,11 +171,22 @@ impl App {
         Ok((profiles, liked))
     }
 
-    /// Posts as the caller sees them: author profiles and `is_liked`, read in one batch.
-    async fn post_views(&self, posts: Vec<Post>, caller: &Caller) -> Result<Vec<PostView>, ApiError> {
+    /// Posts as the caller sees them: author profiles and `is_liked`, read in one batch
+    /// (`liked`: the caller's likes among them, when already read).
+    async fn post_views(
+        &self,
+        posts: Vec<Post>,
+        caller: &Caller,
+        liked: Option<HashSet<String>>,
+    ) -> Result<Vec<PostView>, ApiError> {
         let authors: HashSet<String> = posts.iter().map(|p| p.user_id.clone()).collect();
-        let ids: Vec<String> = posts.iter().map(|p| p.id.clone()).collect();
-        let (profiles, liked) = self.profiles_and_likes(authors, &ids, &caller.user_id).await?;
+        let (profiles, liked) = match liked {
+            Some(liked) => (self.profiles(authors).await?, liked),
+            None => {
+                let ids: Vec<String> = posts.iter().map(|p| p.id.clone()).collect();
+                self.profiles_and_likes(authors, &ids, &caller.user_id).await?
+            }
+        };
         Ok(posts
             .into_iter()
             .map(|post| {

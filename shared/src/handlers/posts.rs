@@ -62,8 +62,8 @@ pub async fn list_posts(app: &App, req: &Request, caller: &Caller) -> Result<Res
     let position = http_api::query_param(req, "cursor")
         .map(|raw| cursors.decode(raw, &feed_scope()))
         .transpose()?;
-    let page = app.feed_page(position.as_ref(), limit).await?;
-    let posts = app.post_views(page.items, caller).await?;
+    let (page, liked) = app.feed_page(position.as_ref(), limit, &caller.user_id).await?;
+    let posts = app.post_views(page.items, caller, liked).await?;
     let link = |c: &crate::cursor::PageCursor| page_url(req, &cursors.encode(c), limit);
     Ok(json(
         200,

@@ -4,7 +4,7 @@ use super::error::StoreError;
 use super::items::s;
 use super::{Item, Table};
 use crate::cursor::{Direction, PageCursor};
-use crate::model::{Comment, Post};
+use crate::model::Comment;
 
 /// Which way a list is ordered by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,12 +49,6 @@ pub fn comments_scope(post_id: &str) -> String {
 /// Items a list is sorted by: their ULID.
 pub(super) trait HasSortId {
     fn sort_id(&self) -> &str;
-}
-
-impl HasSortId for Post {
-    fn sort_id(&self) -> &str {
-        &self.id
-    }
 }
 
 impl HasSortId for Comment {

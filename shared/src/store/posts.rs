@@ -2,10 +2,10 @@
 
 use super::items::{get_s, key, post_from_item, post_item, s};
 use super::media::{OwnMedia, media_refused};
-use super::page::{ListSpec, Order, Page, feed_scope};
+use super::page::{HasSortId, ListSpec, Order, Page, feed_scope};
 use super::rate::RateToken;
 use super::tx::built;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::{
@@ -155,8 +155,16 @@ impl Table {
         Ok(post.map(|p| (p, liked)))
     }
 
-    /// One page of the global feed, newest first.
-    pub async fn feed_page(&self, position: Option<&PageCursor>, limit: usize) -> Result<Page<Post>, StoreError> {
+    /// One page of the global feed, newest first, and which of its posts `viewer` likes. gsi1
+    /// holds keys only, so a post's counters and edits never write the feed's one partition:
+    /// the Query reads the page's ids, then one BatchGetItem reads the posts with the
+    /// viewer's likes (two round trips, as when the index held the posts).
+    pub async fn feed_page(
+        &self,
+        position: Option<&PageCursor>,
+        limit: usize,
+        viewer: &str,
+    ) -> Result<(Page<Post>, HashSet<String>), StoreError> {
         let spec = ListSpec {
             scope: feed_scope(),
             index: Some(keys::FEED_INDEX),
@@ -166,7 +174,45 @@ impl Table {
             sk_prefix: "POST#",
             order: Order::NewestFirst,
         };
-        self.page(&spec, position, limit, post_from_item).await
+        let ids = self.page(&spec, position, limit, feed_entry).await?;
+        let mut wanted: Vec<_> = ids
+            .items
+            .iter()
+            .map(|e| key(keys::post_pk(&e.0), keys::POST_SK))
+            .collect();
+        wanted.extend(
+            ids.items
+                .iter()
+                .map(|e| key(keys::post_pk(&e.0), keys::like_sk(viewer))),
+        );
+        let mut posts = HashMap::new();
+        let mut liked = HashSet::new();
+        for item in self.batch_get(wanted).await? {
+            match get_s(&item, keys::SK).as_deref() {
+                Some(keys::POST_SK) => {
+                    let post = post_from_item(&item)?;
+                    posts.insert(post.id.clone(), post);
+                }
+                Some(_) => {
+                    if let Some(pid) =
+                        get_s(&item, keys::PK).and_then(|pk| pk.strip_prefix("POST#").map(str::to_string))
+                    {
+                        liked.insert(pid);
+                    }
+                }
+                None => {}
+            }
+        }
+        // In the page's order; a post deleted since the Query is left out.
+        let items = ids.items.into_iter().filter_map(|e| posts.remove(&e.0)).collect();
+        Ok((
+            Page {
+                items,
+                next: ids.next,
+                previous: ids.previous,
+            },
+            liked,
+        ))
     }
 
     /// Edits a post if `caller` owns it; returns the post as now stored and whether `caller`
@@ -273,4 +319,20 @@ impl Table {
             },
         }
     }
+}
+
+/// A feed index entry: the post id its sort key carries (the index holds keys only).
+struct FeedEntry(String);
+
+impl HasSortId for FeedEntry {
+    fn sort_id(&self) -> &str {
+        &self.0
+    }
+}
+
+fn feed_entry(item: &super::Item) -> Result<FeedEntry, StoreError> {
+    get_s(item, keys::FEED_SK)
+        .and_then(|sk| sk.strip_prefix("POST#").map(str::to_string))
+        .map(FeedEntry)
+        .ok_or_else(|| StoreError::Internal("a feed index entry without its post id".into()))
 }
