@@ -242,13 +242,10 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
     // still lists it, subscribed to the post.
     let table = &stack.stack.app.table;
     let ghost = format!("ghost{}=", ulid::Ulid::new());
+    // Connected a minute ago: past the grace a connection still completing its handshake gets.
+    let now = chrono::Utc::now().timestamp();
     table
-        .put_connection(
-            &ghost,
-            "ghost-user",
-            chrono::Utc::now().timestamp() + 600,
-            chrono::Utc::now().timestamp() + 600,
-        )
+        .put_connection(&ghost, "ghost-user", now + 600, now + 600, now - 60)
         .await
         .unwrap();
     // Any fan-out (another test's post.created reaches every connection) may find the ghost gone
@@ -454,6 +451,7 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
             &format!("cap-user-{}", ulid::Ulid::new()),
             now + 600,
             now + 600,
+            now,
         )
         .await
         .unwrap();
@@ -631,4 +629,34 @@ async fn a_burst_of_likes_and_comments_arrives_in_order_and_ends_on_the_committe
     let read = follower.get(&format!("/api/forum/posts/{id}/")).await;
     assert_eq!(read.body["like_count"], 20);
     assert_eq!(read.body["comment_count"], 20);
+}
+
+#[tokio::test]
+async fn a_connection_still_opening_is_not_forgotten_by_a_send_that_finds_it_not_there_yet() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let bob = stack.user("bob");
+    let table = &stack.stack.app.table;
+    // `$connect` stored it a moment ago and the socket is not open yet: a send to it is
+    // answered 410, as API Gateway answers for a connection still opening. Forgetting it then
+    // would leave a socket that opens and hears nothing, ever.
+    let opening = format!("opening{}=", ulid::Ulid::new());
+    let now = chrono::Utc::now().timestamp();
+    table
+        .put_connection(&opening, "opening-user", now + 600, now + 600, now)
+        .await
+        .unwrap();
+    let mut live = Live::connect(stack, &bob).await;
+    let post = alice.create_post("while someone connects").await;
+    let id = post["id"].as_str().unwrap().to_string();
+    // The broadcast tried every connection; bob's heard it.
+    live.expect("post.created", is("post.created", id)).await;
+    for _ in 0..10 {
+        assert!(
+            table.get_connection(&opening).await.unwrap().is_some(),
+            "a connection still opening was forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    table.delete_connection(&opening).await.unwrap();
 }

@@ -32,6 +32,10 @@ use crate::store::{Change, Recipient};
 /// Partitions handled at once within a batch.
 const LANES: usize = 16;
 
+/// How long after `$connect` a connection answered `410 Gone` is taken to be still opening
+/// rather than gone.
+pub const CONNECT_GRACE_SECS: i64 = 10;
+
 /// Handles one batch of stream records; answers Lambda's partial-batch response.
 pub async fn stream_fanout(app: &App, event: &Value) -> Value {
     let empty = Vec::new();
@@ -320,10 +324,18 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
         return Ok(removed);
     }
     let (delivery, gone) = notifier.send_all(&connections, message).await;
-    for id in &gone {
-        app.table.delete_connection(id).await?;
+    for id in gone {
+        // `$connect` stores a connection before API Gateway opens it, and a send to it
+        // meanwhile is answered 410: forgetting it then would leave an open socket that hears
+        // nothing. A connection gone past the grace is a client that vanished.
+        let connecting = recipients
+            .iter()
+            .any(|r| r.connection_id == id && r.connected_at + CONNECT_GRACE_SECS > now);
+        if !connecting {
+            app.table.delete_connection(&id).await?;
+        }
+        removed.push(id);
     }
-    removed.extend(gone);
     tracing::info!(
         sent = delivery.sent,
         gone = delivery.gone,

@@ -44,7 +44,7 @@ pub async fn ws_connect(app: &App, event: &Value) -> Value {
     let ttl = (now + CONNECTION_TTL_SECS).min(caller.expires_at + TOKEN_LEEWAY_SECS);
     match app
         .table
-        .put_connection(id, &caller.user_id, caller.expires_at, ttl)
+        .put_connection(id, &caller.user_id, caller.expires_at, ttl, now)
         .await
     {
         Ok(()) => status(200),

@@ -30,6 +30,8 @@ pub const MAX_SUBSCRIPTIONS: usize = 200;
 pub struct Recipient {
     pub connection_id: String,
     pub expires_at: i64,
+    /// When `$connect` stored it (Unix seconds; 0 when unknown).
+    pub connected_at: i64,
 }
 
 /// Live WebSocket connections one user may hold at once.
@@ -64,6 +66,7 @@ impl Table {
         user_id: &str,
         expires_at: i64,
         ttl: i64,
+        connected_at: i64,
     ) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp();
         // Start at a slot of the id's own, so a user's concurrent connects rarely collide.
@@ -77,6 +80,7 @@ impl Table {
             item.insert("connection_id".into(), s(connection_id));
             item.insert("user_id".into(), s(user_id));
             item.insert("expires_at".into(), signed(expires_at));
+            item.insert("connected_at".into(), signed(connected_at));
             item.insert("slot".into(), n(u64::from(slot)));
             item.insert("ttl".into(), signed(ttl));
             item.insert(keys::FEED_PK.into(), s(keys::CONNECTIONS_PARTITION));
@@ -280,7 +284,7 @@ impl Table {
             .expression_attribute_names("#sk", sk_attr)
             .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s(PREFIX))
-            .projection_expression("#sk, expires_at");
+            .projection_expression("#sk, expires_at, connected_at");
         let items = self.query_every(query).await?;
         Ok(items
             .iter()
@@ -288,6 +292,11 @@ impl Table {
                 let id = get_s(item, sk_attr)?.strip_prefix(PREFIX)?.to_string();
                 Some(Recipient {
                     expires_at: connection_from_item(&id, item).expires_at,
+                    connected_at: item
+                        .get("connected_at")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
                     connection_id: id,
                 })
             })
