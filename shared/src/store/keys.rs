@@ -15,8 +15,14 @@ pub const USER_INDEX: &str = "gsi2";
 pub const USER_PK: &str = "gsi2pk";
 pub const USER_SK: &str = "gsi2sk";
 
+/// What a post's partition key (and its sort key in the indexes) starts with.
+pub const POST_PREFIX: &str = "POST#";
 pub fn post_pk(post_id: &str) -> String {
-    format!("POST#{post_id}")
+    format!("{POST_PREFIX}{post_id}")
+}
+/// The post id of a `POST#<pid>` key (a post's or its likes' partition, a feed entry).
+pub fn post_id_in(key: &str) -> Option<String> {
+    key.strip_prefix(POST_PREFIX).map(str::to_string)
 }
 pub fn user_pk(user_id: &str) -> String {
     format!("USER#{user_id}")
@@ -26,7 +32,7 @@ pub fn like_sk(user_id: &str) -> String {
 }
 /// Sort key of a post within the feed and user indexes.
 pub fn post_ref(post_id: &str) -> String {
-    format!("POST#{post_id}")
+    format!("{POST_PREFIX}{post_id}")
 }
 pub fn comment_sk(comment_id: &str) -> String {
     format!("COMMENT#{comment_id}")

@@ -171,7 +171,7 @@ impl Table {
             pk_attr: keys::FEED_PK,
             pk: keys::FEED_PARTITION.to_string(),
             sk_attr: keys::FEED_SK,
-            sk_prefix: "POST#",
+            sk_prefix: keys::POST_PREFIX,
             order: Order::NewestFirst,
         };
         let ids = self.page(&spec, position, limit, feed_entry).await?;
@@ -194,9 +194,7 @@ impl Table {
                     posts.insert(post.id.clone(), post);
                 }
                 Some(_) => {
-                    if let Some(pid) =
-                        get_s(&item, keys::PK).and_then(|pk| pk.strip_prefix("POST#").map(str::to_string))
-                    {
+                    if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
                         liked.insert(pid);
                     }
                 }
@@ -332,7 +330,8 @@ impl HasSortId for FeedEntry {
 
 fn feed_entry(item: &super::Item) -> Result<FeedEntry, StoreError> {
     get_s(item, keys::FEED_SK)
-        .and_then(|sk| sk.strip_prefix("POST#").map(str::to_string))
+        .as_deref()
+        .and_then(keys::post_id_in)
         .map(FeedEntry)
         .ok_or_else(|| StoreError::Internal("a feed index entry without its post id".into()))
 }

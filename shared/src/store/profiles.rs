@@ -107,9 +107,7 @@ impl Table {
                     profiles.insert(profile.user_id.clone(), profile);
                 }
                 Some(sk) if sk.starts_with("LIKE#") => {
-                    if let Some(pid) =
-                        get_s(&item, keys::PK).and_then(|pk| pk.strip_prefix("POST#").map(str::to_string))
-                    {
+                    if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
                         liked.insert(pid);
                     }
                 }
