@@ -42,17 +42,16 @@ pub async fn stream_fanout(app: &App, event: &Value) -> Value {
     let records = event["Records"].as_array().unwrap_or(&empty);
     // Every record is read first: one that cannot be read will never succeed, so nothing
     // after it runs (a retry would only repeat it).
-    let mut changes = Vec::with_capacity(records.len());
-    for (index, record) in records.iter().enumerate() {
-        match Change::from_record(record) {
-            Ok(change) => changes.push(change),
-            Err(e) => {
-                tracing::error!(sequence = sequence_of(record), error = %e, "stream record unreadable");
-                break;
-            }
-        }
-        debug_assert_eq!(changes.len(), index + 1);
-    }
+    let changes: Vec<Change> = records
+        .iter()
+        .map_while(|record| {
+            Change::from_record(record)
+                .inspect_err(
+                    |e| tracing::error!(sequence = sequence_of(record), error = %e, "stream record unreadable"),
+                )
+                .ok()
+        })
+        .collect();
     // Lanes in order of first appearance, each with its records' batch positions in order.
     let mut lanes: Vec<Vec<usize>> = Vec::new();
     let mut lane_of: HashMap<&str, usize> = HashMap::new();
@@ -319,19 +318,21 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
         app.table.delete_connection(&recipient.connection_id).await?;
         removed.push(recipient.connection_id.clone());
     }
-    let connections: Vec<String> = live.into_iter().map(|r| r.connection_id.clone()).collect();
+    // `$connect` stores a connection before API Gateway opens it, and a send to it meanwhile
+    // is answered 410: forgetting it then would leave an open socket that hears nothing. A
+    // connection gone past the grace is a client that vanished.
+    let opening: HashSet<&str> = live
+        .iter()
+        .filter(|r| r.connected_at + CONNECT_GRACE_SECS > now)
+        .map(|r| r.connection_id.as_str())
+        .collect();
+    let connections: Vec<String> = live.iter().map(|r| r.connection_id.clone()).collect();
     if connections.is_empty() {
         return Ok(removed);
     }
     let (delivery, gone) = notifier.send_all(&connections, message).await;
     for id in gone {
-        // `$connect` stores a connection before API Gateway opens it, and a send to it
-        // meanwhile is answered 410: forgetting it then would leave an open socket that hears
-        // nothing. A connection gone past the grace is a client that vanished.
-        let connecting = recipients
-            .iter()
-            .any(|r| r.connection_id == id && r.connected_at + CONNECT_GRACE_SECS > now);
-        if !connecting {
+        if !opening.contains(id.as_str()) {
             app.table.delete_connection(&id).await?;
         }
         removed.push(id);
