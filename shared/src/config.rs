@@ -445,4 +445,21 @@ mod tests {
         assert!(data(&[("TABLE_NAME", "")], Deployment::Development).is_err());
         assert!(data(&[("FORUM_RATE_POSTS_PER_MIN", "0")], Deployment::Deployed).is_err());
     }
+
+    #[test]
+    fn the_read_cache_ttl_is_bounded_and_a_bad_one_stops_the_function() {
+        let ttl = |v: &str| data(&[("FORUM_READ_CACHE_TTL_MS", v)], Deployment::Deployed).map(|c| c.read_cache_ttl);
+        assert_eq!(
+            data(&[], Deployment::Deployed).unwrap().read_cache_ttl.as_millis(),
+            1000
+        );
+        assert_eq!(ttl("0").unwrap().as_millis(), 0);
+        assert_eq!(ttl("10000").unwrap().as_millis(), 10_000);
+        // Empty reads as unset, as for every variable here.
+        assert_eq!(ttl("").unwrap().as_millis(), 1000);
+        for bad in ["10001", "-1", "1.5", "1s", "18446744073709551616"] {
+            let err = ttl(bad).unwrap_err().to_string();
+            assert!(err.contains("ReadCacheTtlMs"), "`{bad}`: {err}");
+        }
+    }
 }
