@@ -91,8 +91,8 @@ struct Services {
     connections: CountingProxy,
     /// Each function's environment from template.yaml (by binary).
     environments: BTreeMap<String, BTreeMap<String, String>>,
-    /// This run's JWT and cursor secret.
-    secret: String,
+    /// The Secrets Manager stand-in, holding this run's own JWT and cursor keys.
+    secrets_endpoint: String,
 }
 
 impl Services {
@@ -163,11 +163,10 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
     ] {
         env.insert(k.to_string(), v);
     }
-    for secret in ["FORUM_JWT_SECRET", "FORUM_CURSOR_SECRET"] {
-        if let Some(value) = env.get_mut(secret) {
-            *value = services.secret.clone();
-        }
-    }
+    env.insert(
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
+        services.secrets_endpoint.clone(),
+    );
     let spawned = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
@@ -262,8 +261,18 @@ pub async fn run(args: &Args) {
             .expect("proxy"),
         connections: CountingProxy::start(stack.http_addr.to_string()).await.expect("proxy"),
         environments: stack.environments.clone(),
-        secret: format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()),
+        secrets_endpoint: stack.secrets_endpoint.clone(),
     };
+    // Deployed functions refuse the repository's public development keys: this run's own.
+    for env in stack.environments.values() {
+        for (name, arn) in env {
+            if name.ends_with("_SECRET_ARN") && !arn.is_empty() {
+                stack
+                    .secrets
+                    .put(arn, &format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()));
+            }
+        }
+    }
 
     let mut binaries = vec![HELLO.to_string()];
     binaries.extend(if args.only.is_empty() {

@@ -5,7 +5,9 @@
 //! naming the parameter, and never reach `/next`.
 //!
 //! AWS endpoints point at a closed loopback port, so the warm-up fails at once and nothing
-//! leaves the machine; init does not depend on reaching AWS.
+//! leaves the machine; init does not depend on reaching AWS. Secrets Manager is forum-local's
+//! stand-in, holding the secrets a deployment's parameters name (functions read their keys from
+//! it, never from their environment).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
@@ -13,10 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forum_local::runtime_api::{Shared, Timeline, lambda_variables, lock, serve_runtime_api};
+use forum_local::secrets_local::LocalSecrets;
 use forum_local::{Parameters, StackOptions};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
+use tokio::sync::OnceCell;
 
 /// Every binary of this package, built by cargo for this test.
 macro_rules! binaries {
@@ -59,6 +63,59 @@ fn own_secret() -> String {
     format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new())
 }
 
+/// Secrets a deployment's parameters name, in an account of its own.
+const JWT_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/jwt-AbCdEf";
+const CURSOR_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/cursor-AbCdEf";
+/// Secrets holding what no function may run with.
+const PUBLIC_JWT_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/public-jwt-AbCdEf";
+const PUBLIC_CURSOR_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/public-cursor-AbCdEf";
+const SHORT_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/short-AbCdEf";
+const MISSING_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/missing-AbCdEf";
+
+/// The Secrets Manager stand-in every function of this test reads from (`AWS_ENDPOINT_URL_SECRETS_MANAGER`).
+struct SecretsManager {
+    secrets: std::sync::Arc<LocalSecrets>,
+    endpoint: String,
+}
+
+async fn secrets_manager() -> &'static SecretsManager {
+    static SERVER: OnceCell<SecretsManager> = OnceCell::const_new();
+    SERVER
+        .get_or_init(|| async {
+            let secrets = std::sync::Arc::new(LocalSecrets::default());
+            secrets.put(JWT_ARN, &own_secret());
+            secrets.put(CURSOR_ARN, &own_secret());
+            secrets.put(PUBLIC_JWT_ARN, shared::config::PUBLIC_DEVELOPMENT_SECRETS[0]);
+            secrets.put(PUBLIC_CURSOR_ARN, shared::config::PUBLIC_DEVELOPMENT_SECRETS[1]);
+            secrets.put(SHORT_ARN, "short");
+            // The development ARNs of samconfig.toml, as forum-local's stand-in holds them.
+            secrets
+                .provision(
+                    forum_local::secrets_local::DEVELOPMENT_SECRETS
+                        .iter()
+                        .map(|(name, _)| format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}")),
+                )
+                .expect("development secrets");
+            // Its own runtime, so that it outlives each test's.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let held = secrets.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                runtime.block_on(async move {
+                    let (endpoint, task) =
+                        forum_local::secrets_local::start("127.0.0.1:0".parse().expect("addr"), held)
+                            .await
+                            .expect("the stand-in starts");
+                    let _ = tx.send(endpoint);
+                    let _ = task.await;
+                });
+            });
+            let endpoint = rx.recv().expect("an endpoint");
+            SecretsManager { secrets, endpoint }
+        })
+        .await
+}
+
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -70,7 +127,7 @@ fn parameters(pairs: &[(&str, &str)]) -> Parameters {
     let mut p: Parameters = [
         ("JwtIssuer", ISSUER.to_string()),
         ("JwtAudience", AUDIENCE.to_string()),
-        ("CursorSecret", own_secret()),
+        ("CursorSecretArn", CURSOR_ARN.to_string()),
         ("AllowedOrigins", "https://forum.example.com".to_string()),
     ]
     .into_iter()
@@ -120,16 +177,19 @@ async fn start(binary: &str, name: &str, env: &BTreeMap<String, String>, events:
     }));
     let (api, server) = serve_runtime_api(timeline.clone()).await.expect("runtime API");
     let unreachable = format!("http://127.0.0.1:{}", closed_port());
+    let secrets = secrets_manager().await.endpoint.clone();
     let mut vars = env.clone();
     vars.extend(lambda_variables(name, api));
     for (k, v) in [
         ("AWS_REGION", "eu-west-1"),
         ("AWS_DEFAULT_REGION", "eu-west-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        // The role's credentials, as Lambda hands them over (the stand-in checks signatures).
+        ("AWS_ACCESS_KEY_ID", shared::aws::LOCAL_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", shared::aws::LOCAL_SECRET_KEY),
         ("AWS_ENDPOINT_URL", unreachable.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", unreachable.as_str()),
         ("AWS_ENDPOINT_URL_S3", unreachable.as_str()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.as_str()),
     ] {
         vars.entry(k.to_string()).or_insert_with(|| v.to_string());
     }
@@ -291,8 +351,14 @@ async fn every_function_starts_with_es256_and_a_pem_key() {
 
 #[tokio::test]
 async fn every_function_starts_with_hs256_and_a_secret_of_its_own() {
-    let secret = own_secret();
-    let environments = deployed_environments(parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", &secret)]));
+    let secret = secrets_manager().await.secrets.current(JWT_ARN).expect("held");
+    let environments = deployed_environments(parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecretArn", JWT_ARN)]));
+    for env in environments.values() {
+        assert!(
+            !env.values().any(|v| v == &secret),
+            "the key is read from Secrets Manager, never placed in an environment"
+        );
+    }
     let good = sign(
         Algorithm::HS256,
         None,
@@ -320,12 +386,16 @@ async fn sam_local_runs_every_function_with_the_repositorys_development_set() {
         ("WS_ENDPOINT".to_string(), unreachable.clone()),
         ("FORUM_LOCAL_DYNAMODB_ENDPOINT".to_string(), unreachable.clone()),
         ("FORUM_LOCAL_S3_ENDPOINT".to_string(), unreachable.clone()),
+        (
+            "FORUM_LOCAL_SECRETS_ENDPOINT".to_string(),
+            secrets_manager().await.endpoint.clone(),
+        ),
     ]);
     let mut environments = dev.function_environments(&overrides).expect("the local set resolves");
     for env in environments.values_mut() {
         env.insert("AWS_SAM_LOCAL".into(), "true".into());
     }
-    let jwt = dev.jwt_settings().expect("local JWT settings");
+    let jwt = dev.token_mint().expect("local JWT settings");
     let good = shared::auth::issue_token(&jwt, "user-1", "alice", None, 600).expect("token");
     let forged = sign(
         Algorithm::HS256,
@@ -351,15 +421,27 @@ async fn refuses_to_start(binary: &str, env: &BTreeMap<String, String>, needle: 
 
 #[tokio::test]
 async fn a_function_without_what_it_needs_does_not_start() {
-    let secret = own_secret();
-    let hs256 = deployed_environments(parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", &secret)]));
+    let hs256 = deployed_environments(parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecretArn", JWT_ARN)]));
 
     // CloudFormation (and forum-local) refuse the parameter set itself ...
     for bad in [
-        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", "")]),
-        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", "short")]),
+        parameters(&[("JwtAlgorithm", "HS256")]),
+        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecretArn", "forum/jwt")]),
         parameters(&[("JwtAlgorithm", "RS256")]),
-        parameters(&[("JwtAlgorithm", "HS256"), ("JwtSecret", &secret), ("CursorSecret", "")]),
+        parameters(&[
+            ("JwtAlgorithm", "RS256"),
+            ("JwtJwksUrl", "http://issuer.test/jwks.json"),
+        ]),
+        parameters(&[
+            ("JwtAlgorithm", "RS256"),
+            ("JwtPublicKey", JWKS),
+            ("JwtSecretArn", JWT_ARN),
+        ]),
+        parameters(&[
+            ("JwtAlgorithm", "HS256"),
+            ("JwtSecretArn", JWT_ARN),
+            ("CursorSecretArn", "x"),
+        ]),
     ] {
         assert!(
             options(bad.clone()).function_environments(&BTreeMap::new()).is_err(),
@@ -367,27 +449,55 @@ async fn a_function_without_what_it_needs_does_not_start() {
         );
     }
 
-    // ... and a function given such an environment anyway (say, edited in the console) stops.
-    let mut empty = hs256["authorizer"].clone();
-    empty.insert("FORUM_JWT_SECRET".into(), String::new());
-    refuses_to_start("authorizer", &empty, "FORUM_JWT_SECRET (template parameter JwtSecret)").await;
-    let published = shared::config::PUBLIC_DEVELOPMENT_SECRETS[0];
-    let mut public = hs256["authorizer"].clone();
-    public.insert("FORUM_JWT_SECRET".into(), published.into());
-    refuses_to_start("authorizer", &public, "public development value").await;
-    let mut no_cursor = hs256["list-posts"].clone();
-    no_cursor.remove("FORUM_CURSOR_SECRET");
-    refuses_to_start("list-posts", &no_cursor, "CursorSecret").await;
-    let mut public_cursor = hs256["list-comments"].clone();
-    public_cursor.insert(
-        "FORUM_CURSOR_SECRET".into(),
-        shared::config::PUBLIC_DEVELOPMENT_SECRETS[1].into(),
-    );
-    refuses_to_start("list-comments", &public_cursor, "public development value").await;
+    // ... and a function given such an environment anyway (say, edited in the console), or
+    // whose secret holds what no function may run with, stops.
+    let with = |binary: &str, name: &str, value: Option<&str>| {
+        let mut env = hs256[binary].clone();
+        match value {
+            Some(value) => env.insert(name.into(), value.into()),
+            None => env.remove(name),
+        };
+        env
+    };
+    for (binary, env, needle) in [
+        (
+            "authorizer",
+            with("authorizer", "FORUM_JWT_SECRET_ARN", Some("")),
+            "FORUM_JWT_SECRET_ARN (template parameter JwtSecretArn)",
+        ),
+        (
+            "authorizer",
+            with("authorizer", "FORUM_JWT_SECRET_ARN", Some(PUBLIC_JWT_ARN)),
+            "public development value",
+        ),
+        (
+            "authorizer",
+            with("authorizer", "FORUM_JWT_SECRET_ARN", Some(SHORT_ARN)),
+            "shorter than 32",
+        ),
+        (
+            "authorizer",
+            with("authorizer", "FORUM_JWT_SECRET_ARN", Some(MISSING_ARN)),
+            "cannot be read",
+        ),
+        (
+            "list-posts",
+            with("list-posts", "FORUM_CURSOR_SECRET_ARN", None),
+            "CursorSecretArn",
+        ),
+        (
+            "list-comments",
+            with("list-comments", "FORUM_CURSOR_SECRET_ARN", Some(PUBLIC_CURSOR_ARN)),
+            "public development value",
+        ),
+    ] {
+        refuses_to_start(binary, &env, needle).await;
+    }
     // Local endpoints sign with public credentials: never in a deployment.
     let mut local = hs256["get-post"].clone();
     local.insert("FORUM_LOCAL_DYNAMODB_ENDPOINT".into(), "http://127.0.0.1:8000".into());
     local.insert("FORUM_LOCAL_S3_ENDPOINT".into(), "http://127.0.0.1:9000".into());
+    local.insert("FORUM_LOCAL_SECRETS_ENDPOINT".into(), "http://127.0.0.1:9100".into());
     refuses_to_start("get-post", &local, "FORUM_LOCAL_DYNAMODB_ENDPOINT").await;
 }
 
@@ -404,6 +514,7 @@ async fn sam_local_functions_work_against_forum_locals_data_plane() {
     let actual = BTreeMap::from([
         ("8000".to_string(), port(&stack.dynamodb_endpoint)),
         ("9000".to_string(), port(&stack.s3_endpoint)),
+        ("9100".to_string(), port(&stack.secrets_endpoint)),
         ("3001".to_string(), stack.http_addr.port().to_string()),
     ]);
     let overrides: BTreeMap<String, String> = file["Parameters"]

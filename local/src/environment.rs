@@ -51,6 +51,23 @@ pub fn samconfig_parameters(text: &str, env: &str, command: &str) -> Result<Para
         .collect()
 }
 
+/// The id of the stack forum-local stands in for (its `AWS::StackId` ends with it).
+pub const LOCAL_STACK_UUID: &str = "0f0c0a1e-0000-4000-8000-00000000f0c0";
+/// What the HTTP API's id (`!Ref HttpApi`) is locally.
+pub const LOCAL_HTTP_API_ID: &str = "forumlocal";
+/// The WebSocket API's id and its authorizer's, locally.
+pub const LOCAL_WEBSOCKET_API_ID: &str = "forumlocalws";
+pub const LOCAL_WEBSOCKET_AUTHORIZER_ID: &str = "wsauthorizer";
+
+/// The ARN of a secret the template creates (`AWS::SecretsManager::Secret`), locally: the
+/// Secrets Manager stand-in holds a random value under it.
+pub fn local_secret_arn(names: &LocalNames, logical_id: &str) -> String {
+    format!(
+        "arn:aws:secretsmanager:{}:{}:secret:{}/{logical_id}-local",
+        names.region, names.account_id, names.stack_name
+    )
+}
+
 /// What stands in for AWS when resolving: pseudo parameters and the physical names of the
 /// resources forum-local provides itself.
 #[derive(Clone, Debug)]
@@ -240,18 +257,41 @@ impl<'t> Resolver<'t> {
         let (name, arg) = intrinsic(value).ok_or_else(|| invalid(format!("cannot resolve {value:?}")))?;
         match name.as_str() {
             "Ref" => self.reference(arg.as_str().ok_or_else(|| invalid("Ref takes a name".into()))?),
-            "Fn::Sub" => {
-                let text = match arg {
-                    Value::String(s) => s.as_str(),
-                    Value::Sequence(items) if items.len() == 1 => items[0].as_str().unwrap_or_default(),
-                    _ => {
-                        return Err(invalid(
-                            "only the one-string form of Fn::Sub is supported locally".into(),
-                        ));
+            "Fn::Sub" => match arg {
+                Value::String(text) => self.substitute(text, &BTreeMap::new()),
+                Value::Sequence(items) => match items.as_slice() {
+                    [Value::String(text)] => self.substitute(text, &BTreeMap::new()),
+                    [Value::String(text), Value::Mapping(vars)] => {
+                        let mut values = BTreeMap::new();
+                        for (name, value) in vars {
+                            let name = name
+                                .as_str()
+                                .ok_or_else(|| invalid("Fn::Sub variable names are strings".into()))?;
+                            values.insert(name.to_string(), self.string(value)?);
+                        }
+                        self.substitute(text, &values)
                     }
-                };
-                self.substitute(text)
-            }
+                    _ => Err(invalid("Fn::Sub takes a string, or [string, {variables}]".into())),
+                },
+                _ => Err(invalid("Fn::Sub takes a string, or [string, {variables}]".into())),
+            },
+            "Fn::Select" => match arg.as_sequence().map(Vec::as_slice) {
+                Some([index, list]) => {
+                    let index: usize = self
+                        .string(index)?
+                        .parse()
+                        .map_err(|_| invalid("Fn::Select takes a number".into()))?;
+                    self.list(list)?
+                        .into_iter()
+                        .nth(index)
+                        .ok_or_else(|| invalid(format!("Fn::Select: no item {index}")))
+                }
+                _ => Err(invalid("Fn::Select takes [index, list]".into())),
+            },
+            "Fn::Join" => match arg.as_sequence().map(Vec::as_slice) {
+                Some([Value::String(delimiter), list]) => Ok(self.list(list)?.join(delimiter)),
+                _ => Err(invalid("Fn::Join takes [delimiter, list]".into())),
+            },
             "Fn::If" => match arg.as_sequence().map(Vec::as_slice) {
                 Some([Value::String(condition), then, otherwise]) => self.string(if self.named_condition(condition)? {
                     then
@@ -272,6 +312,64 @@ impl<'t> Resolver<'t> {
         }
     }
 
+    /// `value` with an `Fn::If` at its top chosen (recursively) by its condition; `None` for
+    /// `AWS::NoValue`, as CloudFormation drops it.
+    pub fn choose(&self, value: &Value) -> Result<Option<Value>, TemplateError> {
+        match intrinsic(value) {
+            Some((name, arg)) if name == "Fn::If" => match arg.as_sequence().map(Vec::as_slice) {
+                Some([Value::String(condition), then, otherwise]) => self.choose(if self.named_condition(condition)? {
+                    then
+                } else {
+                    otherwise
+                }),
+                _ => Err(invalid("Fn::If takes [condition, then, else]".into())),
+            },
+            Some((name, arg)) if name == "Ref" && arg.as_str() == Some("AWS::NoValue") => Ok(None),
+            _ => Ok(Some(value.clone())),
+        }
+    }
+
+    /// The ARN of a secret a function reads: a parameter's value (none when empty), or a
+    /// secret the template creates (none when its condition does not hold).
+    pub fn secret_arn(&self, name: &str) -> Option<String> {
+        if let Some(value) = self.parameters.get(name) {
+            return (!value.is_empty()).then(|| value.clone());
+        }
+        if self.template.resource_types.get(name).map(String::as_str) != Some("AWS::SecretsManager::Secret") {
+            return None;
+        }
+        match self.template.resource_conditions.get(name) {
+            Some(condition) if !self.named_condition(condition).unwrap_or(false) => None,
+            _ => Some(local_secret_arn(&self.names, name)),
+        }
+    }
+
+    /// The secrets the template creates (by logical id) with their local ARNs, where their
+    /// conditions hold.
+    pub fn created_secrets(&self) -> Vec<(String, String)> {
+        self.template
+            .resource_types
+            .iter()
+            .filter(|(_, kind)| kind.as_str() == "AWS::SecretsManager::Secret")
+            .filter_map(|(id, _)| Some((id.clone(), self.secret_arn(id)?)))
+            .collect()
+    }
+
+    /// A list: a YAML sequence, `Fn::Split`, or a `CommaDelimitedList` parameter.
+    fn list(&self, value: &Value) -> Result<Vec<String>, TemplateError> {
+        if let Some(("Fn::Split", arg)) = intrinsic(value).as_ref().map(|(n, a)| (n.as_str(), *a)) {
+            return match arg.as_sequence().map(Vec::as_slice) {
+                Some([Value::String(delimiter), text]) => Ok(self
+                    .string(text)?
+                    .split(delimiter.as_str())
+                    .map(str::to_string)
+                    .collect()),
+                _ => Err(invalid("Fn::Split takes [delimiter, string]".into())),
+            };
+        }
+        self.strings(value)
+    }
+
     fn reference(&self, name: &str) -> Result<String, TemplateError> {
         if let Some(value) = self.parameters.get(name) {
             return Ok(value.clone());
@@ -280,6 +378,12 @@ impl<'t> Resolver<'t> {
             "AWS::StackName" => return Ok(self.names.stack_name.clone()),
             "AWS::Region" => return Ok(self.names.region.clone()),
             "AWS::AccountId" => return Ok(self.names.account_id.clone()),
+            "AWS::StackId" => {
+                return Ok(format!(
+                    "arn:aws:cloudformation:{}:{}:stack/{}/{}",
+                    self.names.region, self.names.account_id, self.names.stack_name, LOCAL_STACK_UUID
+                ));
+            }
             "AWS::URLSuffix" => return Ok("amazonaws.com".into()),
             "AWS::Partition" => return Ok("aws".into()),
             _ => {}
@@ -294,6 +398,9 @@ impl<'t> Resolver<'t> {
                     .ok_or_else(|| invalid(format!("bucket {name} has no BucketName to resolve locally")))?;
                 self.string(bucket_name)
             }
+            Some("AWS::SecretsManager::Secret") => Ok(local_secret_arn(&self.names, name)),
+            Some("AWS::Serverless::HttpApi" | "AWS::ApiGatewayV2::Api") => Ok(LOCAL_HTTP_API_ID.to_string()),
+            Some("AWS::Serverless::Function" | "AWS::Lambda::Function") => Ok(name.to_string()),
             Some(kind) => Err(invalid(format!(
                 "forum-local has no local value for !Ref {name} ({kind})"
             ))),
@@ -303,17 +410,35 @@ impl<'t> Resolver<'t> {
 
     fn attribute(&self, target: &str) -> Result<String, TemplateError> {
         let resource = target.split('.').next().unwrap_or(target);
-        match self.template.resource_types.get(resource).map(String::as_str) {
-            Some("AWS::DynamoDB::Table") if target.ends_with(".Arn") => Ok(format!(
-                "arn:aws:dynamodb:{}:{}:table/{}",
-                self.names.region, self.names.account_id, self.names.table_name
+        let (region, account) = (&self.names.region, &self.names.account_id);
+        match (self.template.resource_types.get(resource).map(String::as_str), target) {
+            (Some("AWS::DynamoDB::Table"), _) if target.ends_with(".Arn") => Ok(format!(
+                "arn:aws:dynamodb:{region}:{account}:table/{}",
+                self.names.table_name
             )),
+            (Some("AWS::DynamoDB::Table"), _) if target.ends_with(".StreamArn") => Ok(format!(
+                "arn:aws:dynamodb:{region}:{account}:table/{}/stream/local",
+                self.names.table_name
+            )),
+            (Some("AWS::SQS::Queue"), _) if target.ends_with(".Arn") => {
+                Ok(format!("arn:aws:sqs:{region}:{account}:{resource}"))
+            }
+            (Some("AWS::Serverless::Function" | "AWS::Lambda::Function"), _) if target.ends_with(".Arn") => {
+                Ok(format!("arn:aws:lambda:{region}:{account}:function:{resource}"))
+            }
+            (Some("AWS::Serverless::Application" | "AWS::CloudFormation::Stack"), "WebSocketApi.Outputs.ApiId") => {
+                Ok(LOCAL_WEBSOCKET_API_ID.to_string())
+            }
+            (
+                Some("AWS::Serverless::Application" | "AWS::CloudFormation::Stack"),
+                "WebSocketRoutes.Outputs.AuthorizerId",
+            ) => Ok(LOCAL_WEBSOCKET_AUTHORIZER_ID.to_string()),
             _ => Err(invalid(format!("forum-local has no local value for {target}"))),
         }
     }
 
     /// `Fn::Sub`'s one-string form: `${Name}` and `${Resource.Attribute}`; `${!x}` is a literal.
-    fn substitute(&self, text: &str) -> Result<String, TemplateError> {
+    fn substitute(&self, text: &str, variables: &BTreeMap<String, String>) -> Result<String, TemplateError> {
         let mut out = String::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
@@ -327,6 +452,8 @@ impl<'t> Resolver<'t> {
                 out.push_str("${");
                 out.push_str(literal);
                 out.push('}');
+            } else if let Some(value) = variables.get(name) {
+                out.push_str(value);
             } else if name.contains('.') {
                 out.push_str(&self.attribute(name)?);
             } else {
@@ -389,18 +516,20 @@ mod tests {
     }
 
     #[test]
-    fn every_secret_samconfig_publishes_is_refused_by_deployed_functions() {
-        for name in ["JwtSecret", "CursorSecret"] {
-            let value = &local()[name];
+    fn every_secret_samconfig_names_holds_a_value_deployed_functions_refuse() {
+        for name in ["JwtSecretArn", "CursorSecretArn"] {
+            let arn = &local()[name];
+            let value = crate::secrets_local::development_value(arn)
+                .unwrap_or_else(|| panic!("samconfig.toml's {name} must name a development secret"));
             assert!(
-                shared::config::PUBLIC_DEVELOPMENT_SECRETS.contains(&value.as_str()),
-                "samconfig.toml's {name} must be listed in PUBLIC_DEVELOPMENT_SECRETS"
+                shared::config::PUBLIC_DEVELOPMENT_SECRETS.contains(&value),
+                "{name}'s value must be listed in PUBLIC_DEVELOPMENT_SECRETS"
             );
         }
     }
 
     #[test]
-    fn secrets_reach_only_the_functions_that_use_them() {
+    fn secrets_reach_only_the_functions_that_use_them_and_only_by_name() {
         let template = StackTemplate::parse(BUNDLED_TEMPLATE).unwrap();
         let resolver = Resolver::new(&template, &local(), LocalNames::default()).unwrap();
         let overrides: BTreeMap<String, String> = [
@@ -416,11 +545,18 @@ mod tests {
             assert_eq!(jwt, function.binary == "authorizer", "{}: {env:?}", function.binary);
             let paginates = shared::Route::from_binary(&function.binary).is_some_and(shared::Route::paginates);
             assert_eq!(
-                env.contains_key("FORUM_CURSOR_SECRET"),
+                env.contains_key("FORUM_CURSOR_SECRET_ARN"),
                 paginates,
                 "{}",
                 function.binary
             );
+            for value in shared::config::PUBLIC_DEVELOPMENT_SECRETS {
+                assert!(
+                    !env.values().any(|v| v == value),
+                    "{}: a secret's value",
+                    function.binary
+                );
+            }
             if function.binary != "authorizer" {
                 assert_eq!(env["TABLE_NAME"], "forum", "{}", function.binary);
             }
@@ -439,11 +575,22 @@ mod tests {
         };
         assert!(with(&[]).is_ok());
         let refused = [
-            vec![("JwtSecret", "")],
-            vec![("JwtSecret", "too-short")],
+            vec![("JwtSecretArn", "")],
+            vec![("JwtSecretArn", "forum/jwt")],
             vec![("JwtAlgorithm", "RS256")],
-            vec![("JwtAlgorithm", "ES256"), ("JwtPublicKey", "")],
-            vec![("CursorSecret", "")],
+            vec![("JwtAlgorithm", "ES256"), ("JwtSecretArn", ""), ("JwtPublicKey", "")],
+            vec![
+                ("JwtAlgorithm", "RS256"),
+                ("JwtSecretArn", ""),
+                ("JwtJwksUrl", "http://issuer/jwks"),
+            ],
+            vec![
+                ("JwtAlgorithm", "RS256"),
+                ("JwtSecretArn", ""),
+                ("JwtJwksUrl", "https://issuer/jwks"),
+                ("JwtPublicKey", "{}"),
+            ],
+            vec![("CursorSecretArn", "not-an-arn")],
             vec![("JwtAlgorithm", "PS256")],
             vec![("Unknown", "x")],
             // Origins: exact, https (plain http only for this machine), never a wildcard.
@@ -461,10 +608,20 @@ mod tests {
             with(&[
                 ("JwtAlgorithm", "RS256"),
                 ("JwtPublicKey", "{\"keys\":[]}"),
-                ("JwtSecret", "")
+                ("JwtSecretArn", "")
             ])
             .is_ok()
         );
+        assert!(
+            with(&[
+                ("JwtAlgorithm", "RS256"),
+                ("JwtJwksUrl", "https://issuer.example/.well-known/jwks.json"),
+                ("JwtSecretArn", "")
+            ])
+            .is_ok()
+        );
+        // No cursor key named: the stack creates one.
+        assert!(with(&[("CursorSecretArn", "")]).is_ok());
         assert!(with(&[("AllowedOrigins", "https://forum.example.com,https://m.example.com:8443")]).is_ok());
     }
 

@@ -1,6 +1,8 @@
-//! The HTTP API emulation: matches routes read from `template.yaml`, runs the authorizer first
-//! (with API Gateway's answer cache), builds the API Gateway v2 event a Lambda would receive,
-//! and hands it to the same handler the Lambda runs.
+//! The HTTP API emulation: selects a route as API Gateway does, from the routes SAM's
+//! translation of template.yaml declares; runs the route's authorizer first (with API
+//! Gateway's answer cache) where API Gateway may invoke it; builds the API Gateway v2 event a
+//! Lambda would receive, and hands it to the same handler the Lambda runs. Where AWS would
+//! refuse (no invoke permission, a preflight sent through an authorizer), so does this.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,8 +22,67 @@ use shared::{ApiError, Route};
 use tokio::net::TcpListener;
 
 use crate::cors::{CorsAnswer, CorsPolicy, CorsRequest};
+use crate::environment::{LOCAL_HTTP_API_ID, Resolver};
+use crate::iam::glob;
 pub use crate::respond::{Functions, plain};
-use crate::template::HttpRoute;
+use crate::template::{HttpRoute, TemplateError};
+use crate::translation::{AuthorizerDef, Translation};
+
+/// Who API Gateway may invoke, and from where: the translated template's
+/// `AWS::Lambda::Permission`s for `apigateway.amazonaws.com`, resolved.
+#[derive(Debug, Default)]
+pub struct InvokePermissions {
+    /// (function logical id, SourceArn pattern; `*` when it names none).
+    allowed: Vec<(String, String)>,
+}
+
+impl InvokePermissions {
+    pub fn resolve(translation: &Translation, resolver: &Resolver<'_>) -> Result<Self, TemplateError> {
+        let mut allowed = Vec::new();
+        for permission in &translation.permissions {
+            if permission.principal != "apigateway.amazonaws.com"
+                || !permission.action.eq_ignore_ascii_case("lambda:InvokeFunction")
+            {
+                continue;
+            }
+            let source = match &permission.source_arn {
+                Some(arn) => resolver.string(arn)?,
+                None => "*".to_string(),
+            };
+            allowed.push((permission.function.clone(), source));
+        }
+        Ok(InvokePermissions { allowed })
+    }
+
+    /// Whether API Gateway may invoke `function` for a call from `source_arn`.
+    pub fn allows(&self, function: &str, source_arn: &str) -> bool {
+        self.allowed
+            .iter()
+            .any(|(f, pattern)| f == function && glob(pattern, source_arn))
+    }
+}
+
+/// API Gateway's own answers, as it words them.
+fn gateway_answer(status: u16) -> hyper::Response<Full<Bytes>> {
+    let body = match status {
+        401 => r#"{"message":"Unauthorized"}"#,
+        403 => r#"{"message":"Forbidden"}"#,
+        404 => r#"{"message":"Not Found"}"#,
+        _ => r#"{"message":"Internal Server Error"}"#,
+    };
+    let mut response = plain(status, body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The execute-api ARN of a call into the HTTP API (`<api>/<stage>/<METHOD>/<path>`), or of
+/// an authorizer (`<api>/authorizers/<id>`), as Lambda permissions are written against it.
+fn execute_api_arn(rest: &str) -> String {
+    format!("arn:aws:execute-api:us-east-1:000000000000:{LOCAL_HTTP_API_ID}/{rest}")
+}
 
 /// API Gateway's payload limit for HTTP APIs.
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -42,60 +103,101 @@ pub struct Edge {
     /// What the media distribution's response headers policy adds to media answers.
     pub media_headers: Vec<(String, String)>,
     /// The authorizer's settings, for `POST /local/token` (HS256 only: development).
-    pub mint: Option<shared::auth::JwtSettings>,
+    pub mint: Option<shared::auth::TokenMint>,
 }
 
 pub struct Gateway {
     pub functions: Arc<Functions>,
     pub connections: Arc<crate::websocket::Connections>,
     pub routes: Vec<BoundRoute>,
-    pub verifier: Option<TokenVerifier>,
-    pub identity_header: String,
-    pub authorizer_ttl: Duration,
+    /// The HTTP API's authorizers by name.
+    pub authorizers: std::collections::BTreeMap<String, AuthorizerDef>,
+    /// The authorizer function, as it runs (there is one; the WebSocket API uses it too).
+    pub verifier: TokenVerifier,
+    pub permissions: InvokePermissions,
+    /// The WebSocket API's `$connect` authorizer function (logical id), if it has one.
+    pub websocket_authorizer: Option<String>,
     pub edge: Edge,
-    cache: Mutex<HashMap<String, (Instant, Arc<AuthorizerResponse>)>>,
+    cache: Mutex<HashMap<CacheKey, (Instant, Arc<AuthorizerResponse>)>>,
 }
 
-fn segments_match(template: &str, path: &str) -> Option<HashMap<String, String>> {
-    // API Gateway routes are exact: `/posts` and `/posts/` are different routes.
-    if template.ends_with('/') != path.ends_with('/') {
-        return None;
+/// An authorizer's cached answer is per authorizer and token.
+type CacheKey = (String, String);
+/// How a route matches a request: specificity class, fewer literal segments, parameters, ANY.
+type MatchScore = (u8, usize, usize, bool);
+
+/// How a path matches a route's path: its parameters, and how specific the match is (0 exact,
+/// 1 with `{param}` segments, 2 greedy `{proxy+}`), or `None`.
+fn segments_match(template: &str, path: &str) -> Option<(HashMap<String, String>, u8)> {
+    let mut params = HashMap::new();
+    let mut specificity = 0;
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some((params, specificity)),
+            (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix('{').and_then(|n| n.strip_suffix("+}")) {
+                    // Greedy: this segment and every one after it (at least one, non-empty).
+                    let rest: Vec<&str> = std::iter::once(ps).chain(p.by_ref()).collect();
+                    if t.next().is_some() || rest.join("/").is_empty() {
+                        return None;
+                    }
+                    params.insert(name.to_string(), rest.join("/"));
+                    return Some((params, 2));
+                }
+                if let Some(name) = ts.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                    if ps.is_empty() {
+                        return None;
+                    }
+                    params.insert(name.to_string(), ps.to_string());
+                    specificity = 1;
+                } else if ts != ps {
+                    // API Gateway routes are exact: `/posts` and `/posts/` are different routes.
+                    return None;
+                }
+            }
+            _ => return None,
+        }
     }
-    shared::routes::match_path(template, path).map(|p| p.into_iter().collect())
 }
 
 impl Gateway {
     pub fn new(
         functions: Functions,
         routes: Vec<BoundRoute>,
-        verifier: Option<TokenVerifier>,
-        identity_header: String,
-        authorizer_ttl: Duration,
+        authorizers: std::collections::BTreeMap<String, AuthorizerDef>,
+        verifier: TokenVerifier,
+        permissions: InvokePermissions,
+        websocket_authorizer: Option<String>,
         edge: Edge,
     ) -> Self {
         Gateway {
             functions: Arc::new(functions),
             connections: Arc::default(),
             routes,
+            authorizers,
             verifier,
-            identity_header,
-            authorizer_ttl,
+            permissions,
+            websocket_authorizer,
             edge,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// API Gateway's route selection: the most specific matching route, else `$default`.
+    /// API Gateway's route selection: the most specific matching route (exact paths before
+    /// `{param}` paths before greedy ones, more segments first, an exact method before ANY),
+    /// else `$default`.
     fn select(&self, method: &str, path: &str) -> Option<(&BoundRoute, HashMap<String, String>)> {
-        let mut best: Option<(&BoundRoute, HashMap<String, String>, usize)> = None;
+        let mut best: Option<(&BoundRoute, HashMap<String, String>, MatchScore)> = None;
         for bound in &self.routes {
             let r = &bound.route;
             if r.is_default() || (r.method != method && r.method != "ANY") {
                 continue;
             }
-            if let Some(params) = segments_match(&r.path, path) {
-                // Fewer parameters = more specific; an exact method beats ANY.
-                let score = params.len() * 2 + usize::from(r.method == "ANY");
+            if let Some((params, specificity)) = segments_match(&r.path, path) {
+                let literal = r.path.split('/').filter(|s| !s.starts_with('{')).count();
+                let score = (specificity, usize::MAX - literal, params.len(), r.method == "ANY");
                 if best.as_ref().is_none_or(|(_, _, s)| score < *s) {
                     best = Some((bound, params, score));
                 }
@@ -109,22 +211,36 @@ impl Gateway {
         })
     }
 
-    fn authorize(&self, token: &str, event: Value) -> Result<Arc<AuthorizerResponse>, ApiError> {
-        let verifier = self
-            .verifier
-            .as_ref()
-            .ok_or_else(|| ApiError::Internal("no authorizer configured".into()))?;
+    /// Runs `authorizer` for `token` as API Gateway does: its cached answer while fresh, else
+    /// the function (whose failure is API Gateway's 500, and never cached).
+    async fn authorize(
+        &self,
+        authorizer: &AuthorizerDef,
+        token: &str,
+        event: Value,
+    ) -> Result<Arc<AuthorizerResponse>, hyper::Response<Full<Bytes>>> {
+        let ttl = Duration::from_secs(authorizer.ttl_secs);
+        let key = (authorizer.name.clone(), token.to_string());
         if let Ok(cache) = self.cache.lock()
-            && let Some((at, answer)) = cache.get(token)
-            && at.elapsed() < self.authorizer_ttl
+            && let Some((at, answer)) = cache.get(&key)
+            && at.elapsed() < ttl
         {
             return Ok(answer.clone());
         }
-        let event = serde_json::from_value(event).map_err(|e| ApiError::Internal(format!("authorizer event: {e}")))?;
-        let answer = Arc::new(auth::authorize(verifier, &event));
+        let event = serde_json::from_value(event).map_err(|e| {
+            tracing::error!(error = %e, "authorizer event did not deserialize");
+            gateway_answer(500)
+        })?;
+        let answer = match auth::authorize(&self.verifier, &event).await {
+            Ok(answer) => Arc::new(answer),
+            Err(failure) => {
+                tracing::error!(%failure, "the authorizer failed: API Gateway answers 500");
+                return Err(gateway_answer(500));
+            }
+        };
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, (at, _)| at.elapsed() < self.authorizer_ttl);
-            cache.insert(token.to_string(), (Instant::now(), answer.clone()));
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            cache.insert(key, (Instant::now(), answer.clone()));
         }
         Ok(answer)
     }
@@ -136,18 +252,23 @@ impl Gateway {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         // CORS as the HTTP API answers it from its CorsConfiguration: API Gateway answers a
-        // preflight itself, allowed or not; an origin it does not allow gets no CORS headers.
+        // preflight itself, allowed or not (an origin it does not allow gets no CORS headers),
+        // unless the route it selects for the OPTIONS request is behind an authorizer: then the
+        // preflight, which carries no token, is refused 401 like any request without one.
         let (mut response, cors) = match CorsRequest::read(req.method(), req.headers()) {
             CorsRequest::Preflight {
                 origin,
                 method,
                 headers,
-            } => {
-                let answer = self.edge.cors.preflight(&origin, Some(&method), headers.as_deref());
-                let mut empty = plain(204, Bytes::new());
-                empty.headers_mut().remove(http::header::CONTENT_TYPE);
-                (empty, answer)
-            }
+            } => match self.preflight_refusal(&req) {
+                Some(refused) => (refused, CorsAnswer::NotCors),
+                None => {
+                    let answer = self.edge.cors.preflight(&origin, Some(&method), headers.as_deref());
+                    let mut empty = plain(204, Bytes::new());
+                    empty.headers_mut().remove(http::header::CONTENT_TYPE);
+                    (empty, answer)
+                }
+            },
             request => {
                 let answer = match request {
                     CorsRequest::Actual { origin } => self.edge.cors.actual(Some(&origin)),
@@ -163,6 +284,34 @@ impl Gateway {
         cors.apply(response.headers_mut());
         tracing::info!(%method, %path, status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, request_id, "http");
         response
+    }
+
+    /// The authorizer as the WebSocket API may run it: only where a Lambda permission lets
+    /// API Gateway invoke it for this API's authorizer.
+    fn websocket_verifier(&self) -> Option<&TokenVerifier> {
+        let function = self.websocket_authorizer.as_deref()?;
+        let arn = format!(
+            "arn:aws:execute-api:us-east-1:000000000000:{}/authorizers/{}",
+            crate::environment::LOCAL_WEBSOCKET_API_ID,
+            crate::environment::LOCAL_WEBSOCKET_AUTHORIZER_ID
+        );
+        let allowed = self.permissions.allows(function, &arn);
+        if !allowed {
+            tracing::error!("no permission lets API Gateway invoke the WebSocket authorizer: $connect answers 500");
+        }
+        allowed.then_some(&self.verifier)
+    }
+
+    /// API Gateway's answer to a preflight whose OPTIONS route is behind an authorizer (the
+    /// identity source is missing: 401, before any authorizer runs), if it is.
+    fn preflight_refusal(&self, req: &hyper::Request<Incoming>) -> Option<hyper::Response<Full<Bytes>>> {
+        let (bound, _) = self.select("OPTIONS", req.uri().path())?;
+        let authorizer = self.authorizers.get(bound.route.authorizer.as_ref()?)?;
+        let has_identity = req
+            .headers()
+            .get(authorizer.identity_header.as_str())
+            .is_some_and(|v| !v.is_empty());
+        (!has_identity).then(|| gateway_answer(401))
     }
 
     async fn serve_inner(
@@ -201,7 +350,7 @@ impl Gateway {
         if req.uri().path() == "/ws" && req.headers().contains_key(http::header::UPGRADE) {
             return Ok(crate::websocket::upgrade(
                 self.functions.clone(),
-                self.verifier.as_ref(),
+                self.websocket_verifier(),
                 self.connections.clone(),
                 req,
                 peer,
@@ -218,6 +367,7 @@ impl Gateway {
             // Signed like AWS: only holders of the local credentials (the functions) may push.
             let credentials = (shared::aws::LOCAL_ACCESS_KEY, shared::aws::LOCAL_SECRET_KEY);
             if let Err(why) = crate::sigv4::verify(
+                "execute-api",
                 &parts.method,
                 &parts.uri,
                 &parts.headers,
@@ -252,11 +402,16 @@ impl Gateway {
         let path = parts.uri.path().to_string();
         let raw_query = parts.uri.query().unwrap_or("").to_string();
         let Some((bound, path_params)) = self.select(&method, &path) else {
-            return Ok(to_hyper(
-                ApiError::NotFound(format!("no route for {path}")).to_response(request_id),
-            ));
+            return Ok(gateway_answer(404));
         };
         let route_key = bound.route.route_key();
+        // API Gateway invokes the route's function only where a Lambda permission lets it
+        // (the SourceArn names the route's path with its values, as SAM writes them).
+        let invoked_as = execute_api_arn(&format!("$default/{method}{}", path.trim_end_matches('/')));
+        if !self.permissions.allows(&bound.route.function, &invoked_as) {
+            tracing::error!(function = %bound.route.function, %invoked_as, "no permission lets API Gateway invoke the route's function: 500");
+            return Ok(gateway_answer(500));
+        }
 
         let mut headers = serde_json::Map::new();
         let mut cookies = Vec::new();
@@ -280,12 +435,13 @@ impl Gateway {
         headers.insert("x-forwarded-proto".into(), Value::String("http".into()));
         headers.insert("x-forwarded-for".into(), Value::String(peer.ip().to_string()));
         headers.insert("x-forwarded-port".into(), Value::String(peer.port().to_string()));
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1")
-            .to_string();
+        // API Gateway routes by host: a request whose Host names no valid authority never
+        // reaches a function (and would stop the event's conversion to a request).
+        let host = match parts.headers.get(http::header::HOST).map(|h| h.to_str()) {
+            None => "127.0.0.1".to_string(),
+            Some(Ok(h)) if h.parse::<http::uri::Authority>().is_ok() => h.to_string(),
+            Some(_) => return Ok(gateway_answer(403)),
+        };
         let query: serde_json::Map<String, Value> = url_pairs(&raw_query);
         let now = chrono::Utc::now();
         let request_context = json!({
@@ -308,16 +464,26 @@ impl Gateway {
         });
 
         let mut authorizer_context = None;
-        if bound.route.authorized {
+        if let Some(name) = &bound.route.authorizer {
+            let Some(authorizer) = self.authorizers.get(name) else {
+                return Ok(gateway_answer(500));
+            };
             let token = parts
                 .headers
-                .get(self.identity_header.as_str())
+                .get(authorizer.identity_header.as_str())
                 .and_then(|h| h.to_str().ok())
                 .filter(|t| !t.trim().is_empty());
             let Some(token) = token else {
-                // In AWS, API Gateway itself answers a missing identity source (401, its own body).
-                return Err(ApiError::Unauthorized("missing bearer token".into()));
+                // API Gateway itself answers a missing identity source, before any authorizer.
+                return Ok(gateway_answer(401));
             };
+            if !self
+                .permissions
+                .allows(&authorizer.function, &execute_api_arn(&format!("authorizers/{name}")))
+            {
+                tracing::error!(authorizer = %name, "no permission lets API Gateway invoke the authorizer: 500");
+                return Ok(gateway_answer(500));
+            }
             let event = json!({
                 "version": "2.0",
                 "type": "REQUEST",
@@ -332,7 +498,10 @@ impl Gateway {
                 "pathParameters": path_params,
                 "requestContext": request_context,
             });
-            let answer = self.authorize(token, event)?;
+            let answer = match self.authorize(authorizer, token, event).await {
+                Ok(answer) => answer,
+                Err(refused) => return Ok(refused),
+            };
             if !answer.is_authorized {
                 return Ok(plain(403, r#"{"message":"Forbidden"}"#));
             }

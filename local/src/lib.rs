@@ -10,10 +10,12 @@ pub mod iam;
 pub mod respond;
 pub mod runtime_api;
 pub mod s3_local;
+pub mod secrets_local;
 pub mod sigv4;
 pub mod stream;
 pub mod table;
 pub mod template;
+pub mod translation;
 pub mod web;
 pub mod websocket;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use shared::auth::{JwtSettings, TokenVerifier};
+use shared::auth::{JwtKeys, JwtSettings, TokenMint, TokenVerifier};
 use shared::aws::{self, AwsTarget};
 use shared::config::{Deployment, Env};
 use shared::handlers::App;
@@ -37,7 +39,9 @@ pub use environment::Parameters;
 use environment::{LocalNames, Resolver};
 use gateway::{BoundRoute, Gateway};
 use s3_local::LocalS3;
+use secrets_local::LocalSecrets;
 use template::StackTemplate;
+use translation::Translation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -64,8 +68,11 @@ pub struct StackOptions {
     pub dynamodb_endpoint: Option<String>,
     /// Where a started DynamoDB Local keeps its data.
     pub storage: Storage,
-    /// The template's text: routes, table, and every function's environment.
+    /// The template's text: parameters, the table, and every function's environment.
     pub template: String,
+    /// SAM's translation of it (what CloudFormation receives): routes, authorizers, invoke
+    /// permissions and roles. It must have been made from `template`.
+    pub translation: String,
     /// The template's parameter values (samconfig.toml's local set unless changed); each
     /// function's environment is resolved from them exactly as a deployment resolves it.
     pub parameters: Parameters,
@@ -75,6 +82,8 @@ pub struct StackOptions {
     pub dynamodb_port: Option<u16>,
     /// Where the S3 stand-in listens (port 0: a free one).
     pub s3_listen: SocketAddr,
+    /// Where the Secrets Manager stand-in listens (port 0: a free one).
+    pub secrets_listen: SocketAddr,
 }
 
 impl StackOptions {
@@ -86,6 +95,7 @@ impl StackOptions {
             dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT").ok().filter(|e| !e.is_empty()),
             storage: Storage::Dir(PathBuf::from(".forum-local")),
             template: template::BUNDLED_TEMPLATE.to_string(),
+            translation: translation::BUNDLED_TRANSLATION.to_string(),
             parameters: environment::samconfig_parameters(
                 environment::BUNDLED_SAMCONFIG,
                 "default",
@@ -94,6 +104,7 @@ impl StackOptions {
             table_name: LocalNames::default().table_name,
             dynamodb_port: None,
             s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secrets_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         })
     }
 
@@ -103,17 +114,33 @@ impl StackOptions {
         self
     }
 
-    /// The authorizer's JWT settings as this parameter set configures them: what
-    /// `forum-local token` signs with.
+    /// The authorizer's JWT settings as this parameter set configures them.
     pub fn jwt_settings(&self) -> Result<JwtSettings, StackError> {
         let template = StackTemplate::parse(&self.template)?;
+        let translation = Translation::parse(&self.translation, &self.template)?;
         let resolver = Resolver::new(&template, &self.parameters, self.names())?;
-        let binary = template
-            .authorizer_binary
-            .clone()
-            .ok_or_else(|| StackError::Setup("template.yaml has no authorizer".into()))?;
+        let binary = authorizer_binary(&translation)?;
         let env = resolver.function_environment(&binary, &endpoint_overrides(self.listen))?;
         Ok(JwtSettings::from_env(&Env::new(env, Deployment::Development))?)
+    }
+
+    /// What `forum-local token` signs with: the development HS256 key this parameter set's
+    /// `JwtSecretArn` names (forum-local's Secrets Manager stand-in holds it).
+    pub fn token_mint(&self) -> Result<TokenMint, StackError> {
+        let settings = self.jwt_settings()?;
+        let JwtKeys::Secret { arn } = &settings.keys else {
+            return Err(StackError::Setup(
+                "tokens can be issued locally only for HS256 (JwtAlgorithm=HS256 with a development JwtSecretArn)"
+                    .into(),
+            ));
+        };
+        let secret = secrets_local::development_value(arn)
+            .ok_or_else(|| StackError::Setup(format!("{arn} is not a development secret forum-local holds")))?;
+        Ok(TokenMint {
+            secret: secret.to_string(),
+            issuer: settings.issuer,
+            audience: settings.audience,
+        })
     }
 
     /// Every function's environment (by binary) as a deployment with this parameter set gives
@@ -153,8 +180,14 @@ pub struct Stack {
     /// Each function's environment, resolved from the template (by binary name).
     pub environments: BTreeMap<String, BTreeMap<String, String>>,
     /// The authorizer's JWT settings.
-    pub jwt: JwtSettings,
+    pub jwt_settings: JwtSettings,
+    /// Signs tokens the authorizer accepts (HS256 parameter sets only).
+    pub jwt: TokenMint,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The Secrets Manager stand-in's secrets (rotate one to test a rotation).
+    pub secrets: Arc<LocalSecrets>,
+    pub secrets_endpoint: String,
+    secrets_server: tokio::task::JoinHandle<()>,
     dynamo: Option<DynamoDbLocal>,
     s3: LocalS3,
     poller: tokio::task::JoinHandle<()>,
@@ -169,6 +202,9 @@ const TRIGGER_ATTEMPTS: u32 = 3;
 impl Stack {
     pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
         let template = StackTemplate::parse(&options.template)?;
+        // What API Gateway, Lambda and IAM enforce comes from SAM's translation of it.
+        let translation = Translation::parse(&options.translation, &options.template)?;
+        let manifest = iam::Manifest::parse(iam::BUNDLED_CALLS)?;
         // The parameter set is checked (constraints, Rules) before anything starts.
         let resolver = Resolver::new(&template, &options.parameters, options.names())?;
         // Bind first: the stack's own address is where media is served (the CDN stand-in) and
@@ -181,7 +217,25 @@ impl Stack {
                 source,
             })?;
         let http_addr = listener.local_addr().map_err(|e| StackError::Setup(e.to_string()))?;
-        let functions = FunctionEnvironments::resolve(&template, &resolver, http_addr)?;
+        let functions = FunctionEnvironments::resolve(&template, &translation, &resolver, http_addr)?;
+
+        // Secrets Manager: every secret the functions are configured with (by ARN).
+        let secrets = Arc::new(LocalSecrets::default());
+        secrets
+            .provision(
+                functions
+                    .environments
+                    .values()
+                    .flat_map(|env| env.iter())
+                    .filter(|(name, _)| name.ends_with("_SECRET_ARN"))
+                    .map(|(_, arn)| arn.clone())
+                    .filter(|arn| !arn.is_empty())
+                    .chain(resolver.created_secrets().into_iter().map(|(_, arn)| arn)),
+            )
+            .map_err(StackError::Setup)?;
+        let (secrets_endpoint, secrets_server) = secrets_local::start(options.secrets_listen, secrets.clone())
+            .await
+            .map_err(|e| StackError::Setup(format!("Secrets Manager stand-in: {e}")))?;
 
         let (dynamo, dynamodb_endpoint) = match &options.dynamodb_endpoint {
             Some(endpoint) => (None, endpoint.clone()),
@@ -218,6 +272,7 @@ impl Stack {
         let target = AwsTarget::Local {
             dynamodb_endpoint: dynamodb_endpoint.clone(),
             s3_endpoint: s3.endpoint.clone(),
+            secrets_endpoint: secrets_endpoint.clone(),
         };
         let sdk = aws::sdk_config(&target).await;
         // Each function counts its own DynamoDB usage, as its container would; the HTTP
@@ -228,29 +283,44 @@ impl Stack {
         let dynamodb = aws::dynamodb_client(&sdk, &target, &api_trips);
         let s3_client = aws::s3_client(&sdk, &target);
         // `@connections` is served by this stack itself, at its own address.
-        let ws_client = aws::ws_client(&sdk, &format!("http://{http_addr}"));
+        let connections_endpoint = format!("http://{http_addr}");
+        let ws_client = aws::ws_client(&sdk, &connections_endpoint);
 
-        // Each function calls DynamoDB and S3 only as its role in the template allows.
+        // Each function calls AWS only as its role in the translated template allows, and
+        // only as local/aws-calls.json declares.
         let names = options.names();
-        let table_arn = format!(
-            "arn:aws:dynamodb:{}:{}:table/{}",
-            names.region, names.account_id, options.table_name
-        );
+        let stage = resolver.parameter("Stage").unwrap_or("live").to_string();
+        let arns = |bucket: &str| iam::LocalArns {
+            table: format!(
+                "arn:aws:dynamodb:{}:{}:table/{}",
+                names.region, names.account_id, options.table_name
+            ),
+            bucket: bucket.to_string(),
+            connections: format!(
+                "arn:aws:execute-api:{}:{}:{}/{stage}",
+                names.region,
+                names.account_id,
+                environment::LOCAL_WEBSOCKET_API_ID
+            ),
+        };
+        let check_for = |binary: &str, bucket: &str| -> Result<_, StackError> {
+            let policies = translation
+                .role_policies
+                .get(binary)
+                .ok_or_else(|| StackError::Setup(format!("the translated template gives `{binary}` no role")))?;
+            Ok(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(
+                iam::IamCheck::new(
+                    iam::Grants::resolve(binary, policies, &resolver, &manifest, &arns(bucket))?,
+                    arns(bucket),
+                ),
+            ))
+        };
         let mut apps: BTreeMap<String, Arc<App>> = BTreeMap::new();
         for (binary, config) in &functions.configs {
             let http = Route::from_binary(binary).is_some();
             let combined = if http { api_trips.clone() } else { trigger_trips.clone() };
             let usage = aws::DynamoDbUsage::default();
-            let function = template
-                .functions
-                .iter()
-                .find(|f| &f.binary == binary)
-                .ok_or_else(|| StackError::Setup(format!("no function built as `{binary}`")))?;
-            let check = aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(iam::IamCheck::new(
-                iam::Grants::resolve(function, &resolver)?,
-                table_arn.clone(),
-                config.media_bucket.clone(),
-            ));
+            let check = check_for(binary, &config.media_bucket)?;
             let client = aws::dynamodb_client_with(
                 &sdk,
                 &target,
@@ -260,13 +330,29 @@ impl Stack {
                     aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(combined),
                 ],
             );
-            let s3 = aws::s3_client_with(&sdk, &target, &[check]);
+            let s3 = aws::s3_client_with(&sdk, &target, std::slice::from_ref(&check));
             // Each function its own, as each container has its own (and its own send limit).
-            let notifier = config
-                .ws_endpoint
-                .as_ref()
-                .map(|_| shared::realtime::Notifier::new(ws_client.clone()));
-            apps.insert(binary.clone(), App::new(config, client, s3, notifier, usage));
+            let notifier = config.ws_endpoint.as_ref().map(|_| {
+                shared::realtime::Notifier::new(aws::ws_client_with(
+                    &sdk,
+                    &connections_endpoint,
+                    std::slice::from_ref(&check),
+                ))
+            });
+            let secrets_client = aws::secrets_client_with(&sdk, &target, std::slice::from_ref(&check));
+            let app = App::new(
+                config,
+                client,
+                s3,
+                notifier,
+                secrets_client,
+                Deployment::Development,
+                usage,
+            );
+            app.load_secrets()
+                .await
+                .map_err(|e| StackError::Setup(format!("{binary} would not start: {e}")))?;
+            apps.insert(binary.clone(), app);
         }
         let app_of = |binary: &str| {
             apps.get(binary)
@@ -284,6 +370,8 @@ impl Stack {
             dynamodb.clone(),
             s3_client.clone(),
             Some(shared::realtime::Notifier::new(ws_client.clone())),
+            aws::secrets_client(&sdk, &target),
+            Deployment::Development,
             api_trips.clone(),
         );
         table::ensure_table(&dynamodb, &options.table_name, &template.table).await?;
@@ -304,10 +392,10 @@ impl Stack {
         ));
 
         let mut routes = Vec::new();
-        for route in &template.routes {
+        for route in &translation.routes {
             let handler = Route::from_binary(&route.binary).ok_or_else(|| {
                 StackError::Setup(format!(
-                    "template.yaml routes {} to binary `{}`, which forum-local has no handler for",
+                    "the template routes {} to binary `{}`, which forum-local has no handler for",
                     route.route_key(),
                     route.binary
                 ))
@@ -318,9 +406,34 @@ impl Stack {
                 app: app_of(&route.binary)?,
             });
         }
-        let verifier = match &template.authorizer_binary {
-            Some(_) => Some(TokenVerifier::new(&functions.jwt).map_err(StackError::Setup)?),
-            None => None,
+        // The authorizer, as its function starts: its key read from Secrets Manager (HS256)
+        // or the issuer's JWKS URL, with its own role's permissions.
+        let authorizer = authorizer_binary(&translation)?;
+        let verifier = TokenVerifier::new(
+            &functions.jwt,
+            Some(aws::secrets_client_with(
+                &sdk,
+                &target,
+                &[check_for(&authorizer, &list_posts.media_bucket)?],
+            )),
+            Deployment::Development,
+        )?;
+        verifier
+            .load_at_init()
+            .await
+            .map_err(|e| StackError::Setup(format!("{authorizer} would not start: {e}")))?;
+        let permissions = gateway::InvokePermissions::resolve(&translation, &resolver)?;
+        let jwt = match &functions.jwt.keys {
+            JwtKeys::Secret { arn } => TokenMint {
+                secret: secrets.current(arn).unwrap_or_default(),
+                issuer: functions.jwt.issuer.clone(),
+                audience: functions.jwt.audience.clone(),
+            },
+            _ => TokenMint {
+                secret: String::new(),
+                issuer: functions.jwt.issuer.clone(),
+                audience: functions.jwt.audience.clone(),
+            },
         };
         let gateway = Arc::new(Gateway::new(
             gateway::Functions {
@@ -330,17 +443,14 @@ impl Stack {
                 media: api_app.bucket.clone(),
             },
             routes,
+            translation.authorizers.clone(),
             verifier,
-            template
-                .identity_header
-                .clone()
-                .unwrap_or_else(|| "authorization".into())
-                .to_ascii_lowercase(),
-            Duration::from_secs(template.authorizer_ttl_secs),
+            permissions,
+            translation.websocket_authorizer.clone(),
             gateway::Edge {
                 cors: cors::CorsPolicy::resolve(template.cors.as_ref(), &resolver)?,
                 media_headers: template.media_headers.clone(),
-                mint: (functions.jwt.algorithm == shared::auth::JwtAlgorithm::Hs256).then(|| functions.jwt.clone()),
+                mint: matches!(functions.jwt.keys, JwtKeys::Secret { .. }).then(|| jwt.clone()),
             },
         ));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -354,8 +464,12 @@ impl Stack {
             app: api_app,
             functions: apps.clone(),
             environments: functions.environments,
-            jwt: functions.jwt,
+            jwt_settings: functions.jwt,
+            jwt,
             dynamodb,
+            secrets,
+            secrets_endpoint,
+            secrets_server,
             dynamo,
             s3,
             poller,
@@ -376,6 +490,7 @@ impl Stack {
         }
         let _ = (&mut self.server).await;
         self.poller.abort();
+        self.secrets_server.abort();
         self.s3.stop();
         if let Some(dynamo) = self.dynamo.take() {
             dynamo.stop().await;
@@ -386,6 +501,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.poller.abort();
+        self.secrets_server.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -411,9 +527,33 @@ struct FunctionEnvironments {
     jwt: JwtSettings,
 }
 
+/// The binary of the HTTP API's authorizer.
+fn authorizer_binary(translation: &Translation) -> Result<String, StackError> {
+    let authorizer = match translation.authorizers.values().collect::<Vec<_>>().as_slice() {
+        [one] => *one,
+        other => {
+            return Err(StackError::Setup(format!(
+                "expected one HTTP API authorizer, found {}",
+                other.len()
+            )));
+        }
+    };
+    translation
+        .binaries
+        .get(&authorizer.function)
+        .cloned()
+        .ok_or_else(|| StackError::Setup(format!("authorizer function {} not found", authorizer.function)))
+}
+
 impl FunctionEnvironments {
-    fn resolve(template: &StackTemplate, resolver: &Resolver<'_>, http_addr: SocketAddr) -> Result<Self, StackError> {
+    fn resolve(
+        template: &StackTemplate,
+        translation: &Translation,
+        resolver: &Resolver<'_>,
+        http_addr: SocketAddr,
+    ) -> Result<Self, StackError> {
         let overrides = endpoint_overrides(http_addr);
+        let authorizer = authorizer_binary(translation)?;
         let mut environments = BTreeMap::new();
         let mut configs = BTreeMap::new();
         let mut jwt = None;
@@ -426,7 +566,7 @@ impl FunctionEnvironments {
                     function.logical_id, function.binary
                 ))
             };
-            if template.authorizer_binary.as_deref() == Some(function.binary.as_str()) {
+            if authorizer == function.binary {
                 jwt = Some(JwtSettings::from_env(&env).map_err(init)?);
             } else {
                 configs.insert(

@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Start the stack (the default).
     Serve(ServeArgs),
-    /// Print a JWT the running stack accepts (HS256, the local parameter set's JwtSecret).
+    /// Print a JWT the running stack accepts (HS256, with the development key the local
+    /// parameter set's JwtSecretArn names).
     Token(TokenArgs),
     /// Run the data plane for `sam local start-api`/`invoke`: DynamoDB Local, the S3 stand-in,
     /// the stream and S3 triggers, the WebSocket API with `@connections`, and the CDN stand-in,
@@ -42,6 +43,9 @@ struct DataPlaneArgs {
     /// Port for the S3 stand-in (local/sam-env.json: FORUM_LOCAL_S3_ENDPOINT).
     #[arg(long, default_value_t = 9000)]
     s3_port: u16,
+    /// Port for the Secrets Manager stand-in (local/sam-env.json: FORUM_LOCAL_SECRETS_ENDPOINT).
+    #[arg(long, default_value_t = 9100)]
+    secrets_port: u16,
 }
 
 #[derive(Args, Clone)]
@@ -58,10 +62,14 @@ struct ServeArgs {
     /// Keep data in memory only (gone when forum-local stops).
     #[arg(long)]
     in_memory: bool,
-    /// Read routes, the table and the functions' environments from this template instead
-    /// of the bundled one.
-    #[arg(long)]
+    /// Read the table and the functions' environments from this template instead of the
+    /// bundled one (give its translation with --translation).
+    #[arg(long, requires = "translation")]
     template: Option<PathBuf>,
+    /// SAM's translation of --template (scripts/rehearse_deploy.py --write-translated), for
+    /// routes, authorizers, invoke permissions and roles.
+    #[arg(long, requires = "template")]
+    translation: Option<PathBuf>,
     /// Set a template parameter over samconfig.toml's local set (repeatable), e.g.
     /// `--parameter RatePostsPerMinute=100`.
     #[arg(long = "parameter", value_name = "NAME=VALUE")]
@@ -98,7 +106,7 @@ fn options_with(parameters: &[String]) -> Result<StackOptions, String> {
     Ok(options)
 }
 
-fn token_for(jwt: &auth::JwtSettings, args: &TokenArgs) -> Result<String, String> {
+fn token_for(jwt: &auth::TokenMint, args: &TokenArgs) -> Result<String, String> {
     let sub = args.sub.clone().unwrap_or_else(|| auth::local_user_id(&args.username));
     auth::issue_token(jwt, &sub, &args.username, args.picture.as_deref(), args.ttl)
 }
@@ -109,7 +117,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Token(args)) => options_with(&args.parameters)
-            .and_then(|options| options.jwt_settings().map_err(|e| e.to_string()))
+            .and_then(|options| options.token_mint().map_err(|e| e.to_string()))
             .and_then(|jwt| token_for(&jwt, &args))
             .map(|token| println!("{token}")),
         Some(Command::Serve(args)) => serve(args, None).await,
@@ -142,14 +150,17 @@ async fn serve(args: ServeArgs, data_plane: Option<DataPlaneArgs>) -> Result<(),
     if let Some(plane) = &data_plane {
         options.dynamodb_port = Some(plane.dynamodb_port);
         options.s3_listen = SocketAddr::new(args.host, plane.s3_port);
+        options.secrets_listen = SocketAddr::new(args.host, plane.secrets_port);
     }
     options.storage = if args.in_memory {
         Storage::InMemory
     } else {
         Storage::Dir(args.data_dir.clone())
     };
-    if let Some(path) = &args.template {
-        options.template = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let (Some(template), Some(translation)) = (&args.template, &args.translation) {
+        let read = |path: &PathBuf| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+        options.template = read(template)?;
+        options.translation = read(translation)?;
     }
     let table = options.table_name.clone();
     let stack = Stack::start(options).await.map_err(|e| e.to_string())?;
@@ -175,6 +186,7 @@ async fn serve(args: ServeArgs, data_plane: Option<DataPlaneArgs>) -> Result<(),
         );
         println!("  DynamoDB Local:  {}", stack.dynamodb_endpoint);
         println!("  S3 stand-in:     {}", stack.s3_endpoint);
+        println!("  Secrets Manager: {}", stack.secrets_endpoint);
         println!(
             "  WebSocket API:   ws://127.0.0.1:{}/ws?token=...  (@connections and media here too)",
             args.port

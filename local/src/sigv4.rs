@@ -1,6 +1,7 @@
-//! `@connections` is signed as AWS signs it: SigV4 for `execute-api`, with the local
-//! credentials. Unsigned or wrongly signed requests are refused, as API Gateway refuses them,
-//! so no other process on the machine can push forged events into a user's socket.
+//! `@connections` and the Secrets Manager stand-in are signed as AWS signs them: SigV4 for
+//! `execute-api` or `secretsmanager`, with the local credentials. Unsigned or wrongly signed
+//! requests are refused, as AWS refuses them, so no other process on the machine can push
+//! forged events into a user's socket or read the development secrets.
 //!
 //! The check signs the request again with `aws-sigv4` (the SDK's own signer) over exactly the
 //! headers the client says it signed, and compares the signatures.
@@ -56,9 +57,10 @@ fn amz_date(headers: &http::HeaderMap) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// Whether a request to `@connections` carries a valid signature by `access_key`/`secret_key`
-/// for `execute-api`; the error says what is wrong (for the 403's message).
+/// Whether a request carries a valid signature by `access_key`/`secret_key` for `service`;
+/// the error says what is wrong (for the 403's message).
 pub fn verify(
+    service: &str,
     method: &http::Method,
     uri: &http::Uri,
     headers: &http::HeaderMap,
@@ -74,9 +76,9 @@ pub fn verify(
     if auth.access_key != access_key {
         return Err("The security token included in the request is invalid.".into());
     }
-    if auth.service != "execute-api" {
+    if auth.service != service {
         return Err(format!(
-            "credential should be scoped to execute-api, not {}",
+            "credential should be scoped to {service}, not {}",
             auth.service
         ));
     }
@@ -107,7 +109,7 @@ pub fn verify(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(auth.region)
-        .name("execute-api")
+        .name(service)
         .time(time)
         .settings(settings)
         .build()

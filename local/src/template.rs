@@ -1,5 +1,7 @@
-//! Reads `template.yaml`: the table definition and the HTTP routes, so the local stack routes
-//! and stores exactly what the deployed one does.
+//! Reads `template.yaml`: its parameters and rules, each function's environment, the table,
+//! the CORS rules, the media headers and the stream filters, so the local stack stores and
+//! answers exactly what the deployed one does. Routes, authorizers, invoke permissions and
+//! roles are read from SAM's translation of it ([`crate::translation`]).
 
 use std::collections::BTreeMap;
 
@@ -19,16 +21,17 @@ pub enum TemplateError {
 /// A route of the HTTP API: method (or `ANY`) and path, or the `$default` route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRoute {
-    /// `GET`, `POST`, ... or `ANY`; `None` with `path` for the `$default` route.
+    /// `GET`, `POST`, ... or `ANY` (the `$default` route's).
     pub method: String,
-    /// Path template such as `/api/forum/posts/{id}/`; `$default` for the catch-all.
+    /// Path template such as `/api/forum/posts/{id}/` or `/{proxy+}`; `$default` for the
+    /// catch-all.
     pub path: String,
     /// The function's logical id in the template.
     pub function: String,
     /// The Rust binary that implements it (`Metadata.BuildProperties.Binary`).
     pub binary: String,
-    /// Whether the API's authorizer runs first.
-    pub authorized: bool,
+    /// The authorizer that runs first (its name), if any.
+    pub authorizer: Option<String>,
 }
 
 impl HttpRoute {
@@ -53,49 +56,6 @@ pub struct FunctionDef {
     pub binary: String,
     /// `Globals.Function.Environment.Variables` with the function's own over them, unresolved.
     pub environment: BTreeMap<String, Value>,
-    /// What its role allows: the `Allow` statements of its inline `Policies`, unresolved.
-    pub allows: Vec<PolicyStatement>,
-}
-
-/// One `Allow` statement of a function's policy.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PolicyStatement {
-    pub actions: Vec<String>,
-    pub resources: Vec<Value>,
-}
-
-/// The `Allow` statements of a function's inline policies (SAM policy templates are not used
-/// here; an unknown form is refused so that nothing is granted by mistake).
-fn allow_statements(id: &str, properties: Option<&Value>) -> Result<Vec<PolicyStatement>, TemplateError> {
-    let list = |value: Option<&Value>| -> Vec<Value> {
-        match value {
-            Some(Value::Sequence(items)) => items.clone(),
-            Some(one) => vec![one.clone()],
-            None => Vec::new(),
-        }
-    };
-    let mut statements = Vec::new();
-    for policy in list(properties.and_then(|p| get(p, "Policies"))) {
-        let Some(body) = get(&policy, "Statement") else {
-            return Err(TemplateError::Invalid(format!(
-                "{id}: forum-local reads inline policy documents only, not {policy:?}"
-            )));
-        };
-        for statement in list(Some(body)) {
-            if str_of(&statement, "Effect") != Some("Allow") {
-                continue;
-            }
-            statements.push(PolicyStatement {
-                actions: list(get(&statement, "Action"))
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect(),
-                resources: list(get(&statement, "Resource")),
-            });
-        }
-    }
-    Ok(statements)
 }
 
 /// A template parameter's default and the constraints CloudFormation checks a value against.
@@ -153,13 +113,6 @@ impl ParameterDef {
 #[derive(Clone, Debug)]
 pub struct StackTemplate {
     pub functions: Vec<FunctionDef>,
-    pub routes: Vec<HttpRoute>,
-    /// Binary of the HTTP API's Lambda authorizer.
-    pub authorizer_binary: Option<String>,
-    /// Header the authorizer reads its token from (its identity source).
-    pub identity_header: Option<String>,
-    /// Seconds API Gateway caches an authorizer answer.
-    pub authorizer_ttl_secs: u64,
     /// The `AWS::DynamoDB::Table` resource's `Properties`, as JSON.
     pub table: serde_json::Value,
     pub parameters: BTreeMap<String, ParameterDef>,
@@ -168,6 +121,8 @@ pub struct StackTemplate {
     pub rules: BTreeMap<String, Value>,
     /// Every resource's type by logical id.
     pub resource_types: BTreeMap<String, String>,
+    /// The `Condition` of each resource that has one.
+    pub resource_conditions: BTreeMap<String, String>,
     /// Each bucket's `BucketName` property, unresolved.
     pub bucket_names: BTreeMap<String, Value>,
     /// The HTTP API's `CorsConfiguration`, unresolved (none: no CORS answers).
@@ -309,27 +264,6 @@ fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     get(value, key).and_then(Value::as_str)
 }
 
-/// The logical id a `!GetAtt X.Arn` or `!Ref X` names.
-fn referenced_id(value: &Value) -> Option<String> {
-    match value {
-        Value::Tagged(tagged) => {
-            let inner = tagged.value.as_str()?;
-            Some(inner.split('.').next().unwrap_or(inner).to_string())
-        }
-        Value::Mapping(m) => {
-            if let Some(Value::String(r)) = m.get("Ref") {
-                return Some(r.clone());
-            }
-            match m.get("Fn::GetAtt") {
-                Some(Value::Sequence(parts)) => parts.first().and_then(Value::as_str).map(str::to_string),
-                Some(Value::String(s)) => s.split('.').next().map(str::to_string),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
 /// Turns YAML (with CloudFormation tags) into JSON, dropping tags that local code never needs.
 fn to_json(value: &Value) -> serde_json::Value {
     match value {
@@ -374,13 +308,12 @@ impl StackTemplate {
                 logical_id: id.clone(),
                 binary: binary.to_string(),
                 environment,
-                allows: allow_statements(id, get(resource, "Properties"))?,
             });
         }
 
         let apis = by_type.get("AWS::Serverless::HttpApi").cloned().unwrap_or_default();
-        let (api_id, api) = match apis.as_slice() {
-            [one] => (one.0.clone(), one.1),
+        let api = match apis.as_slice() {
+            [one] => one.1,
             other => {
                 return Err(TemplateError::Invalid(format!(
                     "expected one HttpApi, found {}",
@@ -388,70 +321,6 @@ impl StackTemplate {
                 )));
             }
         };
-        let auth = get(api, "Properties").and_then(|p| get(p, "Auth"));
-        let default_authorizer = auth.and_then(|a| str_of(a, "DefaultAuthorizer"));
-        let authorizer =
-            default_authorizer.and_then(|name| auth.and_then(|a| get(a, "Authorizers")).and_then(|a| get(a, name)));
-        let authorizer_binary = match authorizer.and_then(|a| get(a, "FunctionArn")).and_then(referenced_id) {
-            Some(id) => Some(
-                functions
-                    .iter()
-                    .find(|f| f.logical_id == id)
-                    .map(|f| f.binary.clone())
-                    .ok_or_else(|| TemplateError::Invalid(format!("authorizer function {id} not found")))?,
-            ),
-            None => None,
-        };
-        let identity = authorizer.and_then(|a| get(a, "Identity"));
-        let identity_header = identity
-            .and_then(|i| get(i, "Headers"))
-            .and_then(Value::as_sequence)
-            .and_then(|h| h.first())
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let authorizer_ttl_secs = identity
-            .and_then(|i| get(i, "ReauthorizeEvery"))
-            .and_then(Value::as_u64)
-            .unwrap_or(300);
-
-        let mut routes = Vec::new();
-        for (id, resource) in by_type.get("AWS::Serverless::Function").into_iter().flatten() {
-            let binary = functions
-                .iter()
-                .find(|f| &f.logical_id == id)
-                .map(|f| f.binary.clone())
-                .unwrap_or_default();
-            let events = get(resource, "Properties")
-                .and_then(|p| get(p, "Events"))
-                .and_then(Value::as_mapping);
-            for event in events.into_iter().flat_map(|m| m.values()) {
-                if str_of(event, "Type") != Some("HttpApi") {
-                    continue;
-                }
-                let props = get(event, "Properties");
-                if let Some(api) = props.and_then(|p| get(p, "ApiId")).and_then(referenced_id)
-                    && api != api_id
-                {
-                    continue;
-                }
-                let path = props.and_then(|p| str_of(p, "Path"));
-                let method = props.and_then(|p| str_of(p, "Method")).map(str::to_ascii_uppercase);
-                let explicit_auth = props.and_then(|p| get(p, "Auth")).and_then(|a| str_of(a, "Authorizer"));
-                let authorized = default_authorizer.is_some() && explicit_auth != Some("NONE");
-                let (method, path) = match (method, path) {
-                    (None, None) => ("ANY".to_string(), "$default".to_string()),
-                    (Some(m), Some(p)) => (m, p.to_string()),
-                    (m, p) => (m.unwrap_or_else(|| "ANY".into()), p.unwrap_or("$default").to_string()),
-                };
-                routes.push(HttpRoute {
-                    method,
-                    path,
-                    function: id.clone(),
-                    binary: binary.clone(),
-                    authorized,
-                });
-            }
-        }
 
         let tables = by_type.get("AWS::DynamoDB::Table").cloned().unwrap_or_default();
         let table = match tables.as_slice() {
@@ -463,6 +332,10 @@ impl StackTemplate {
                 )));
             }
         };
+        let resource_conditions = resources
+            .iter()
+            .filter_map(|(id, r)| Some((id.as_str()?.to_string(), str_of(r, "Condition")?.to_string())))
+            .collect();
         let resource_types = by_type
             .iter()
             .flat_map(|(kind, items)| items.iter().map(|(id, _)| (id.clone(), kind.to_string())))
@@ -480,10 +353,6 @@ impl StackTemplate {
             .collect();
         Ok(StackTemplate {
             functions,
-            routes,
-            authorizer_binary,
-            identity_header,
-            authorizer_ttl_secs,
             table,
             parameters: named_values(&doc, "Parameters")
                 .iter()
@@ -492,6 +361,7 @@ impl StackTemplate {
             conditions: named_values(&doc, "Conditions"),
             rules: named_values(&doc, "Rules"),
             resource_types,
+            resource_conditions,
             bucket_names,
             cors: get(api, "Properties")
                 .and_then(|p| get(p, "CorsConfiguration"))
@@ -530,15 +400,7 @@ mod tests {
     #[test]
     fn the_bundled_template_parses() {
         let t = StackTemplate::parse(BUNDLED_TEMPLATE).unwrap();
-        assert_eq!(t.authorizer_binary.as_deref(), Some("authorizer"));
-        assert_eq!(t.identity_header.as_deref(), Some("Authorization"));
-        assert!(
-            t.routes
-                .iter()
-                .any(|r| r.route_key() == "GET /api/forum/posts/" && r.binary == "list-posts")
-        );
-        assert!(t.routes.iter().any(|r| r.is_default() && r.binary == "not-found"));
-        assert!(t.routes.iter().all(|r| r.authorized));
+        assert!(t.functions.iter().any(|f| f.binary == "authorizer"));
         assert_eq!(t.table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
     }
 }

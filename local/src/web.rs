@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
-use shared::auth::{self, JwtSettings};
+use shared::auth::{self, TokenMint};
 
 use crate::respond::plain;
 
@@ -83,7 +83,7 @@ pub fn config(host: &str, mint_tokens: bool) -> hyper::Response<Full<Bytes>> {
 }
 
 /// `POST /local/token` `{"username": "..."}`: a token for that user, valid for a day.
-pub fn mint(jwt: &JwtSettings, body: &[u8]) -> hyper::Response<Full<Bytes>> {
+pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
     let username = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["username"].as_str().map(str::trim).map(str::to_string))

@@ -137,7 +137,7 @@ pub async fn upgrade(
         return plain(401, r#"{"message":"Unauthorized"}"#);
     };
     let Some(verifier) = verifier else {
-        return plain(500, r#"{"message":"no authorizer"}"#);
+        return plain(500, r#"{"message":"Internal Server Error"}"#);
     };
     let connection_id = format!("{}=", &ulid::Ulid::new().to_string()[10..]);
     let auth_event = json!({
@@ -147,7 +147,7 @@ pub async fn upgrade(
         "headers": {},
         "requestContext": { "routeKey": "$connect", "eventType": "CONNECT", "connectionId": connection_id },
     });
-    let policy = match auth::authorize_event(verifier, &auth_event) {
+    let policy = match auth::authorize_event(verifier, &auth_event).await {
         Ok(p) => p,
         Err(e) => return plain(500, json!({ "message": e }).to_string()),
     };

@@ -17,35 +17,39 @@ pub use crate::dynamodb_usage::DynamoDbUsage;
 pub enum AwsTarget {
     /// The real services, with region and credentials from the environment (Lambda).
     Environment,
-    /// Local stand-ins (DynamoDB Local, the in-process S3), with fixed development credentials.
+    /// Local stand-ins (DynamoDB Local, the in-process S3, forum-local's Secrets Manager), with
+    /// fixed development credentials.
     Local {
         dynamodb_endpoint: String,
         s3_endpoint: String,
+        secrets_endpoint: String,
     },
 }
 
 impl AwsTarget {
-    /// `FORUM_LOCAL_DYNAMODB_ENDPOINT` and `FORUM_LOCAL_S3_ENDPOINT` (both, or neither) point a
-    /// function at forum-local's data plane, e.g. from `sam local`; the template declares them
-    /// empty. They sign with the public local credentials, so only a development environment
-    /// may set them: a deployed function refuses to start with them.
+    /// `FORUM_LOCAL_DYNAMODB_ENDPOINT`, `FORUM_LOCAL_S3_ENDPOINT` and
+    /// `FORUM_LOCAL_SECRETS_ENDPOINT` (all, or none) point a function at forum-local's data
+    /// plane, e.g. from `sam local`; the template declares them empty. They sign with the public
+    /// local credentials, so only a development environment may set them: a deployed function
+    /// refuses to start with them.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let dynamodb = env.optional("FORUM_LOCAL_DYNAMODB_ENDPOINT");
-        let s3 = env.optional("FORUM_LOCAL_S3_ENDPOINT");
-        match (dynamodb, s3) {
-            (None, None) => Ok(AwsTarget::Environment),
-            _ if env.deployment() == Deployment::Deployed => Err(ConfigError(
-                "FORUM_LOCAL_DYNAMODB_ENDPOINT / FORUM_LOCAL_S3_ENDPOINT are for local development \
-                 (forum-local, sam local) and must be empty in a deployment"
-                    .into(),
-            )),
-            (Some(dynamodb), Some(s3)) => Ok(AwsTarget::Local {
+        let names = [
+            "FORUM_LOCAL_DYNAMODB_ENDPOINT",
+            "FORUM_LOCAL_S3_ENDPOINT",
+            "FORUM_LOCAL_SECRETS_ENDPOINT",
+        ];
+        match names.map(|name| env.optional(name)) {
+            [None, None, None] => Ok(AwsTarget::Environment),
+            _ if env.deployment() == Deployment::Deployed => Err(ConfigError(format!(
+                "{} are for local development (forum-local, sam local) and must be empty in a deployment",
+                names.join(", ")
+            ))),
+            [Some(dynamodb), Some(s3), Some(secrets)] => Ok(AwsTarget::Local {
                 dynamodb_endpoint: dynamodb.to_string(),
                 s3_endpoint: s3.to_string(),
+                secrets_endpoint: secrets.to_string(),
             }),
-            _ => Err(ConfigError(
-                "set both FORUM_LOCAL_DYNAMODB_ENDPOINT and FORUM_LOCAL_S3_ENDPOINT, or neither".into(),
-            )),
+            _ => Err(ConfigError(format!("set all of {}, or none", names.join(", ")))),
         }
     }
 }
@@ -172,12 +176,43 @@ pub fn s3_client_with(config: &SdkConfig, target: &AwsTarget, extra: &Intercepto
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// The Secrets Manager client (functions read their keys with it at run time).
+pub fn secrets_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_secretsmanager::Client {
+    secrets_client_with(config, target, &[])
+}
+
+/// [`secrets_client`] with `extra` interceptors.
+pub fn secrets_client_with(
+    config: &SdkConfig,
+    target: &AwsTarget,
+    extra: &Interceptors,
+) -> aws_sdk_secretsmanager::Client {
+    let mut builder = aws_sdk_secretsmanager::config::Builder::from(config);
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
+    if let AwsTarget::Local { secrets_endpoint, .. } = target {
+        builder = builder.endpoint_url(secrets_endpoint);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(builder.build())
+}
+
 /// The `@connections` client for a WebSocket API stage (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
 pub fn ws_client(config: &SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
-    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+    ws_client_with(config, endpoint, &[])
+}
+
+/// [`ws_client`] with `extra` interceptors.
+pub fn ws_client_with(
+    config: &SdkConfig,
+    endpoint: &str,
+    extra: &Interceptors,
+) -> aws_sdk_apigatewaymanagement::Client {
+    let mut builder = aws_sdk_apigatewaymanagement::config::Builder::from(config).endpoint_url(endpoint);
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
+    aws_sdk_apigatewaymanagement::Client::from_conf(builder.build())
 }
 
 /// Interceptors a client is given beyond its own (forum-local checks each function's IAM

@@ -1,23 +1,25 @@
 //! Configuration, read once per cold start from a function's environment.
 //!
 //! Nothing here has a public default. Each function reads only what it uses (only the
-//! authorizer reads JWT settings; only the list routes read the cursor secret), and a secret
-//! that is missing, empty, short or one of the development values this repository publishes
-//! is an init error naming its template parameter. The development values are accepted only
-//! where [`Deployment::Development`] holds: inside forum-local, or in `sam local`'s containers.
+//! authorizer reads JWT settings; only the list routes read the cursor key), and a value it
+//! cannot run with is an init error naming its template parameter. Secrets are not read here:
+//! the environment holds only their ARNs, and [`crate::secrets`] reads them at run time; a
+//! secret that is short or one of the development values this repository publishes stops the
+//! function as soon as it is read ([`check_secret_value`]). The development values are accepted
+//! only where [`Deployment::Development`] holds: inside forum-local, or in `sam local`'s containers.
 
 use std::collections::BTreeMap;
 
-use crate::auth::{JwtAlgorithm, JwtSettings};
+use crate::auth::{JwtAlgorithm, JwtKeys, JwtSettings};
 use crate::validate::ProfanityMode;
 
 /// The shortest secret (JWT HS256 or cursor key) a function accepts: HS256 keys should carry
 /// at least the hash's 256 bits, and 32 characters is the least that can.
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Secrets this repository publishes: samconfig.toml's local parameter set (which forum-local
-/// and `sam local` run with) and the defaults of earlier versions. A deployed function refuses
-/// every one of them; a test keeps this list and samconfig.toml in step.
+/// Secrets this repository publishes: the values forum-local's Secrets Manager stand-in holds
+/// for samconfig.toml's local parameter set (which forum-local and `sam local` run with), and
+/// the defaults of earlier versions. A deployed function refuses every one of them.
 pub const PUBLIC_DEVELOPMENT_SECRETS: &[&str] = &[
     "forum-local-development-jwt-secret-never-deploy-this",
     "forum-local-development-cursor-secret-never-deploy-this",
@@ -50,12 +52,13 @@ pub struct ConfigError(pub String);
 /// The template parameter a variable comes from, so an init error tells the deployer what to set.
 fn parameter_of(var: &str) -> &'static str {
     match var {
-        "FORUM_JWT_SECRET" => "JwtSecret",
+        "FORUM_JWT_SECRET_ARN" => "JwtSecretArn",
         "FORUM_JWT_PUBLIC_KEY" => "JwtPublicKey",
+        "FORUM_JWT_JWKS_URL" => "JwtJwksUrl",
         "FORUM_JWT_ALGORITHM" => "JwtAlgorithm",
         "FORUM_JWT_ISSUER" => "JwtIssuer",
         "FORUM_JWT_AUDIENCE" => "JwtAudience",
-        "FORUM_CURSOR_SECRET" => "CursorSecret",
+        "FORUM_CURSOR_SECRET_ARN" => "CursorSecretArn",
         "FORUM_PROFANITY" => "ProfanityMode",
         "FORUM_RATE_POSTS_PER_MIN" => "RatePostsPerMinute",
         "FORUM_RATE_COMMENTS_PER_MIN" => "RateCommentsPerMinute",
@@ -103,36 +106,22 @@ impl Env {
             .ok_or_else(|| ConfigError(format!("{} is required and is not set", named(name))))
     }
 
-    /// A secret: present, at least [`MIN_SECRET_LEN`] characters, and (outside development)
-    /// not one this repository publishes.
-    pub fn secret(&self, name: &str) -> Result<&str, ConfigError> {
-        let value = self.optional(name).ok_or_else(|| {
-            ConfigError(format!(
-                "{} is empty: set it to {MIN_SECRET_LEN}+ random characters (e.g. `openssl rand -hex 32`)",
-                named(name)
-            ))
-        })?;
-        if value.chars().count() < MIN_SECRET_LEN {
+    /// A Secrets Manager secret's ARN (the secret itself is read at run time).
+    pub fn secret_arn(&self, name: &str) -> Result<Option<&str>, ConfigError> {
+        let Some(arn) = self.optional(name) else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = arn.splitn(7, ':').collect();
+        let well_formed = matches!(parts.as_slice(), ["arn", partition, "secretsmanager", region, account, "secret", name]
+            if partition.starts_with("aws") && !region.is_empty() && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty());
+        if !well_formed {
             return Err(ConfigError(format!(
-                "{} is shorter than {MIN_SECRET_LEN} characters",
+                "{} must be the full ARN of a Secrets Manager secret, not `{arn}`",
                 named(name)
             )));
         }
-        if self.deployment == Deployment::Deployed && PUBLIC_DEVELOPMENT_SECRETS.contains(&value) {
-            return Err(ConfigError(format!(
-                "{} is a public development value from this repository: set a secret of your own",
-                named(name)
-            )));
-        }
-        Ok(value)
-    }
-
-    /// Like [`Env::secret`], but absent is fine: the function does not use it.
-    pub fn optional_secret(&self, name: &str) -> Result<Option<&str>, ConfigError> {
-        match self.optional(name) {
-            None => Ok(None),
-            Some(_) => self.secret(name).map(Some),
-        }
+        Ok(Some(arn))
     }
 
     fn positive(&self, name: &str, default: u32) -> Result<u32, ConfigError> {
@@ -162,14 +151,22 @@ impl Env {
 
     /// An http(s) base URL without a trailing slash; deployed functions accept https only.
     fn base_url(&self, name: &str) -> Result<String, ConfigError> {
-        let raw = self.required(name)?.trim_end_matches('/');
+        self.url(self.required(name)?, name)
+    }
+
+    /// `raw` as an http(s) URL (`name` says where it came from); https only when deployed.
+    fn url(&self, raw: &str, name: &str) -> Result<String, ConfigError> {
+        let raw = raw.trim_end_matches('/');
         let url = url::Url::parse(raw).map_err(|e| ConfigError(format!("{name} is not a URL (`{raw}`): {e}")))?;
         let allowed = match self.deployment {
             Deployment::Deployed => url.scheme() == "https",
             Deployment::Development => matches!(url.scheme(), "https" | "http"),
         };
         if !allowed || url.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError(format!("{name} must be an https URL, not `{raw}`")));
+            return Err(ConfigError(format!(
+                "{} must be an https URL, not `{raw}`",
+                named(name)
+            )));
         }
         Ok(raw.to_string())
     }
@@ -180,9 +177,10 @@ impl Env {
 pub struct Config {
     /// `TABLE_NAME`: the single DynamoDB table.
     pub table_name: String,
-    /// `FORUM_CURSOR_SECRET`: HMAC key that signs pagination cursors; given only to the
-    /// functions that paginate ([`crate::Route::paginates`]), which refuse to start without it.
-    pub cursor_secret: Option<String>,
+    /// `FORUM_CURSOR_SECRET_ARN`: the Secrets Manager secret holding the HMAC key that signs
+    /// pagination cursors; given only to the functions that paginate
+    /// ([`crate::Route::paginates`]), which refuse to start without it.
+    pub cursor_secret_arn: Option<String>,
     /// `FORUM_PROFANITY`: `refuse` (default) or `censor`.
     pub profanity: ProfanityMode,
     /// Per-user write limits (`FORUM_RATE_*_PER_MIN`).
@@ -267,7 +265,7 @@ impl Config {
         };
         Ok(Config {
             table_name: env.required("TABLE_NAME")?.to_string(),
-            cursor_secret: env.optional_secret("FORUM_CURSOR_SECRET")?.map(str::to_string),
+            cursor_secret_arn: env.secret_arn("FORUM_CURSOR_SECRET_ARN")?.map(str::to_string),
             profanity,
             rate_limits: RateLimits::from_env(env)?,
             media_bucket: env.required("MEDIA_BUCKET")?.to_string(),
@@ -282,25 +280,42 @@ impl Config {
     pub fn for_function(env: &Env, binary: &str, paginates: bool) -> Result<Self, ConfigError> {
         let config = Config::from_env(env)?;
         if paginates {
-            config.require_cursor_secret(binary)?;
+            config.require_cursor_secret_arn(binary)?;
         }
         Ok(config)
     }
 
-    /// The cursor secret, for a function that paginates (`function` names it in the error).
-    pub fn require_cursor_secret(&self, function: &str) -> Result<&str, ConfigError> {
-        self.cursor_secret.as_deref().ok_or_else(|| {
+    /// The cursor key's ARN, for a function that paginates (`function` names it in the error).
+    pub fn require_cursor_secret_arn(&self, function: &str) -> Result<&str, ConfigError> {
+        self.cursor_secret_arn.as_deref().ok_or_else(|| {
             ConfigError(format!(
                 "{function} paginates and needs {}, which is not set",
-                named("FORUM_CURSOR_SECRET")
+                named("FORUM_CURSOR_SECRET_ARN")
             ))
         })
     }
 }
 
+/// A secret's value as read: at least [`MIN_SECRET_LEN`] characters and (outside development)
+/// not one this repository publishes. `parameter` names where it comes from.
+pub fn check_secret_value(parameter: &str, value: &str, deployment: Deployment) -> Result<(), ConfigError> {
+    if value.chars().count() < MIN_SECRET_LEN {
+        return Err(ConfigError(format!(
+            "the secret {parameter} names is shorter than {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    if deployment == Deployment::Deployed && PUBLIC_DEVELOPMENT_SECRETS.contains(&value) {
+        return Err(ConfigError(format!(
+            "the secret {parameter} names holds a public development value from this repository: set one of your own"
+        )));
+    }
+    Ok(())
+}
+
 impl JwtSettings {
     /// The authorizer's settings: `FORUM_JWT_ALGORITHM` (HS256 | RS256 | ES256, required),
-    /// `FORUM_JWT_SECRET` (HS256) or `FORUM_JWT_PUBLIC_KEY` (RS256/ES256: JWKS or PEM),
+    /// `FORUM_JWT_SECRET_ARN` (HS256), or `FORUM_JWT_JWKS_URL` or `FORUM_JWT_PUBLIC_KEY`
+    /// (RS256/ES256: the issuer's JWKS URL, or a JWKS document or PEM),
     /// `FORUM_JWT_ISSUER`, `FORUM_JWT_AUDIENCE` (both required).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let algorithm = match env.required("FORUM_JWT_ALGORITHM")? {
@@ -314,18 +329,50 @@ impl JwtSettings {
                 )));
             }
         };
-        let key = match algorithm {
-            JwtAlgorithm::Hs256 => env.secret("FORUM_JWT_SECRET")?,
-            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => env.optional("FORUM_JWT_PUBLIC_KEY").ok_or_else(|| {
-                ConfigError(format!(
-                    "{} (a JWKS document or a PEM public key) is required for {algorithm:?}",
+        let public_key = env.optional("FORUM_JWT_PUBLIC_KEY");
+        let jwks_url = env.optional("FORUM_JWT_JWKS_URL");
+        let secret_arn = env.secret_arn("FORUM_JWT_SECRET_ARN")?;
+        let keys = match (algorithm, secret_arn, jwks_url, public_key) {
+            (JwtAlgorithm::Hs256, Some(arn), None, None) => JwtKeys::Secret { arn: arn.to_string() },
+            (JwtAlgorithm::Hs256, None, _, _) => {
+                return Err(ConfigError(format!(
+                    "{} (a Secrets Manager secret holding the key) is required for HS256",
+                    named("FORUM_JWT_SECRET_ARN")
+                )));
+            }
+            (JwtAlgorithm::Hs256, Some(_), _, _) => {
+                return Err(ConfigError(format!(
+                    "HS256 takes no {} or {}",
+                    named("FORUM_JWT_JWKS_URL"),
                     named("FORUM_JWT_PUBLIC_KEY")
-                ))
-            })?,
+                )));
+            }
+            (_, Some(_), _, _) => {
+                return Err(ConfigError(format!(
+                    "{algorithm:?} takes no {}",
+                    named("FORUM_JWT_SECRET_ARN")
+                )));
+            }
+            (_, None, Some(url), None) => JwtKeys::JwksUrl(env.url(url, "FORUM_JWT_JWKS_URL")?),
+            (_, None, None, Some(key)) => JwtKeys::PublicKey(key.to_string()),
+            (_, None, Some(_), Some(_)) => {
+                return Err(ConfigError(format!(
+                    "give {} or {}, not both",
+                    named("FORUM_JWT_JWKS_URL"),
+                    named("FORUM_JWT_PUBLIC_KEY")
+                )));
+            }
+            (_, None, None, None) => {
+                return Err(ConfigError(format!(
+                    "{} (the issuer's jwks_uri) or {} is required for {algorithm:?}",
+                    named("FORUM_JWT_JWKS_URL"),
+                    named("FORUM_JWT_PUBLIC_KEY")
+                )));
+            }
         };
         Ok(JwtSettings {
             algorithm,
-            key: key.to_string(),
+            keys,
             issuer: env.required("FORUM_JWT_ISSUER")?.to_string(),
             audience: env.required("FORUM_JWT_AUDIENCE")?.to_string(),
         })
@@ -337,6 +384,7 @@ mod tests {
     use super::*;
 
     const OWN_SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forum/jwt-AbCdEf";
 
     fn env(pairs: &[(&str, &str)], deployment: Deployment) -> Env {
         Env::new(
@@ -345,63 +393,136 @@ mod tests {
         )
     }
 
-    fn hs256(secret: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("FORUM_JWT_ALGORITHM", "HS256".into()),
-            ("FORUM_JWT_SECRET", secret.into()),
-            ("FORUM_JWT_ISSUER", "https://issuer.example".into()),
-            ("FORUM_JWT_AUDIENCE", "forum".into()),
-        ]
-    }
-
-    fn jwt(pairs: Vec<(&'static str, String)>, deployment: Deployment) -> Result<JwtSettings, ConfigError> {
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        JwtSettings::from_env(&env(&pairs, deployment))
+    fn jwt(pairs: &[(&str, &str)], deployment: Deployment) -> Result<JwtSettings, ConfigError> {
+        let mut all = vec![
+            ("FORUM_JWT_ISSUER", "https://issuer.example"),
+            ("FORUM_JWT_AUDIENCE", "forum"),
+        ];
+        all.extend_from_slice(pairs);
+        JwtSettings::from_env(&env(&all, deployment))
     }
 
     #[test]
-    fn hs256_refuses_empty_short_and_public_secrets_when_deployed() {
+    fn hs256_reads_its_key_from_a_secret_named_by_arn() {
+        let settings = jwt(
+            &[("FORUM_JWT_ALGORITHM", "HS256"), ("FORUM_JWT_SECRET_ARN", ARN)],
+            Deployment::Deployed,
+        )
+        .unwrap();
+        assert_eq!(settings.keys, JwtKeys::Secret { arn: ARN.into() });
+        for (pairs, names) in [
+            (vec![("FORUM_JWT_ALGORITHM", "HS256")], "JwtSecretArn"),
+            (
+                vec![("FORUM_JWT_ALGORITHM", "HS256"), ("FORUM_JWT_SECRET_ARN", "forum/jwt")],
+                "full ARN",
+            ),
+            (
+                vec![
+                    ("FORUM_JWT_ALGORITHM", "HS256"),
+                    ("FORUM_JWT_SECRET_ARN", ARN),
+                    ("FORUM_JWT_PUBLIC_KEY", "{}"),
+                ],
+                "HS256 takes no",
+            ),
+        ] {
+            let err = jwt(&pairs, Deployment::Deployed).unwrap_err().to_string();
+            assert!(err.contains(names), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn secret_values_must_be_long_and_private_when_deployed() {
         for bad in [
             "",
             "short-secret",
             PUBLIC_DEVELOPMENT_SECRETS[0],
             "forum-local-development-secret",
         ] {
-            let err = jwt(hs256(bad), Deployment::Deployed).unwrap_err().to_string();
             assert!(
-                err.contains("FORUM_JWT_SECRET (template parameter JwtSecret)"),
-                "{bad}: {err}"
+                check_secret_value("JwtSecretArn", bad, Deployment::Deployed).is_err(),
+                "{bad}"
             );
         }
-        assert_eq!(jwt(hs256(OWN_SECRET), Deployment::Deployed).unwrap().key, OWN_SECRET);
+        assert!(check_secret_value("JwtSecretArn", OWN_SECRET, Deployment::Deployed).is_ok());
+        // The published values work only in development; short ones nowhere.
+        assert!(check_secret_value("JwtSecretArn", PUBLIC_DEVELOPMENT_SECRETS[0], Deployment::Development).is_ok());
+        assert!(check_secret_value("JwtSecretArn", "short", Deployment::Development).is_err());
     }
 
     #[test]
-    fn the_published_development_secrets_work_only_in_development() {
-        let dev = PUBLIC_DEVELOPMENT_SECRETS[0];
-        assert!(jwt(hs256(dev), Deployment::Development).is_ok());
-        assert!(jwt(hs256(dev), Deployment::Deployed).is_err());
-        // Short secrets are refused everywhere.
-        assert!(jwt(hs256("short"), Deployment::Development).is_err());
-    }
-
-    #[test]
-    fn asymmetric_algorithms_need_a_public_key_and_no_secret() {
-        let mut pairs = hs256("");
-        pairs[0].1 = "RS256".into();
-        let err = jwt(pairs.clone(), Deployment::Deployed).unwrap_err().to_string();
-        assert!(err.contains("FORUM_JWT_PUBLIC_KEY"), "{err}");
-        pairs.push(("FORUM_JWT_PUBLIC_KEY", "{\"keys\":[]}".into()));
-        assert!(jwt(pairs, Deployment::Deployed).is_ok());
+    fn asymmetric_algorithms_need_a_jwks_url_or_a_public_key_and_no_secret() {
+        let err = jwt(&[("FORUM_JWT_ALGORITHM", "RS256")], Deployment::Deployed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("JwtJwksUrl") && err.contains("JwtPublicKey"), "{err}");
+        let url = jwt(
+            &[
+                ("FORUM_JWT_ALGORITHM", "RS256"),
+                ("FORUM_JWT_JWKS_URL", "https://issuer.example/.well-known/jwks.json"),
+            ],
+            Deployment::Deployed,
+        )
+        .unwrap();
+        assert_eq!(
+            url.keys,
+            JwtKeys::JwksUrl("https://issuer.example/.well-known/jwks.json".into())
+        );
+        let key = jwt(
+            &[
+                ("FORUM_JWT_ALGORITHM", "ES256"),
+                ("FORUM_JWT_PUBLIC_KEY", "{\"keys\":[]}"),
+            ],
+            Deployment::Deployed,
+        )
+        .unwrap();
+        assert_eq!(key.keys, JwtKeys::PublicKey("{\"keys\":[]}".into()));
+        for pairs in [
+            // Plain http is for development only.
+            vec![
+                ("FORUM_JWT_ALGORITHM", "RS256"),
+                ("FORUM_JWT_JWKS_URL", "http://issuer.example/jwks.json"),
+            ],
+            vec![
+                ("FORUM_JWT_ALGORITHM", "RS256"),
+                ("FORUM_JWT_JWKS_URL", "https://issuer.example/jwks.json"),
+                ("FORUM_JWT_PUBLIC_KEY", "{}"),
+            ],
+            vec![
+                ("FORUM_JWT_ALGORITHM", "RS256"),
+                ("FORUM_JWT_PUBLIC_KEY", "{}"),
+                ("FORUM_JWT_SECRET_ARN", ARN),
+            ],
+        ] {
+            assert!(jwt(&pairs, Deployment::Deployed).is_err(), "{pairs:?}");
+        }
+        assert!(
+            jwt(
+                &[
+                    ("FORUM_JWT_ALGORITHM", "RS256"),
+                    ("FORUM_JWT_JWKS_URL", "http://127.0.0.1:9/jwks.json"),
+                ],
+                Deployment::Development,
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn jwt_settings_have_no_defaults() {
-        let err = jwt(vec![], Deployment::Development).unwrap_err().to_string();
+        let err = JwtSettings::from_env(&env(&[], Deployment::Development))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("FORUM_JWT_ALGORITHM"), "{err}");
-        let mut pairs = hs256(OWN_SECRET);
-        pairs.retain(|(k, _)| *k != "FORUM_JWT_ISSUER");
-        let err = jwt(pairs, Deployment::Deployed).unwrap_err().to_string();
+        let err = JwtSettings::from_env(&env(
+            &[
+                ("FORUM_JWT_ALGORITHM", "HS256"),
+                ("FORUM_JWT_SECRET_ARN", ARN),
+                ("FORUM_JWT_AUDIENCE", "forum"),
+            ],
+            Deployment::Deployed,
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("FORUM_JWT_ISSUER"), "{err}");
     }
 
@@ -416,25 +537,28 @@ mod tests {
     }
 
     #[test]
-    fn data_functions_start_without_jwt_settings_or_a_cursor_secret() {
+    fn data_functions_start_without_jwt_settings_or_a_cursor_key() {
         let config = data(&[], Deployment::Deployed).unwrap();
         assert_eq!(config.media_base_url, "https://cdn.example");
-        assert!(config.cursor_secret.is_none());
-        let err = config.require_cursor_secret("list-posts").unwrap_err().to_string();
-        assert!(err.contains("list-posts") && err.contains("CursorSecret"), "{err}");
+        assert!(config.cursor_secret_arn.is_none());
+        let err = config.require_cursor_secret_arn("list-posts").unwrap_err().to_string();
+        assert!(err.contains("list-posts") && err.contains("CursorSecretArn"), "{err}");
     }
 
     #[test]
-    fn a_given_cursor_secret_must_be_strong_and_private() {
-        for bad in ["", "x"] {
-            let config = data(&[("FORUM_CURSOR_SECRET", bad)], Deployment::Deployed);
-            assert_eq!(config.is_ok(), bad.is_empty(), "`{bad}`");
+    fn a_cursor_key_is_named_by_a_full_secret_arn() {
+        let config = data(&[("FORUM_CURSOR_SECRET_ARN", ARN)], Deployment::Deployed).unwrap();
+        assert_eq!(config.require_cursor_secret_arn("list-posts").unwrap(), ARN);
+        for bad in [
+            "forum/cursor",
+            "arn:aws:s3:::bucket",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        ] {
+            let err = data(&[("FORUM_CURSOR_SECRET_ARN", bad)], Deployment::Deployed)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("CursorSecretArn"), "{bad}: {err}");
         }
-        let public = PUBLIC_DEVELOPMENT_SECRETS[1];
-        assert!(data(&[("FORUM_CURSOR_SECRET", public)], Deployment::Deployed).is_err());
-        assert!(data(&[("FORUM_CURSOR_SECRET", public)], Deployment::Development).is_ok());
-        let own = data(&[("FORUM_CURSOR_SECRET", OWN_SECRET)], Deployment::Deployed).unwrap();
-        assert_eq!(own.require_cursor_secret("list-posts").unwrap(), OWN_SECRET);
     }
 
     #[test]

@@ -44,23 +44,38 @@ pub struct PageCursor {
     pub key: String,
 }
 
-/// Signs and checks cursors with one secret.
+/// Signs cursors with one key and checks them with it or with the keys it replaced (a rotated
+/// secret's previous version), so cursors in clients' hands survive a rotation.
 #[derive(Clone)]
 pub struct CursorCodec {
-    mac: HmacSha256,
+    /// The signing key first.
+    macs: Vec<HmacSha256>,
+}
+
+fn hmac(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length.
+    <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 impl CursorCodec {
     pub fn new(secret: &[u8]) -> Self {
-        // HMAC accepts keys of any length.
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        CursorCodec { mac }
+        CursorCodec {
+            macs: vec![hmac(secret)],
+        }
+    }
+
+    /// Signs with the current version; checks with every version given.
+    pub fn from_versions(versions: &crate::secrets::SecretVersions) -> Self {
+        CursorCodec {
+            macs: versions.all().map(|key| hmac(key.as_bytes())).collect(),
+        }
     }
 
     pub fn encode(&self, cursor: &PageCursor) -> String {
         let payload = serde_json::to_vec(cursor).unwrap_or_default();
-        let mut mac = self.mac.clone();
+        let Some(mut mac) = self.macs.first().cloned() else {
+            return String::new();
+        };
         mac.update(&payload);
         let tag = mac.finalize().into_bytes();
         format!(
@@ -82,10 +97,15 @@ impl CursorCodec {
         if tag.len() != TAG_LEN {
             return Err(invalid());
         }
-        let mut mac = self.mac.clone();
-        mac.update(&payload);
-        // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(&tag).map_err(|_| invalid())?;
+        // Constant-time comparison of the truncated tag, with each key.
+        let signed = self.macs.iter().any(|mac| {
+            let mut mac = mac.clone();
+            mac.update(&payload);
+            mac.verify_truncated_left(&tag).is_ok()
+        });
+        if !signed {
+            return Err(invalid());
+        }
         let cursor: PageCursor = serde_json::from_slice(&payload).map_err(|_| invalid())?;
         if cursor.scope != scope {
             return Err(invalid());
@@ -156,5 +176,22 @@ mod tests {
         };
         assert!(ours.decode(&ours.encode(&comments), "feed").is_err());
         assert!(ours.decode(&ours.encode(&comments), "comments:01JD").is_ok());
+    }
+
+    #[test]
+    fn after_a_rotation_old_cursors_still_read_and_new_ones_use_the_new_key() {
+        let old = CursorCodec::new(b"old-key");
+        let issued = old.encode(&sample());
+        let rotated = CursorCodec::from_versions(&crate::secrets::SecretVersions {
+            current: "new-key".into(),
+            previous: Some("old-key".into()),
+        });
+        assert_eq!(rotated.decode(&issued, "feed").unwrap(), sample());
+        let fresh = rotated.encode(&sample());
+        assert!(old.decode(&fresh, "feed").is_err(), "signed with the new key");
+        assert_eq!(CursorCodec::new(b"new-key").decode(&fresh, "feed").unwrap(), sample());
+        // Once the old version is gone, its cursors are refused.
+        let later = CursorCodec::new(b"newer-key");
+        assert!(later.decode(&issued, "feed").is_err());
     }
 }

@@ -219,6 +219,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(err: crate::secrets::SecretError) -> Self {
+        match err {
+            crate::secrets::SecretError::Unavailable { .. } => ApiError::Unavailable(err.to_string()),
+            crate::secrets::SecretError::Unusable(why) => ApiError::Internal(why),
+        }
+    }
+}
+
 /// How a rate limit's action is named to the user.
 fn rate_label(action: RateAction) -> &'static str {
     match action {

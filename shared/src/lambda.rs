@@ -9,7 +9,7 @@ use aws_lambda_events::s3::S3Event;
 use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 
-use crate::auth::{self, JwtSettings, TokenVerifier};
+use crate::auth::{self, JwtKeys, JwtSettings, TokenVerifier};
 use crate::aws::{self, AwsTarget};
 use crate::config::{Config, Env};
 use crate::handlers::Route;
@@ -30,7 +30,7 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     let target = AwsTarget::from_env(&env)?;
     let sdk = aws::sdk_config(&target).await;
     let usage = aws::DynamoDbUsage::default();
-    Ok(App::new(
+    let app = App::new(
         &config,
         aws::dynamodb_client(&sdk, &target, &usage),
         aws::s3_client(&sdk, &target),
@@ -38,8 +38,15 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
             .ws_endpoint
             .as_deref()
             .map(|endpoint| Notifier::new(aws::ws_client(&sdk, endpoint))),
+        aws::secrets_client(&sdk, &target),
+        env.deployment(),
         usage,
-    ))
+    );
+    // A secret that is there but unusable stops the function here, naming its parameter.
+    tokio::time::timeout(WARM_UP_LIMIT, app.load_secrets())
+        .await
+        .unwrap_or(Ok(()))?;
+    Ok(app)
 }
 
 /// A warm-up never holds init up for longer than this: an unreachable service is then the
@@ -116,11 +123,28 @@ pub async fn serve_process_media() -> Result<(), Error> {
 /// Runs the JWT authorizer's Lambda function (HTTP API requests and WebSocket `$connect`).
 pub async fn serve_authorizer() -> Result<(), Error> {
     crate::telemetry::init();
-    // The only function that reads JWT settings, and it reads nothing else.
-    let verifier = Arc::new(TokenVerifier::new(&JwtSettings::from_env(&Env::process())?)?);
+    // The only function that reads JWT settings, and it reads nothing else (an HS256 key from
+    // Secrets Manager: the SDK is set up only then).
+    let env = Env::process();
+    let settings = JwtSettings::from_env(&env)?;
+    let secrets = match settings.keys {
+        JwtKeys::Secret { .. } => {
+            let target = AwsTarget::from_env(&env)?;
+            Some(aws::secrets_client(&aws::sdk_config(&target).await, &target))
+        }
+        _ => None,
+    };
+    let verifier = Arc::new(TokenVerifier::new(&settings, secrets, env.deployment())?);
+    tokio::time::timeout(WARM_UP_LIMIT, verifier.load_at_init())
+        .await
+        .unwrap_or(Ok(()))?;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let verifier = verifier.clone();
-        async move { auth::authorize_event(&verifier, &event.payload).map_err(lambda_runtime::Error::from) }
+        async move {
+            auth::authorize_event(&verifier, &event.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
 }

@@ -24,6 +24,7 @@ pub mod profanity_corpus;
 pub mod realtime;
 pub mod routes;
 pub mod sdk_errors;
+pub mod secrets;
 pub mod storage;
 pub mod store;
 pub mod telemetry;

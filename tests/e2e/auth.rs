@@ -26,18 +26,17 @@ async fn no_or_bad_tokens_are_401_on_every_route_and_change_nothing() {
     let jwt = &stack.jwt;
     let expired = shared::auth::issue_token(jwt, "u-expired", "old", None, -3600).unwrap();
     // A token for alice's id, signed with settings that differ from the stack's in one way.
-    let forged = |settings: shared::auth::JwtSettings| {
-        shared::auth::issue_token(&settings, &alice.user_id, "mallory", None, 600).unwrap()
-    };
-    let wrong_secret = forged(shared::auth::JwtSettings {
-        key: "not-the-secret".into(),
+    let forged =
+        |mint: shared::auth::TokenMint| shared::auth::issue_token(&mint, &alice.user_id, "mallory", None, 600).unwrap();
+    let wrong_secret = forged(shared::auth::TokenMint {
+        secret: "not-the-secret-not-the-secret-not-the-secret".into(),
         ..jwt.clone()
     });
-    let wrong_issuer = forged(shared::auth::JwtSettings {
+    let wrong_issuer = forged(shared::auth::TokenMint {
         issuer: "https://evil.example".into(),
         ..jwt.clone()
     });
-    let wrong_audience = forged(shared::auth::JwtSettings {
+    let wrong_audience = forged(shared::auth::TokenMint {
         audience: "another-api".into(),
         ..jwt.clone()
     });
@@ -51,8 +50,13 @@ async fn no_or_bad_tokens_are_401_on_every_route_and_change_nothing() {
         b64.encode(claims.to_string())
     );
 
+    // No token at all: API Gateway answers itself, before the authorizer (its own body).
+    for (method, path) in routes(id) {
+        let answer = stack.anonymous().send(method.clone(), &path, None).await;
+        assert_eq!(answer.status, 401, "no token {method} {path}");
+        assert_eq!(answer.body, json!({"message": "Unauthorized"}), "{method} {path}");
+    }
     let clients = [
-        ("no token", stack.anonymous()),
         ("garbage", alice.with_token("garbage")),
         ("expired", alice.with_token(&expired)),
         ("wrong secret", alice.with_token(&wrong_secret)),
@@ -110,7 +114,7 @@ fn signed(stack: &crate::support::TestStack, claims: serde_json::Value) -> Strin
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(stack.jwt.key.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(stack.jwt.secret.as_bytes()),
     )
     .unwrap()
 }

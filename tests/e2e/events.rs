@@ -29,8 +29,8 @@ async fn every_sample_event_runs_through_its_handler() {
     // context the route events carry.
     let event: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
         serde_json::from_str(&read_event("authorizer.json")).expect("authorizer.json");
-    let verifier = TokenVerifier::new(&stack.jwt).unwrap();
-    let answer = shared::auth::authorize(&verifier, &event);
+    let verifier = TokenVerifier::with_hmac_secret(&stack.jwt.secret, &stack.jwt.issuer, &stack.jwt.audience);
+    let answer = shared::auth::authorize(&verifier, &event).await.expect("an answer");
     assert!(answer.is_authorized);
     let caller = shared::auth::Caller::from_context(&answer.context).expect("the sample token is valid");
 
@@ -133,7 +133,7 @@ async fn every_sample_event_runs_through_its_handler() {
 
     // The WebSocket API: the authorizer's policy for `$connect`, then the three routes.
     let ws_auth: Value = serde_json::from_str(&read_event("ws-authorizer.json")).unwrap();
-    let policy = shared::auth::authorize_event(&verifier, &ws_auth).unwrap();
+    let policy = shared::auth::authorize_event(&verifier, &ws_auth).await.unwrap();
     assert_eq!(policy["policyDocument"]["Statement"][0]["Effect"], "Allow");
     assert_eq!(policy["context"]["user_id"], caller.user_id.as_str());
     let connect: Value = serde_json::from_str(&read_event("ws-connect.json")).unwrap();

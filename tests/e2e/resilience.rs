@@ -145,6 +145,7 @@ async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
         let target = AwsTarget::Local {
             dynamodb_endpoint: endpoint,
             s3_endpoint: "http://127.0.0.1:9".into(),
+            secrets_endpoint: "http://127.0.0.1:9".into(),
         };
         let sdk = aws::sdk_config(&target).await;
         let client = aws::dynamodb_client(&sdk, &target, &aws::DynamoDbUsage::default());

@@ -67,10 +67,10 @@ pub fn test_options(table: &str) -> StackOptions {
 
 pub struct TestStack {
     pub base: String,
-    /// The authorizer's settings (tokens are signed with them).
-    pub jwt: auth::JwtSettings,
+    /// Signs tokens the stack's authorizer accepts (its HS256 key, as Secrets Manager holds it).
+    pub jwt: auth::TokenMint,
     pub table_name: String,
-    /// The list functions' cursor secret, as their environment has it.
+    /// The list functions' cursor key, as the Secrets Manager stand-in holds it.
     pub cursor_secret: String,
     pub stack: Arc<Stack>,
 }
@@ -91,7 +91,10 @@ pub async fn start_stack(mut options: StackOptions, dynamodb_endpoint: Option<St
         base: stack.base_url(),
         jwt: stack.jwt.clone(),
         table_name,
-        cursor_secret: stack.environments["list-posts"]["FORUM_CURSOR_SECRET"].clone(),
+        cursor_secret: stack
+            .secrets
+            .current(&stack.environments["list-posts"]["FORUM_CURSOR_SECRET_ARN"])
+            .expect("the cursor key is held"),
         stack: Arc::new(stack),
     }
 }
@@ -379,6 +382,16 @@ impl OpenApi {
         assert!(errors.is_empty(), "{value} does not match {name}: {errors:?}");
     }
 
+    /// An error answer: the API's shape, or (401 without a token) API Gateway's own.
+    #[track_caller]
+    fn assert_error_shape(&self, status: u16, body: &Value) {
+        if status == 401 && body.get("message").is_some() {
+            self.assert_schema("GatewayMessage", body);
+        } else {
+            self.assert_schema("Error", body);
+        }
+    }
+
     /// Checks that the operation documents this status and that the body matches its schema.
     #[track_caller]
     pub fn check(&self, method: &str, path: &str, status: u16, body: &Value) {
@@ -391,7 +404,7 @@ impl OpenApi {
             if status != 404 && status != 401 {
                 panic!("{method} {path}: undocumented path answered {status}");
             }
-            self.assert_schema("Error", body);
+            self.assert_error_shape(status, body);
             return;
         };
         let method_lc = method.to_ascii_lowercase();
@@ -400,7 +413,7 @@ impl OpenApi {
                 matches!(status, 401 | 405),
                 "{method} {path}: undocumented method answered {status}"
             );
-            self.assert_schema("Error", body);
+            self.assert_error_shape(status, body);
             return;
         };
         let responses = &operation["responses"];

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use forum_local::{DynamoDbLocal, Stack, Storage};
-use shared::auth::{JwtAlgorithm, JwtSettings, issue_token, local_user_id};
+use shared::auth::{TokenMint, issue_token, local_user_id};
 
 #[derive(clap::Args, Clone)]
 pub struct TargetArgs {
@@ -55,7 +55,7 @@ impl Target {
     /// Opens the target with `identities` distinct users.
     pub async fn open(args: &TargetArgs, identities: usize, run_tag: &str) -> Result<Target, String> {
         let names: Vec<String> = (0..identities).map(|i| format!("load-{run_tag}-{i}")).collect();
-        let mint = |settings: &JwtSettings| -> Result<Vec<String>, String> {
+        let mint = |settings: &TokenMint| -> Result<Vec<String>, String> {
             names
                 .iter()
                 .map(|name| issue_token(settings, &local_user_id(name), name, None, 3 * 3600))
@@ -94,9 +94,8 @@ impl Target {
         let tokens = match (&args.jwt_secret_env, &args.tokens) {
             (Some(var), _) => {
                 let key = std::env::var(var).map_err(|_| format!("${var} is not set"))?;
-                mint(&JwtSettings {
-                    algorithm: JwtAlgorithm::Hs256,
-                    key,
+                mint(&TokenMint {
+                    secret: key,
                     issuer: args.jwt_issuer.clone().unwrap_or_default(),
                     audience: args.jwt_audience.clone().unwrap_or_default(),
                 })?

@@ -33,7 +33,7 @@ fn content_rules(app: &App) -> TextRules {
 pub async fn list_comments(app: &App, req: &Request, _caller: &Caller) -> Result<Response<Body>, ApiError> {
     let post_id = path_id(req, "id", "post")?;
     let limit = page_limit(req)?;
-    let cursors = app.cursors()?;
+    let cursors = app.cursors().await?;
     let position = http_api::query_param(req, "cursor")
         .map(|raw| cursors.decode(raw, &comments_scope(&post_id)))
         .transpose()?;

@@ -26,13 +26,14 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::aws::DynamoDbUsage;
 use crate::cache::TtlCache;
-use crate::config::{Config, RateLimits};
+use crate::config::{Config, ConfigError, Deployment, RateLimits};
 use crate::cursor::CursorCodec;
 use crate::error::ApiError;
 use crate::http_api;
 use crate::metrics::{self, Metric};
 use crate::model::{Post, PostView, Profile};
 use crate::realtime::Notifier;
+use crate::secrets::SecretSource;
 use crate::storage::Bucket;
 use crate::store::{RateAction, RateToken, Table};
 use crate::validate::ProfanityMode;
@@ -62,8 +63,8 @@ impl Author {
 /// What every handler needs, built once per cold start.
 pub struct App {
     pub table: Table,
-    /// Signs page cursors; only the functions that paginate are given the secret.
-    cursors: Option<CursorCodec>,
+    /// The key that signs page cursors; only the functions that paginate are given one.
+    cursor_key: Option<SecretSource>,
     pub profanity: ProfanityMode,
     pub rate_limits: RateLimits,
     /// What this container asked of DynamoDB: round trips, calls, capacity (an SDK interceptor).
@@ -84,13 +85,18 @@ impl App {
         dynamodb: aws_sdk_dynamodb::Client,
         s3: aws_sdk_s3::Client,
         notifier: Option<Notifier>,
+        secrets: aws_sdk_secretsmanager::Client,
+        deployment: Deployment,
         dynamodb_usage: DynamoDbUsage,
     ) -> Arc<Self> {
         Arc::new(App {
             notifier,
             bucket: Bucket::new(s3, &config.media_bucket, &config.media_base_url),
             table: Table::new(dynamodb, &config.table_name),
-            cursors: config.cursor_secret.as_deref().map(|s| CursorCodec::new(s.as_bytes())),
+            cursor_key: config
+                .cursor_secret_arn
+                .as_deref()
+                .map(|arn| SecretSource::new(secrets, arn, "CursorSecretArn", deployment)),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
             dynamodb_usage,
@@ -99,12 +105,23 @@ impl App {
         })
     }
 
-    /// The cursor codec. Functions that paginate refuse to start without a secret
-    /// (`Config::require_cursor_secret`), so this fails only on a wiring mistake.
-    pub fn cursors(&self) -> Result<&CursorCodec, ApiError> {
-        self.cursors
+    /// The cursor codec, with the key as last read (see [`crate::secrets`]). Functions that
+    /// paginate refuse to start without a key's ARN (`Config::require_cursor_secret_arn`).
+    pub async fn cursors(&self) -> Result<CursorCodec, ApiError> {
+        let source = self
+            .cursor_key
             .as_ref()
-            .ok_or_else(|| ApiError::Internal("this function has no cursor secret".into()))
+            .ok_or_else(|| ApiError::Internal("this function has no cursor key".into()))?;
+        let versions = source.get().await?;
+        Ok(CursorCodec::from_versions(&versions))
+    }
+
+    /// Reads this function's secrets during init (a key that cannot be used stops it).
+    pub async fn load_secrets(&self) -> Result<(), ConfigError> {
+        match &self.cursor_key {
+            Some(source) => source.load_at_init().await,
+            None => Ok(()),
+        }
     }
 
     /// The caller as the author of a write: as this container recently wrote (or read) their
@@ -211,9 +228,15 @@ impl App {
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     let request_id = http_api::request_id(&req);
     let trips_before = app.dynamodb_usage.round_trips();
-    let result = match Caller::from_request(&req) {
-        Ok(caller) => dispatch(app, route, &req, &caller).await,
-        Err(err) => Err(err),
+    let result = if route == Route::Fallback && req.method() == http::Method::OPTIONS {
+        // The unauthenticated `OPTIONS /{proxy+}` route (browsers' preflights are answered by
+        // API Gateway before it; a plain OPTIONS asks what a path allows).
+        route_table::options(&req)
+    } else {
+        match Caller::from_request(&req) {
+            Ok(caller) => dispatch(app, route, &req, &caller).await,
+            Err(err) => Err(err),
+        }
     };
     if matches!(result, Err(ApiError::RateLimited { .. })) {
         metrics::emit(Metric::RateLimited, 1, route.binary());

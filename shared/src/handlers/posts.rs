@@ -58,7 +58,7 @@ fn media_url(app: &App, raw: Option<&str>) -> Result<Option<(String, OwnMedia)>,
 /// `GET /posts/`: newest first, keyset-paginated.
 pub async fn list_posts(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let limit = page_limit(req)?;
-    let cursors = app.cursors()?;
+    let cursors = app.cursors().await?;
     let position = http_api::query_param(req, "cursor")
         .map(|raw| cursors.decode(raw, &feed_scope()))
         .transpose()?;

@@ -102,6 +102,22 @@ async fn fallback(_app: &App, req: &Request, _caller: &Caller) -> Result<Respons
     })
 }
 
+/// `OPTIONS` on a path: 204 with what it allows, or 404 for an unknown path. Needs no caller:
+/// it says only what the API's documentation says.
+pub fn options(req: &Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path();
+    let mut allow = allowed_methods(path);
+    if allow.is_empty() {
+        return Err(ApiError::NotFound(format!("no route for {path}")));
+    }
+    allow.push("OPTIONS".to_string());
+    Response::builder()
+        .status(204)
+        .header(http::header::ALLOW, allow.join(", "))
+        .body(Body::Empty)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// The table, in [`Route`]'s order.
 pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {

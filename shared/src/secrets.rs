@@ -1,0 +1,221 @@
+//! Secrets read at run time from AWS Secrets Manager: never from a function's environment,
+//! where anyone allowed `lambda:GetFunctionConfiguration` would read them.
+//!
+//! A function's configuration names a secret by its ARN only. The secret is fetched once per
+//! container (during init when it can be) and re-read every [`REFRESH_AFTER`], so a rotation
+//! takes effect within minutes without a deploy. Both the current and the previous version
+//! are kept: what was signed with the previous key (a cursor in a client's hands, a token
+//! minted just before the rotation) still verifies, and only the current one signs.
+//!
+//! Fail closed: until a secret has been read, callers get [`SecretError::Unavailable`] (a 503),
+//! never a default; a secret that is short, or one of the development values this repository
+//! publishes, is [`SecretError::Unusable`] and stops the function at init.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+
+use crate::config::{ConfigError, Deployment, check_secret_value};
+
+/// How long a container trusts what it read before reading it again.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
+/// The least time between two attempts to read a secret that could not be read: a Secrets
+/// Manager outage costs each container one call per interval, not one per request.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The versions of a secret a function uses: the current one signs; both verify.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SecretVersions {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
+impl SecretVersions {
+    /// Current first, then the previous one.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.current.as_str()).chain(self.previous.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretError {
+    /// Secrets Manager could not be reached (or refused us); retried later.
+    #[error("secret {parameter} is not available: {why}")]
+    Unavailable { parameter: &'static str, why: String },
+    /// The secret was read, and no function may run with it.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+struct State {
+    versions: Option<Arc<SecretVersions>>,
+    fetched_at: Option<Instant>,
+    last_attempt: Option<Instant>,
+    last_error: Option<SecretError>,
+}
+
+/// One secret, read and refreshed as described above.
+pub struct SecretSource {
+    client: aws_sdk_secretsmanager::Client,
+    arn: String,
+    /// The template parameter that names it, for messages.
+    parameter: &'static str,
+    deployment: Deployment,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("arn", &self.arn)
+            .field("parameter", &self.parameter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretSource {
+    pub fn new(
+        client: aws_sdk_secretsmanager::Client,
+        arn: impl Into<String>,
+        parameter: &'static str,
+        deployment: Deployment,
+    ) -> Self {
+        SecretSource {
+            client,
+            arn: arn.into(),
+            parameter,
+            deployment,
+            state: tokio::sync::Mutex::new(State {
+                versions: None,
+                fetched_at: None,
+                last_attempt: None,
+                last_error: None,
+            }),
+        }
+    }
+
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// Reads the secret during init. A secret that cannot be used is an init error (the
+    /// function stops, naming the parameter); one that cannot be read yet is not: requests
+    /// retry, and answer 503 meanwhile.
+    pub async fn load_at_init(&self) -> Result<(), ConfigError> {
+        match self.get().await {
+            Ok(_) => Ok(()),
+            Err(SecretError::Unusable(why)) => Err(ConfigError(why)),
+            Err(unavailable) => {
+                tracing::warn!(error = %unavailable, "secret not read during init; requests will retry");
+                Ok(())
+            }
+        }
+    }
+
+    /// The secret's versions, read now if never read or older than [`REFRESH_AFTER`].
+    pub async fn get(&self) -> Result<Arc<SecretVersions>, SecretError> {
+        let mut state = self.state.lock().await;
+        let fresh = state.fetched_at.is_some_and(|at| at.elapsed() < REFRESH_AFTER);
+        if let (true, Some(versions)) = (fresh, &state.versions) {
+            return Ok(versions.clone());
+        }
+        let may_try = state.last_attempt.is_none_or(|at| at.elapsed() >= RETRY_AFTER);
+        if !may_try {
+            return match (&state.versions, &state.last_error) {
+                (Some(versions), _) => Ok(versions.clone()),
+                (None, Some(error)) => Err(error.clone()),
+                (None, None) => Err(self.unavailable("not read yet")),
+            };
+        }
+        state.last_attempt = Some(Instant::now());
+        match self.fetch().await {
+            Ok(versions) => {
+                let versions = Arc::new(versions);
+                if state
+                    .versions
+                    .as_deref()
+                    .is_some_and(|old| old.current != versions.current)
+                {
+                    tracing::info!(parameter = self.parameter, "secret rotated: using its new version");
+                }
+                state.versions = Some(versions.clone());
+                state.fetched_at = Some(Instant::now());
+                state.last_error = None;
+                Ok(versions)
+            }
+            Err(error) => {
+                state.last_error = Some(error.clone());
+                match (&state.versions, &error) {
+                    // A failed refresh keeps what was read: a rotation waits, requests do not.
+                    (Some(versions), SecretError::Unavailable { .. }) => {
+                        tracing::warn!(%error, "secret refresh failed; keeping the version read before");
+                        Ok(versions.clone())
+                    }
+                    _ => {
+                        tracing::error!(%error, "secret not usable");
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    fn unavailable(&self, why: impl Into<String>) -> SecretError {
+        SecretError::Unavailable {
+            parameter: self.parameter,
+            why: why.into(),
+        }
+    }
+
+    async fn fetch(&self) -> Result<SecretVersions, SecretError> {
+        let current = self
+            .fetch_stage("AWSCURRENT")
+            .await?
+            .ok_or_else(|| self.unavailable(format!("{} has no current version", self.arn)))?;
+        let previous = self.fetch_stage("AWSPREVIOUS").await?;
+        check_secret_value(self.parameter, &current, self.deployment).map_err(|e| SecretError::Unusable(e.0))?;
+        // A previous version that could not be used now is simply not accepted.
+        let previous = previous.filter(|p| check_secret_value(self.parameter, p, self.deployment).is_ok());
+        Ok(SecretVersions { current, previous })
+    }
+
+    /// One version stage's `SecretString`; `None` when the secret has no such version.
+    async fn fetch_stage(&self, stage: &str) -> Result<Option<String>, SecretError> {
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .version_stage(stage)
+            .send()
+            .await
+        {
+            Ok(out) => match out.secret_string {
+                Some(value) => Ok(Some(value)),
+                None => Err(SecretError::Unusable(format!(
+                    "{} ({}) holds binary data; it must hold the key as its SecretString",
+                    self.parameter, self.arn
+                ))),
+            },
+            Err(e) if e.code() == Some("ResourceNotFoundException") && stage != "AWSCURRENT" => Ok(None),
+            // No such secret, no permission to read it (AWS's AccessDenied, or forum-local's
+            // IAM check, which refuses the call before it is sent), a key that cannot
+            // decrypt it: a deployment mistake, which retrying will not mend.
+            Err(e)
+                if matches!(e, aws_sdk_secretsmanager::error::SdkError::ConstructionFailure(_))
+                    || matches!(
+                        e.code(),
+                        Some("ResourceNotFoundException" | "AccessDeniedException" | "DecryptionFailure")
+                    ) =>
+            {
+                Err(SecretError::Unusable(format!(
+                    "{} ({}) cannot be read: {}",
+                    self.parameter,
+                    self.arn,
+                    crate::sdk_errors::classify(&e).unwrap_or_else(|why| why)
+                )))
+            }
+            Err(e) => Err(self.unavailable(crate::sdk_errors::classify(&e).unwrap_or_else(|why| why))),
+        }
+    }
+}
