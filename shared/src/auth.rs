@@ -178,6 +178,9 @@ struct JwksState {
     keys: Option<Arc<VerificationKeys>>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
+    /// The last fetch a token naming an unknown key caused (bounded on its own, so a rotation
+    /// right after a fetch is still picked up).
+    last_unknown_kid: Option<Instant>,
 }
 
 /// An issuer's key set, fetched from its JWKS URL and kept as described above.
@@ -208,6 +211,7 @@ impl JwksCache {
                 keys: None,
                 fetched_at: None,
                 last_attempt: None,
+                last_unknown_kid: None,
             }),
         })
     }
@@ -240,14 +244,16 @@ impl JwksCache {
     /// are older than [`JWKS_REFRESH_AFTER`], or if none is `kid` (each at a bounded rate).
     async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<VerificationKeys>, AuthFailure> {
         let mut state = self.state.lock().await;
-        let since_attempt = state.last_attempt.map(|at| at.elapsed());
-        let attempt_after = |interval: Duration| since_attempt.is_none_or(|e| e >= interval);
+        let since = |at: Option<Instant>, interval: Duration| at.is_none_or(|at| at.elapsed() >= interval);
+        let retry = since(state.last_attempt, JWKS_RETRY_AFTER);
         let fetch = match &state.keys {
-            None => attempt_after(JWKS_RETRY_AFTER),
-            Some(_) if state.fetched_at.is_none_or(|at| at.elapsed() >= JWKS_REFRESH_AFTER) => {
-                attempt_after(JWKS_RETRY_AFTER)
+            None => retry,
+            Some(_) if since(state.fetched_at, JWKS_REFRESH_AFTER) => retry,
+            Some(keys) if !keys.knows(kid) && since(state.last_unknown_kid, JWKS_UNKNOWN_KID_INTERVAL) => {
+                state.last_unknown_kid = Some(Instant::now());
+                true
             }
-            Some(keys) => !keys.knows(kid) && attempt_after(JWKS_UNKNOWN_KID_INTERVAL),
+            Some(_) => false,
         };
         if fetch {
             state.last_attempt = Some(Instant::now());

@@ -212,12 +212,16 @@ impl Notifier {
     }
 
     /// Closes a socket from the server's side (`DELETE @connections/{id}`); API Gateway then
-    /// runs `$disconnect`. A connection already gone is fine.
-    pub async fn close(&self, connection: &str) {
-        if let Err(e) = self.client.delete_connection().connection_id(connection).send().await
-            && !e.as_service_error().is_some_and(|s| s.is_gone_exception())
-        {
-            tracing::warn!(connection_id = %connection, error = ?e, "closing a connection failed");
+    /// runs `$disconnect`. A connection already gone is fine; any other failure (a role that may
+    /// not DELETE, a throttle) is logged and returned.
+    pub async fn close(&self, connection: &str) -> Result<(), String> {
+        match self.client.delete_connection().connection_id(connection).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(connection_id = %connection, error = ?e, "closing a connection failed");
+                Err(crate::sdk_errors::classify(&e).unwrap_or_else(|why| why))
+            }
         }
     }
 

@@ -62,6 +62,8 @@ pub struct SecretSource {
     /// The template parameter that names it, for messages.
     parameter: &'static str,
     deployment: Deployment,
+    /// [`REFRESH_AFTER`] unless a test sets it.
+    refresh_after: Duration,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -86,6 +88,7 @@ impl SecretSource {
             arn: arn.into(),
             parameter,
             deployment,
+            refresh_after: REFRESH_AFTER,
             state: tokio::sync::Mutex::new(State {
                 versions: None,
                 fetched_at: None,
@@ -97,6 +100,12 @@ impl SecretSource {
 
     pub fn arn(&self) -> &str {
         &self.arn
+    }
+
+    /// Reads again after `every` instead of [`REFRESH_AFTER`] (tests of a rotation).
+    pub fn refreshing_every(mut self, every: Duration) -> Self {
+        self.refresh_after = every;
+        self
     }
 
     /// Reads the secret during init. A secret that cannot be used is an init error (the
@@ -116,11 +125,13 @@ impl SecretSource {
     /// The secret's versions, read now if never read or older than [`REFRESH_AFTER`].
     pub async fn get(&self) -> Result<Arc<SecretVersions>, SecretError> {
         let mut state = self.state.lock().await;
-        let fresh = state.fetched_at.is_some_and(|at| at.elapsed() < REFRESH_AFTER);
+        let fresh = state.fetched_at.is_some_and(|at| at.elapsed() < self.refresh_after);
         if let (true, Some(versions)) = (fresh, &state.versions) {
             return Ok(versions.clone());
         }
-        let may_try = state.last_attempt.is_none_or(|at| at.elapsed() >= RETRY_AFTER);
+        let may_try = state
+            .last_attempt
+            .is_none_or(|at| at.elapsed() >= RETRY_AFTER.min(self.refresh_after));
         if !may_try {
             return match (&state.versions, &state.last_error) {
                 (Some(versions), _) => Ok(versions.clone()),

@@ -6,6 +6,7 @@ mod browser;
 mod budgets;
 mod comments;
 mod consistency;
+mod deploy;
 mod events;
 mod hot_reads;
 mod likes;

@@ -314,7 +314,8 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
         recipients.iter().partition(|r| r.expires_at + TOKEN_LEEWAY_SECS >= now);
     let mut removed = Vec::new();
     for recipient in expired {
-        notifier.close(&recipient.connection_id).await;
+        // Logged when it fails; the item goes regardless, so the socket hears nothing more.
+        let _ = notifier.close(&recipient.connection_id).await;
         app.table.delete_connection(&recipient.connection_id).await?;
         removed.push(recipient.connection_id.clone());
     }
