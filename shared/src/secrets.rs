@@ -50,6 +50,8 @@ pub enum SecretError {
 
 struct State {
     versions: Option<Arc<SecretVersions>>,
+    /// The `VersionId` of `versions.current`: unchanged, the previous version is not read again.
+    current_version: Option<String>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
     last_error: Option<SecretError>,
@@ -91,6 +93,7 @@ impl SecretSource {
             refresh_after: REFRESH_AFTER,
             state: tokio::sync::Mutex::new(State {
                 versions: None,
+                current_version: None,
                 fetched_at: None,
                 last_attempt: None,
                 last_error: None,
@@ -140,9 +143,9 @@ impl SecretSource {
             };
         }
         state.last_attempt = Some(Instant::now());
-        match self.fetch().await {
-            Ok(versions) => {
-                let versions = Arc::new(versions);
+        let known = state.current_version.clone().zip(state.versions.clone());
+        match self.fetch(known).await {
+            Ok((version, versions)) => {
                 if state
                     .versions
                     .as_deref()
@@ -150,6 +153,7 @@ impl SecretSource {
                 {
                     tracing::info!(parameter = self.parameter, "secret rotated: using its new version");
                 }
+                state.current_version = Some(version);
                 state.versions = Some(versions.clone());
                 state.fetched_at = Some(Instant::now());
                 state.last_error = None;
@@ -179,20 +183,33 @@ impl SecretSource {
         }
     }
 
-    async fn fetch(&self) -> Result<SecretVersions, SecretError> {
-        let current = self
+    /// The current version (its id and the versions), reading the previous one only when the
+    /// current one is not `known` already: one call per refresh while nothing rotates.
+    async fn fetch(
+        &self,
+        known: Option<(String, Arc<SecretVersions>)>,
+    ) -> Result<(String, Arc<SecretVersions>), SecretError> {
+        let (version, current) = self
             .fetch_stage("AWSCURRENT")
             .await?
             .ok_or_else(|| self.unavailable(format!("{} has no current version", self.arn)))?;
-        let previous = self.fetch_stage("AWSPREVIOUS").await?;
+        if let Some((known_version, versions)) = known
+            && known_version == version
+        {
+            return Ok((version, versions));
+        }
         check_secret_value(self.parameter, &current, self.deployment).map_err(|e| SecretError::Unusable(e.0))?;
         // A previous version that could not be used now is simply not accepted.
-        let previous = previous.filter(|p| check_secret_value(self.parameter, p, self.deployment).is_ok());
-        Ok(SecretVersions { current, previous })
+        let previous = self
+            .fetch_stage("AWSPREVIOUS")
+            .await?
+            .map(|(_, value)| value)
+            .filter(|p| check_secret_value(self.parameter, p, self.deployment).is_ok());
+        Ok((version, Arc::new(SecretVersions { current, previous })))
     }
 
-    /// One version stage's `SecretString`; `None` when the secret has no such version.
-    async fn fetch_stage(&self, stage: &str) -> Result<Option<String>, SecretError> {
+    /// One version stage's id and `SecretString`; `None` when the secret has no such version.
+    async fn fetch_stage(&self, stage: &str) -> Result<Option<(String, String)>, SecretError> {
         match self
             .client
             .get_secret_value()
@@ -202,7 +219,7 @@ impl SecretSource {
             .await
         {
             Ok(out) => match out.secret_string {
-                Some(value) => Ok(Some(value)),
+                Some(value) => Ok(Some((out.version_id.unwrap_or_default(), value))),
                 None => Err(SecretError::Unusable(format!(
                     "{} ({}) holds binary data; it must hold the key as its SecretString",
                     self.parameter, self.arn
