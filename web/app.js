@@ -5,7 +5,7 @@ import { Live } from "./live.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const config = await (await fetch("config.json")).json(); // {apiBase, wsUrl, mintTokens}
-let api, live, me, nextPage;
+let api, live, me, token, nextPage;
 const posts = new Map(); // post id -> its <li>
 const pendingMedia = new Map(); // media id -> resolve(media event)
 
@@ -222,21 +222,62 @@ $("#new-post").onsubmit = (e) => {
   });
 };
 
-function signIn(token) {
-  me = claims(token);
+/**
+ * Whether a token has time left: the API accepts one up to 30 s past its `exp` (clock skew);
+ * a few seconds are kept for the connection to be made.
+ */
+const usable = (t) => claims(t).exp + 25 > Date.now() / 1000;
+
+/** Uses `fresh` from now on, for requests and the next WebSocket connection. */
+function adopt(fresh) {
+  token = fresh;
+  me = claims(fresh);
+  if (api) api.token = fresh;
+  sessionStorage.setItem("token", fresh);
+}
+
+/** A token from forum-local's development mint (never offered by a deployed stack). */
+async function mintToken(username, ttl) {
+  const response = await fetch("local/token", { method: "POST", body: JSON.stringify({ username, ttl }) });
+  if (!response.ok) throw new Error(await response.text());
+  return (await response.json()).token;
+}
+
+/**
+ * The token to (re)connect with: the current one while it has time left; locally, a fresh one
+ * for the same name; otherwise none, and the page says the session ended.
+ */
+async function connectToken() {
+  if (usable(token)) return token;
+  if (config.mintTokens) {
+    const fresh = await mintToken(me.preferred_username).catch(() => null);
+    if (fresh) {
+      adopt(fresh);
+      return fresh;
+    }
+  }
+  sessionStorage.removeItem("token");
+  showError(new Error("Your session has ended: sign in again to keep seeing live updates."));
+  $("#sign-in").hidden = false;
+  return null;
+}
+
+function signIn(fresh) {
+  adopt(fresh);
   api = new Api(config.apiBase, token);
-  sessionStorage.setItem("token", token);
   $("#sign-in").hidden = true;
   $("#signed-in").hidden = false;
   $("#me").textContent = me.preferred_username ?? me.sub;
   $("main").hidden = false;
-  live = new Live(config.wsUrl, token, {
+  live?.close();
+  live = new Live(config.wsUrl, connectToken, {
     onMessage: onLive,
     onStatus: (status) => {
       $("#live").textContent = status;
       $("#live").classList.toggle("online", status === "online");
     },
   });
+  for (const id of posts.keys()) live.follow(id);
   new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && loadMore()).observe($("#more"));
 }
 
@@ -252,12 +293,9 @@ if (config.mintTokens) {
   $("#local-mint").hidden = false;
   $("#mint").onclick = () =>
     attempt(async () => {
-      const username = $("#sign-in").elements.username.value;
-      const response = await fetch("local/token", { method: "POST", body: JSON.stringify({ username }) });
-      if (!response.ok) throw new Error(await response.text());
-      signIn((await response.json()).token);
+      signIn(await mintToken($("#sign-in").elements.username.value));
     });
 }
 const saved = sessionStorage.getItem("token");
-if (saved) signIn(saved);
+if (saved && usable(saved)) signIn(saved);
 else $("#sign-in").hidden = false;

@@ -1,6 +1,18 @@
-// Live updates: one WebSocket, reconnected with backoff, resubscribed to the posts on screen.
+// Live updates: one WebSocket, reconnected with backoff and a fresh token, resubscribed to the
+// posts on screen, kept alive below API Gateway's idle timeout.
+
+/** API Gateway closes a WebSocket idle for 10 minutes: a ping well before that. */
+const KEEPALIVE_MS = globalThis.FORUM_KEEPALIVE_MS ?? 5 * 60_000;
+/** The server takes at most this many post ids in one subscribe message ... */
+const POSTS_PER_MESSAGE = 50;
+/** ... and follows at most this many posts per connection. */
+const MAX_FOLLOWED = 200;
 
 export class Live {
+  /**
+   * `token()` gives the token to connect with (a fresh one when the last expired), or null when
+   * there is none to give: then the connection stays closed and `onStatus("signed out")`.
+   */
   constructor(url, token, { onMessage, onStatus }) {
     Object.assign(this, { url, token, onMessage, onStatus });
     this.following = new Set();
@@ -9,38 +21,58 @@ export class Live {
     this.connect();
   }
 
-  connect() {
-    const socket = new WebSocket(`${this.url}?token=${encodeURIComponent(this.token)}`);
+  async connect() {
+    const token = await this.token();
+    if (!token) {
+      this.closed = true;
+      this.onStatus("signed out");
+      return;
+    }
+    const socket = new WebSocket(`${this.url}?token=${encodeURIComponent(token)}`);
     this.socket = socket;
     socket.onopen = () => {
       this.attempt = 0;
       this.onStatus("online");
-      this.send({ action: "subscribe", post_ids: [...this.following].slice(0, 200) });
+      this.subscribe([...this.following]);
+      this.keepalive = setInterval(() => this.send({ action: "ping" }), KEEPALIVE_MS);
     };
-    socket.onmessage = (event) => this.onMessage(JSON.parse(event.data));
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type !== "pong") this.onMessage(message);
+    };
     socket.onclose = () => {
+      clearInterval(this.keepalive);
       this.onStatus("offline");
       if (this.closed) return;
-      // 1 s, 2 s, 4 s ... 30 s, each with jitter, so a restarted server is not stampeded.
+      // 1 s, 2 s, 4 s ... 30 s, each with jitter, so a restarted server is not stampeded. The
+      // server closes a socket whose token expired: the next one asks for a fresh token.
       const delay = Math.min(30_000, 1000 * 2 ** this.attempt++) * (0.5 + Math.random() / 2);
       setTimeout(() => this.connect(), delay);
     };
   }
 
   send(message) {
-    if (this.socket.readyState === WebSocket.OPEN && (message.post_ids?.length ?? 1) > 0) {
+    if (this.socket?.readyState === WebSocket.OPEN && (message.post_ids?.length ?? 1) > 0) {
       this.socket.send(JSON.stringify(message));
     }
   }
 
+  /** Subscribes in messages the server accepts (at most 50 ids each). */
+  subscribe(postIds) {
+    for (let i = 0; i < postIds.length; i += POSTS_PER_MESSAGE) {
+      this.send({ action: "subscribe", post_ids: postIds.slice(i, i + POSTS_PER_MESSAGE) });
+    }
+  }
+
   follow(postId) {
-    if (this.following.has(postId) || this.following.size >= 200) return;
+    if (this.following.has(postId) || this.following.size >= MAX_FOLLOWED) return;
     this.following.add(postId);
-    this.send({ action: "subscribe", post_ids: [postId] });
+    this.subscribe([postId]);
   }
 
   close() {
     this.closed = true;
-    this.socket.close();
+    clearInterval(this.keepalive);
+    this.socket?.close();
   }
 }

@@ -82,17 +82,30 @@ pub fn config(host: &str, mint_tokens: bool) -> hyper::Response<Full<Bytes>> {
     answer(200, "application/json", body.to_string())
 }
 
-/// `POST /local/token` `{"username": "..."}`: a token for that user, valid for a day.
+/// `POST /local/token` `{"username": "...", "ttl": seconds?}`: a token for that user, valid
+/// for a day unless `ttl` says otherwise (from -29, a token with seconds left within the
+/// authorizer's 30 s leeway, to a day): development only, as is every token this mints.
 pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
-    let username = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["username"].as_str().map(str::trim).map(str::to_string))
+    let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    let username = request["username"]
+        .as_str()
+        .map(str::trim)
+        .map(str::to_string)
         .filter(|name| !name.is_empty() && name.chars().count() <= shared::model::MAX_USERNAME_CHARS);
-    let Some(username) = username else {
-        return answer(400, "text/plain; charset=utf-8", "send {\"username\": \"...\"}");
+    let day = 24 * 3600;
+    let ttl = match &request["ttl"] {
+        serde_json::Value::Null => Some(day),
+        value => value.as_i64().filter(|t| (1 - auth::TOKEN_LEEWAY_SECS..=day).contains(t)),
+    };
+    let (Some(username), Some(ttl)) = (username, ttl) else {
+        return answer(
+            400,
+            "text/plain; charset=utf-8",
+            "send {\"username\": \"...\", \"ttl\": seconds (optional, -29 to 86400)}",
+        );
     };
     let user_id = auth::local_user_id(&username);
-    match auth::issue_token(jwt, &user_id, &username, None, 24 * 3600) {
+    match auth::issue_token(jwt, &user_id, &username, None, ttl) {
         Ok(token) => answer(200, "application/json", json!({ "token": token }).to_string()),
         Err(why) => answer(409, "text/plain; charset=utf-8", why),
     }

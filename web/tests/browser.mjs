@@ -1,7 +1,10 @@
-// Two people in two browser contexts use the reference client against a running stack:
-// A posts with an image through the presigned path; B sees it arrive live with its thumbnail,
-// likes it and comments; A sees both live; a refused post shows the API's message. Any console
-// error, page error, failed request or unexpected 4xx/5xx fails the run.
+// People in browser contexts use the reference client against a running stack: A posts with
+// an image through the presigned path; B sees it arrive live with its thumbnail, likes it and
+// comments; A sees both live; a refused post shows the API's message. Then C, who follows more
+// than 50 posts, has her socket closed by the server when her token runs out: the page
+// reconnects with a fresh token, resubscribes to every post in messages the server accepts, and
+// keeps hearing about the oldest; its keepalive pings go out meanwhile. Any console error, page
+// error, failed request or unexpected 4xx/5xx fails the run.
 //
 // node browser.mjs <base URL> <image.png> <screenshot dir>
 import { mkdirSync } from "node:fs";
@@ -20,9 +23,39 @@ async function shot(page, name) {
   await page.screenshot({ path: `${shots}/${String(++step).padStart(2, "0")}-${name}.png`, fullPage: true });
 }
 
-async function person(name) {
+/** A token from forum-local's development mint: a day, or `ttl` seconds. */
+async function mint(username, ttl) {
+  const response = await fetch(`${base}/local/token`, { method: "POST", body: JSON.stringify({ username, ttl }) });
+  if (!response.ok) throw new Error(`local/token: ${response.status} ${await response.text()}`);
+  return (await response.json()).token;
+}
+
+/** The API as `username`, outside the browser. */
+async function apiAs(username) {
+  const token = await mint(username);
+  return async (method, path, body) => {
+    const response = await fetch(`${base}/api/forum${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    return response.json();
+  };
+}
+
+async function person(name, { token, keepaliveMs } = {}) {
   const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  if (keepaliveMs) await context.addInitScript((ms) => (globalThis.FORUM_KEEPALIVE_MS = ms), keepaliveMs);
   const page = await context.newPage();
+  // Every WebSocket the page opens, with the messages it sends.
+  page.sockets = [];
+  page.on("websocket", (ws) => {
+    const socket = { url: ws.url(), sent: [], closed: false };
+    page.sockets.push(socket);
+    ws.on("framesent", (frame) => socket.sent.push(JSON.parse(frame.payload)));
+    ws.on("close", () => (socket.closed = true));
+  });
   page.setDefaultTimeout(20_000);
   page.on("console", (m) => {
     if (m.type() !== "error") return;
@@ -38,8 +71,13 @@ async function person(name) {
     if (r.status() >= 400 && !expected) problems.push(`${name}: ${r.request().method()} ${r.url()} answered ${r.status()}`);
   });
   await page.goto(`${base}/`);
-  await page.fill("input[name=username]", `${name}${suffix}`);
-  await page.click("#mint");
+  if (token) {
+    await page.fill("input[name=token]", token);
+    await page.press("input[name=token]", "Enter");
+  } else {
+    await page.fill("input[name=username]", `${name}${suffix}`);
+    await page.click("#mint");
+  }
   await page.locator("#live.online").waitFor();
   return page;
 }
@@ -102,6 +140,49 @@ try {
   const message = await error.textContent();
   check(message.includes("not allowed") && message.includes("fuck"), `the refusal is explained: ${message}`);
   await shot(b, "ben-refused");
+
+  // C follows more than 50 posts and her token runs out while she reads.
+  const dan = await apiAs(`dan${suffix}`);
+  const followed = 60;
+  for (let i = 0; i < followed; i++) await dan("POST", "/posts/", { content: `followed ${i} ${suffix}` });
+  // 10 s left (the API accepts a token up to 30 s past its exp).
+  const shortLived = await mint(`cat${suffix}`, -20);
+  const started = Date.now();
+  const c = await person("cat", { token: shortLived, keepaliveMs: 1000 });
+  check(c.sockets[0].url.includes(encodeURIComponent(shortLived)), "the first socket uses the token she signed in with");
+  const more = c.locator("#more");
+  while ((await c.locator(".post", { hasText: `followed` }).count()) < followed) {
+    await more.scrollIntoViewIfNeeded();
+    await c.waitForTimeout(200);
+  }
+  const subscribed = (socket) => socket.sent.filter((m) => m.action === "subscribe");
+  const followedIds = () => new Set(subscribed(c.sockets.at(-1)).flatMap((m) => m.post_ids));
+  check(followedIds().size > 50, `she follows more than 50 posts (${followedIds().size})`);
+  check(subscribed(c.sockets[0]).every((m) => m.post_ids.length <= 50), "no subscribe message holds more than 50 ids");
+  // The keepalive: pings, answered and never shown.
+  while (!c.sockets[0].sent.some((m) => m.action === "ping")) await c.waitForTimeout(200);
+
+  // Once her token has run out, the next event the server would send her closes her socket.
+  await c.waitForTimeout(Math.max(0, 11_000 - (Date.now() - started)));
+  await dan("POST", "/posts/", { content: `after her token ran out ${suffix}` });
+  while (!c.sockets[0].closed) await c.waitForTimeout(200);
+  while (c.sockets.length < 2) await c.waitForTimeout(200);
+  await c.locator("#live.online").waitFor();
+  const second = c.sockets[1];
+  check(!second.url.includes(encodeURIComponent(shortLived)), "the page reconnected with a fresh token");
+  // Resubscribed to every post on screen, 50 at most per message.
+  const shown = await c.locator(".post").evaluateAll((posts) => posts.map((p) => p.dataset.id));
+  while (subscribed(second).flatMap((m) => m.post_ids).length < Math.min(shown.length, 200)) await c.waitForTimeout(200);
+  check(subscribed(second).every((m) => m.post_ids.length <= 50), "resubscribed in messages of at most 50 ids");
+  check(subscribed(second).length >= 2, `resubscribed in ${subscribed(second).length} messages`);
+  // The oldest post, beyond the first 50 she resubscribed to, still reaches her live.
+  const oldest = c.locator(".post", { hasText: `followed 0 ${suffix}` });
+  const oldestId = await oldest.getAttribute("data-id");
+  check(subscribed(second).slice(1).some((m) => m.post_ids.includes(oldestId)), "the oldest post is in a later message");
+  await dan("POST", `/posts/${oldestId}/comments/`, { content: "still there?" });
+  await oldest.locator(".comment-count", { hasText: "1" }).waitFor();
+  check(await c.locator("#sign-in").isHidden(), "she stayed signed in");
+  await shot(c, "cat-reconnected-and-resubscribed");
 } catch (e) {
   problems.push(`step failed: ${e.message}`);
 } finally {
