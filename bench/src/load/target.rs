@@ -14,7 +14,7 @@ pub struct TargetArgs {
     /// The deployed stack's `WebSocketUrl`.
     #[arg(long, requires = "api_url")]
     ws_url: Option<String>,
-    /// For an HS256 deployment: the name of the environment variable holding its `JwtSecret`
+    /// For an HS256 deployment: the name of the environment variable holding its HS256 key (the value of the secret `JwtSecretArn` names)
     /// (a variable, so the secret never shows in `ps` or shell history).
     #[arg(long, value_name = "VAR", requires_all = ["jwt_issuer", "jwt_audience"], conflicts_with = "tokens")]
     jwt_secret_env: Option<String>,
