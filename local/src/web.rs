@@ -95,7 +95,9 @@ pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
     let day = 24 * 3600;
     let ttl = match &request["ttl"] {
         serde_json::Value::Null => Some(day),
-        value => value.as_i64().filter(|t| (1 - auth::TOKEN_LEEWAY_SECS..=day).contains(t)),
+        value => value
+            .as_i64()
+            .filter(|t| (1 - auth::TOKEN_LEEWAY_SECS..=day).contains(t)),
     };
     let (Some(username), Some(ttl)) = (username, ttl) else {
         return answer(
