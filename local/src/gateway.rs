@@ -86,6 +86,13 @@ fn execute_api_arn(rest: &str) -> String {
 
 /// API Gateway's payload limit for HTTP APIs.
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// The request line and headers a client may send (API Gateway's HTTP APIs take 10 KB of
+/// headers; hyper's smallest buffer is 8 KB, and more is answered 431).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a client may take to send its headers, and then its body: API Gateway cuts slow
+/// senders off too (its integration timeout is 30 s).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A template route with the handler that serves it.
 #[derive(Clone)]
@@ -393,11 +400,16 @@ impl Gateway {
                 .await);
         }
         let (parts, body) = req.into_parts();
-        let body = Limited::new(body, MAX_REQUEST_BYTES)
-            .collect()
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(format!("request bodies are limited to {MAX_REQUEST_BYTES} bytes")))?
-            .to_bytes();
+        let body = match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_REQUEST_BYTES).collect()).await
+        {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "request bodies are limited to {MAX_REQUEST_BYTES} bytes"
+                )));
+            }
+            Err(_) => return Ok(plain(408, r#"{"message":"Request Timeout"}"#)),
+        };
         let method = parts.method.as_str().to_ascii_uppercase();
         let path = parts.uri.path().to_string();
         let raw_query = parts.uri.query().unwrap_or("").to_string();
@@ -439,7 +451,15 @@ impl Gateway {
         // reaches a function (and would stop the event's conversion to a request).
         let host = match parts.headers.get(http::header::HOST).map(|h| h.to_str()) {
             None => "127.0.0.1".to_string(),
-            Some(Ok(h)) if h.parse::<http::uri::Authority>().is_ok() => h.to_string(),
+            // A Host is a host and maybe a port (RFC 9110 7.2): no user info, a port in range,
+            // as the URL the request's conversion builds from it must be.
+            Some(Ok(h))
+                if !h.contains('@')
+                    && h.parse::<http::uri::Authority>().is_ok()
+                    && url::Url::parse(&format!("https://{h}/")).is_ok() =>
+            {
+                h.to_string()
+            }
             Some(_) => return Ok(gateway_answer(403)),
         };
         let query: serde_json::Map<String, Value> = url_pairs(&raw_query);
@@ -652,10 +672,15 @@ pub async fn run(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl st
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(gateway.serve(req, peer).await) }
+                async move { Ok::<_, Infallible>(crate::respond::guarded(gateway.serve(req, peer)).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
+            // API Gateway's limits on what a client may send before the route: headers within
+            // 10 KB (431 beyond), sent within a while (a slow sender is cut off, not waited on).
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
                 .serve_connection(io, service)
                 .with_upgrades()
                 .await

@@ -8,7 +8,10 @@
 //! - fullwidth and other compatibility forms are folded (NFKC), and letters from other scripts
 //!   that look like Latin ones become those (UTS #39 confusables: Cyrillic `у` is `y`);
 //! - leetspeak, repeated letters and punctuation inside a word are rustrict's own job (`sh1t`,
-//!   `fuuuck`, `f.u.c.k`); letters spaced out over several words (`f u c k`) are joined first;
+//!   `fuuuck`, `f.u.c.k`); letters spaced out over several words (`f u c k`) are joined first,
+//!   wherever they start in a run of single letters (`what a f u c k`);
+//! - a letter masked by `*`, `#` or `%` (`s*it`, `f**k`) is read as each letter a reader might
+//!   fill in;
 //! - zero-width characters never get here: text cleaning removes them.
 //!
 //! What is refused: moderate-or-worse profanity and offensive language (slurs), severe sexual
@@ -132,6 +135,9 @@ const LEET: &[(char, char)] = &[
     ('+', 't'),
 ];
 
+/// The longest word spelled out letter by letter that is looked for (`motherfucking` is 13).
+const MAX_SPELLED_LETTERS: usize = 16;
+
 /// Whether a word is an id or a code rather than a word: it has digits that never stand for
 /// letters (`AF4926`, `7f15e3a2`, `x86`).
 fn code_like(word: &str) -> bool {
@@ -161,12 +167,71 @@ fn spelled_out(word: &str) -> Option<String> {
     (parts.len() >= 3 && parts.iter().all(|p| p.chars().count() == 1)).then(|| parts.concat())
 }
 
+/// Characters that hide a letter (`s*it`, `f#ck`, `f%%k`).
+fn is_mask(c: char) -> bool {
+    matches!(c, '*' | '#' | '%')
+}
+
+/// A word with more masks than this is not read letter by letter (26^3 fillings, and a reader
+/// cannot tell what it hides either).
+const MAX_MASKS: usize = 2;
+/// Words that hide letters a text may hold: each costs up to 2 x 26^2 judgements, so a text
+/// with more is refused (`validate`) rather than read slowly or let through unread.
+pub const MAX_MASKED_WORDS: usize = 8;
+
+/// How many words of `text` hide letters behind masks (the ones read letter by letter).
+pub fn masked_words(text: &str) -> usize {
+    let mut seen: Vec<String> = words(text)
+        .into_iter()
+        .map(|w| folded(&w.text))
+        .filter(|w| !unmasked(w).is_empty())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    seen.len()
+}
+
+/// A word with masked letters filled in every way a reader might: `s*it` is `shit`, among
+/// others. Empty unless the word masks one or two letters between letters.
+fn unmasked(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let masks: Vec<usize> = (0..chars.len()).filter(|&i| is_mask(chars[i])).collect();
+    let letters = chars.iter().filter(|c| c.is_alphabetic()).count();
+    if masks.is_empty() || masks.len() > MAX_MASKS || letters < 2 || masks.len() + letters != chars.len() {
+        return Vec::new();
+    }
+    let mut out = vec![chars];
+    for &at in &masks {
+        out = out
+            .into_iter()
+            .flat_map(|filled| {
+                ('a'..='z').map(move |letter| {
+                    let mut next = filled.clone();
+                    next[at] = letter;
+                    next
+                })
+            })
+            .collect();
+    }
+    // A filling without a vowel is no reading a reader makes (`c*t` is not `cnt`), and rustrict
+    // would read it as a word with its vowels dropped.
+    out.into_iter()
+        .filter(|c| c.iter().any(|l| "aeiouy".contains(*l)))
+        .map(|c| c.into_iter().collect())
+        .collect()
+}
+
 /// A word as a reader may see it: folded; with ambiguous look-alikes read the other way; with
 /// digits and symbols read as letters; with repeated letters shortened; spelled out letters
-/// joined.
+/// joined; masked letters filled in.
 fn readings(word: &str) -> Vec<String> {
     let base = folded(word);
-    let mut out = vec![base.clone()];
+    let mut out = Vec::new();
+    for filled in unmasked(&base) {
+        out.push(collapse_runs(&filled, 1));
+        out.push(filled);
+    }
+    out.push(base.clone());
     for (lookalike, latin) in AMBIGUOUS_LOOKALIKES {
         if word.contains(*lookalike) {
             out.push(folded(&word.replace(*lookalike, &latin.to_string())));
@@ -278,7 +343,10 @@ pub fn findings(text: &str) -> Vec<Finding> {
             found.push(word.chars.clone());
         }
     }
-    // Letters spaced out over words: `f u c k`, `f. u. c. k`.
+    // Letters spaced out over words: `f u c k`, `f. u. c. k`, wherever they start in a run
+    // of single letters ("what a f u c k": the `a` is a word of its own). Each stretch of the
+    // run up to MAX_SPELLED_LETTERS long is judged, longest first, each once per text.
+    let mut spelled: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     let mut i = 0;
     while i < all.len() {
         let single = |w: &Word| w.text.chars().count() == 1;
@@ -286,11 +354,23 @@ pub fn findings(text: &str) -> Vec<Finding> {
         while j < all.len() && single(&all[j]) {
             j += 1;
         }
-        if j - i >= 3 {
-            let joined: String = all[i..j].iter().map(|w| folded(&w.text)).collect();
-            let range = all[i].chars.start..all[j - 1].chars.end;
-            if is_refused(&joined) && !found.iter().any(|f| f.start < range.end && range.start < f.end) {
-                found.push(range);
+        let letters: Vec<String> = all[i..j].iter().map(|w| folded(&w.text)).collect();
+        let mut start = 0;
+        while start + 3 <= letters.len() {
+            let longest = (letters.len() - start).min(MAX_SPELLED_LETTERS);
+            let hit = (3..=longest).rev().find(|&len| {
+                let joined = letters[start..start + len].concat();
+                *spelled.entry(joined.clone()).or_insert_with(|| is_refused(&joined))
+            });
+            match hit {
+                Some(len) => {
+                    let range = all[i + start].chars.start..all[i + start + len - 1].chars.end;
+                    if !found.iter().any(|f| f.start < range.end && range.start < f.end) {
+                        found.push(range);
+                    }
+                    start += len;
+                }
+                None => start += 1,
             }
         }
         i = j.max(i + 1);
@@ -361,6 +441,32 @@ mod tests {
             "SHIIIIT",                             // upper case, repeated
         ] {
             assert!(first_finding(&format!("well {dodge} then")).is_some(), "{dodge}");
+        }
+    }
+
+    #[test]
+    fn letters_spelled_out_after_a_one_letter_word_and_masked_letters_are_read() {
+        for (text, span) in [
+            ("what a f u c k you are", "f u c k"),
+            ("what a s h i t day", "s h i t"),
+            ("I said a b i t c h", "b i t c h"),
+            ("s*it happens", "s*it"),
+            ("oh f**k", "f**k"),
+            ("you c#nt", "c#nt"),
+        ] {
+            let found = first_finding(text).unwrap_or_else(|| panic!("missed: {text}"));
+            assert_eq!(found.text, span, "{text}");
+        }
+        // Their neighbours that are not bad words stay readable.
+        for benign in [
+            "I got a b c d e grade",
+            "use a*b for the product",
+            "the c*t scan",
+            "see section a b c",
+            "rated a A+",
+            "plan B or c",
+        ] {
+            assert_eq!(first_finding(benign), None, "{benign}");
         }
     }
 

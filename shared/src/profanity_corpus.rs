@@ -6,7 +6,8 @@
 //!   (prices, times, dates, order and phone numbers, ids, versions, decimals) generated here;
 //! - profane: `shared/corpus/profane.txt`'s words written as people dodge filters (case,
 //!   leetspeak, symbols, repeated letters, spacing, dots, zero-width characters, Cyrillic and
-//!   Greek look-alikes, fullwidth forms), each inside an ordinary sentence.
+//!   Greek look-alikes, fullwidth forms, masked letters), each inside ordinary sentences, one of
+//!   which puts a one-letter word before it ("what a f u c k ...").
 
 /// Dictionary words.
 pub fn words() -> Vec<&'static str> {
@@ -253,6 +254,28 @@ pub const OBFUSCATIONS: &[Obfuscation] = &[
         apply: |w| map_letters(w, &[('o', "ο"), ('i', "ι"), ('k', "κ"), ('t', "τ"), ('u', "υ")]),
     },
     Obfuscation {
+        name: "dotted and spaced",
+        apply: |w| w.chars().map(|c| c.to_string()).collect::<Vec<_>>().join(". "),
+    },
+    Obfuscation {
+        name: "masked letter",
+        // The second letter hidden: `s*it`, `f*ck`, `c*nt`.
+        apply: |w| mask(w, &[1], '*'),
+    },
+    Obfuscation {
+        name: "masked vowel",
+        // The first vowel after the first letter hidden with `#`: `sh#t`, `b#tch`.
+        apply: |w| match w.char_indices().skip(1).find(|(_, c)| "aeiou".contains(*c)) {
+            Some((i, _)) => mask(w, &[w[..i].chars().count()], '#'),
+            None => mask(w, &[1], '#'),
+        },
+    },
+    Obfuscation {
+        name: "two masked letters",
+        // `f**k`, `s**t`, `c**ks`.
+        apply: |w| mask(w, &[1, 2], '*'),
+    },
+    Obfuscation {
         name: "fullwidth",
         apply: |w| {
             w.chars()
@@ -266,12 +289,31 @@ pub const OBFUSCATIONS: &[Obfuscation] = &[
     },
 ];
 
-/// Each profane word under each obfuscation, inside a sentence: (obfuscation, sentence).
+/// `word` with the letters at `positions` (in characters) replaced by `with`, when the word is
+/// long enough to keep a letter on each side.
+fn mask(word: &str, positions: &[usize], with: char) -> String {
+    let count = word.chars().count();
+    if positions.iter().any(|&p| p == 0 || p + 1 >= count) {
+        return word.to_string();
+    }
+    word.chars()
+        .enumerate()
+        .map(|(i, c)| if positions.contains(&i) { with } else { c })
+        .collect()
+}
+
+/// The sentences a word is hidden in: plain prose, and one with a one-letter word right
+/// before it, where spaced-out letters must not be read together with it.
+const FRAMES: &[&str] = &["well that is {} if you ask me", "what a {} you are", "I {} it all"];
+
+/// Each profane word under each obfuscation, inside each sentence: (obfuscation, sentence).
 pub fn profane_sentences() -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for word in profane_words() {
         for o in OBFUSCATIONS {
-            out.push((o.name, format!("well that is {} if you ask me", (o.apply)(word))));
+            for frame in FRAMES {
+                out.push((o.name, frame.replace("{}", &(o.apply)(word))));
+            }
         }
     }
     out
@@ -314,6 +356,11 @@ pub struct Report {
     pub missed_by_obfuscation: Vec<(&'static str, usize)>,
     /// Microseconds to check a 2,000-character comment (mean of 50).
     pub micros_per_2000_chars: f64,
+    /// Microseconds for the slowest text the filter reads: as many masked words as a text may
+    /// hold, each with two masks (2 x 26^2 fillings), none of them bad (mean of 5).
+    pub micros_worst_masked: f64,
+    /// Microseconds for 2,000 characters of single letters spaced out (`a b c d ...`).
+    pub micros_spaced_letters: f64,
 }
 
 fn refused(text: &str) -> bool {
@@ -362,6 +409,24 @@ pub fn measure() -> Report {
         std::hint::black_box(crate::profanity::findings(&comment));
     }
     report.micros_per_2000_chars = started.elapsed().as_secs_f64() * 1e6 / 50.0;
+    let masked: String = (0..crate::profanity::MAX_MASKED_WORDS)
+        .map(|i| format!("q**{}x", char::from(b'a' + i as u8)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        std::hint::black_box(refused(&masked));
+    }
+    report.micros_worst_masked = started.elapsed().as_secs_f64() * 1e6 / 5.0;
+    let letters: String = (0..1000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .map(|c| format!("{c} "))
+        .collect();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        std::hint::black_box(crate::profanity::findings(&letters));
+    }
+    report.micros_spaced_letters = started.elapsed().as_secs_f64() * 1e6 / 5.0;
     report
 }
 
@@ -398,10 +463,21 @@ impl std::fmt::Display for Report {
                 format!("; missed: {:?}", self.missed_by_obfuscation)
             }
         )?;
-        write!(
+        writeln!(
             f,
             "  check of a 2,000-character comment: {:.0} µs (target < 1,000)",
             self.micros_per_2000_chars
+        )?;
+        writeln!(
+            f,
+            "  worst case, {} words with two masked letters: {:.0} µs",
+            crate::profanity::MAX_MASKED_WORDS,
+            self.micros_worst_masked
+        )?;
+        write!(
+            f,
+            "  worst case, 2,000 characters of spaced-out letters: {:.0} µs",
+            self.micros_spaced_letters
         )
     }
 }

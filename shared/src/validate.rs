@@ -118,6 +118,18 @@ pub fn is_invisible(c: char) -> bool {
         | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
+/// Whether a character shows nothing on its own: whitespace, the invisible and filler
+/// characters of [`is_invisible`], the blank Braille pattern, and combining marks (which only
+/// decorate another character). A text made of these alone is empty to a reader.
+pub fn shows_nothing(c: char) -> bool {
+    c.is_whitespace()
+        || is_invisible(c)
+        || c == '\u{2800}'
+        || unicode_normalization::char::is_combining_mark(c)
+        // Variation selectors of the supplement (the others are in is_invisible).
+        || ('\u{E0100}'..='\u{E01EF}').contains(&c)
+}
+
 /// A display name from a token claim: plain text with nothing invisible, runs of whitespace
 /// as one space. `None` when nothing visible is left (or markup is).
 pub fn display_name(raw: &str) -> Option<String> {
@@ -188,10 +200,23 @@ pub fn clean_text(raw: &str, rules: TextRules) -> Result<String, ApiError> {
             ),
         )
     })?;
-    if text.is_empty() {
+    // Empty as a reader sees it: nothing but whitespace, fillers and invisible characters (the
+    // folding display names get) is nothing.
+    if text.chars().all(shows_nothing) {
         return Err(ApiError::bad_request(
             "content_required",
-            format!("`{}` must not be empty", rules.field),
+            format!("`{}` must not be empty (it shows nothing)", rules.field),
+        ));
+    }
+    let masked = crate::profanity::masked_words(&text);
+    if masked > crate::profanity::MAX_MASKED_WORDS {
+        return Err(ApiError::bad_request(
+            "invalid_content",
+            format!(
+                "`{}` hides letters with `*`, `#` or `%` in {masked} words; at most {} may: write the others out",
+                rules.field,
+                crate::profanity::MAX_MASKED_WORDS
+            ),
         ));
     }
     let chars = text.chars().count();

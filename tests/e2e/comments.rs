@@ -142,9 +142,11 @@ async fn only_the_author_edits_or_deletes_a_comment() {
     let listed = alice.get(&comments_path(&post)).await;
     assert_eq!(listed.body["comments"][0], edited.body);
 
-    bob.patch(&path, json!({"content": ""}))
-        .await
-        .assert_error(400, "content_required");
+    for invisible in ["", "\u{3164}", "\u{200D}\u{FE0F}", "\u{E0020}"] {
+        bob.patch(&path, json!({"content": invisible}))
+            .await
+            .assert_error(400, "content_required");
+    }
     bob.patch(&path, json!({"text": "x"}))
         .await
         .assert_error(400, "invalid_json");
@@ -174,6 +176,7 @@ async fn comments_of_missing_or_deleted_posts_are_404_and_bad_comments_change_no
     let long = "z".repeat(shared::validate::MAX_COMMENT_CHARS + 1);
     for (body, code) in [
         (json!({"content": ""}), "content_required"),
+        (json!({"content": "\u{3164}\u{200B}\u{00AD}"}), "content_required"),
         (json!({"content": long}), "content_too_long"),
         (json!({"content": 3}), "invalid_json"),
         (json!({"content": "ok", "post_id": "x"}), "invalid_json"),

@@ -8,6 +8,7 @@ mod comments;
 mod consistency;
 mod deploy;
 mod events;
+mod hostile;
 mod hot_reads;
 mod likes;
 mod limits;
