@@ -35,6 +35,8 @@ enum Command {
     /// Many users at once against forum-local or a deployed stack (goose), WebSocket listeners,
     /// then an audit of what everyone was told (the exit code).
     Load(Box<load::Args>),
+    /// A frozen DynamoDB: how long each route takes to answer 503, against the request deadline.
+    Outage(outage::Args),
 }
 
 #[derive(clap::Args, Clone)]
@@ -135,6 +137,7 @@ fn id(v: &Value) -> String {
 
 mod cold_start;
 mod load;
+mod outage;
 mod thumbnails;
 
 /// Counts heap bytes so the thumbnail benchmark can report peak memory.
@@ -149,6 +152,7 @@ async fn main() {
         Some(Command::ColdStart(args)) => cold_start::run(&args).await,
         Some(Command::Filter) => filter(),
         Some(Command::Load(args)) => load::load(&args).await,
+        Some(Command::Outage(args)) => outage::run(&args).await,
         Some(Command::Api(args)) => api(args).await,
         None => api(cli.api).await,
     }

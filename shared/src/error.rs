@@ -141,6 +141,11 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs, .. } => {
                 builder = builder.header(http::header::RETRY_AFTER, retry_after_secs.to_string());
             }
+            // A dependency that is slow or down now may answer in a moment: retry soon, with
+            // backoff.
+            ApiError::Unavailable(_) => {
+                builder = builder.header(http::header::RETRY_AFTER, "1");
+            }
             ApiError::Unauthorized(_) => {
                 builder = builder.header(http::header::WWW_AUTHENTICATE, "Bearer");
             }

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod cache;
 pub mod config;
 pub mod cursor;
+pub mod deadline;
 pub mod dynamodb_usage;
 pub mod error;
 pub mod handlers;

@@ -20,6 +20,10 @@ pub enum Metric {
     FanoutGone,
     /// Sends that failed otherwise.
     FanoutFailures,
+    /// Connections a fan-out could not forget (gone or expired): left to their TTL.
+    CleanupFailures,
+    /// Stored items that lacked a required attribute (refused, never read with a default).
+    MalformedItems,
 }
 
 impl Metric {
@@ -30,6 +34,8 @@ impl Metric {
             Metric::FanoutSends => "FanoutSends",
             Metric::FanoutGone => "FanoutGone",
             Metric::FanoutFailures => "FanoutFailures",
+            Metric::CleanupFailures => "CleanupFailures",
+            Metric::MalformedItems => "MalformedItems",
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::support::{TestStack, shared_stack, start_stack, test_options};
 
 /// A stack on its own table whose translation `change` edits (its template is the bundled one,
 /// so the translation still belongs to it).
-async fn stack_with_translation(change: impl FnOnce(&mut Value)) -> TestStack {
+pub async fn stack_with_translation(change: impl FnOnce(&mut Value)) -> TestStack {
     let mut options = test_options(&format!("forum-deploy-{}", ulid::Ulid::new()));
     let mut translation: Value = serde_json::from_str(&options.translation).expect("JSON");
     change(&mut translation);

@@ -62,8 +62,8 @@ impl Tally {
     pub fn print(&mut self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64().max(0.001);
         println!(
-            "{:<22} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6}",
-            "route", "n", "req/s", "p50 ms", "p95 ms", "p99 ms", "2xx/3xx", "429", "4xx", "5xx/io"
+            "{:<22} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6}",
+            "route", "n", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "2xx/3xx", "429", "4xx", "5xx/io"
         );
         let mut odd = Vec::new();
         for (name, route) in &mut self.routes {
@@ -77,13 +77,14 @@ impl Tally {
                     .sum()
             };
             println!(
-                "{:<22} {:>7} {:>7.1} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6}",
+                "{:<22} {:>7} {:>7.1} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6}",
                 name,
                 route.latencies.len(),
                 route.latencies.len() as f64 / secs,
                 ms(percentile(&route.latencies, 50.0)),
                 ms(percentile(&route.latencies, 95.0)),
                 ms(percentile(&route.latencies, 99.0)),
+                ms(route.latencies.last().copied().unwrap_or_default()),
                 count(&|s| (200..400).contains(&s)),
                 count(&|s| s == 429),
                 count(&|s| (400..500).contains(&s) && s != 429),

@@ -13,7 +13,13 @@
 //! the batch's earliest failed record (`batchItemFailures`), lanes stop before it once it is
 //! known, and Lambda retries from there: nothing is lost. Everything here is idempotent: a
 //! retried record, or one of another partition that ran past the failure before it was
-//! known, repeats at most a message.
+//! known, repeats at most a message. A record fails only for work that must be done: a
+//! connection that could not be forgotten is logged, counted (`CleanupFailures`) and left to
+//! its TTL, since failing the record would send its event again to everyone; and a record's
+//! own writes run before its sends, so a retry after a failed write sends nothing twice.
+//!
+//! Each record has its own deadline ([`crate::deadline::RECORD_BUDGET`]), and the batch one
+//! below the function's timeout: a record that cannot start in time is where Lambda resumes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +37,10 @@ use crate::store::{Change, Recipient};
 
 /// Partitions handled at once within a batch.
 const LANES: usize = 16;
+
+/// The batch's deadline, below stream-fanout's 60 s timeout (template.yaml): records not
+/// started by then are left for Lambda's retry.
+const BATCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// How long after `$connect` a connection answered `410 Gone` is taken to be still opening
 /// rather than gone.
@@ -66,8 +76,9 @@ pub async fn stream_fanout(app: &App, event: &Value) -> Value {
     // The earliest failure so far (or the first unreadable record): lanes stop before it, so
     // a retry repeats as little as the lanes already did.
     let earliest_failure = AtomicUsize::new(changes.len());
+    let batch_deadline = tokio::time::Instant::now() + BATCH_BUDGET;
     futures::stream::iter(lanes)
-        .map(|lane| run_lane(app, records, &changes, lane, &earliest_failure))
+        .map(|lane| run_lane(app, records, &changes, lane, &earliest_failure, batch_deadline))
         .buffer_unordered(LANES)
         .collect::<Vec<()>>()
         .await;
@@ -82,11 +93,28 @@ fn sequence_of(record: &Value) -> &str {
 }
 
 /// Handles one partition's records in order, stopping at its first failure (recorded in
-/// `earliest_failure`) or at any earlier failure another lane found.
-async fn run_lane(app: &App, records: &[Value], changes: &[Change], lane: Vec<usize>, earliest_failure: &AtomicUsize) {
+/// `earliest_failure`), at any earlier failure another lane found, or at a record the batch's
+/// deadline leaves no time for.
+async fn run_lane(
+    app: &App,
+    records: &[Value],
+    changes: &[Change],
+    lane: Vec<usize>,
+    earliest_failure: &AtomicUsize,
+    batch_deadline: tokio::time::Instant,
+) {
     let mut lane_reads = LaneReads::default();
     for (position, &index) in lane.iter().enumerate() {
         if index >= earliest_failure.load(Ordering::SeqCst) {
+            return;
+        }
+        let left = batch_deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left < crate::deadline::RECORD_BUDGET {
+            tracing::warn!(
+                sequence = sequence_of(&records[index]),
+                "no time left in the batch; Lambda resumes here"
+            );
+            earliest_failure.fetch_min(index, Ordering::SeqCst);
             return;
         }
         // A later record of this lane that will run carries a newer like count.
@@ -96,7 +124,13 @@ async fn run_lane(app: &App, records: &[Value], changes: &[Change], lane: Vec<us
             .any(|later| matches!(&changes[*later], Change::PostChanged { old, new } if old.like_count != new.like_count));
         // Boxed: one record's handling is a deep future (fan-out, clean-up, paged queries),
         // and inline it pushes the binary's future layout past the compiler's depth limit.
-        if let Err(e) = Box::pin(handle_change(app, &changes[index], like_superseded, &mut lane_reads)).await {
+        let handled = crate::deadline::within(
+            crate::deadline::RECORD_BUDGET,
+            Box::pin(handle_change(app, &changes[index], like_superseded, &mut lane_reads)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(ApiError::Unavailable("the record's deadline passed".into())));
+        if let Err(e) = handled {
             tracing::error!(sequence = sequence_of(&records[index]), error = %e, "stream record failed; the batch resumes here");
             earliest_failure.fetch_min(index, Ordering::SeqCst);
             return;
@@ -148,14 +182,15 @@ async fn handle_change(
             Ok(())
         }
         Change::PostDeleted(post) => {
+            // The post's comments, likes and subscriptions, then its media, before anyone is
+            // told: a write that fails (and is retried) has sent nothing yet.
+            let removed = app.table.delete_post_leftovers(&post.id).await?;
+            release_media(app, &post).await?;
+            tracing::info!(post_id = %post.id, removed, "deleted post cleaned up");
             let message = ServerMessage::PostDeleted {
                 post_id: post.id.clone(),
             };
             broadcast(app, &app.table.all_connections().await?, &message).await?;
-            // The post's comments, likes and subscriptions, then its media.
-            let removed = app.table.delete_post_leftovers(&post.id).await?;
-            release_media(app, &post).await?;
-            tracing::info!(post_id = %post.id, removed, "deleted post cleaned up");
             Ok(())
         }
         Change::CommentCreated(comment) => {
@@ -302,6 +337,19 @@ async fn post_audience(app: &App, post_id: &str, author_id: &str) -> Result<Vec<
     Ok(all)
 }
 
+/// Forgets a connection (gone, or its token expired). A failure is logged and answered `false`,
+/// never raised: the item expires with its TTL, and failing the record would send its event
+/// again to every socket of the batch.
+async fn forget(app: &App, connection_id: &str) -> bool {
+    match app.table.delete_connection(connection_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(connection_id, error = %e, "a connection could not be forgotten; its TTL will");
+            false
+        }
+    }
+}
+
 /// Sends to each connection whose token is still valid; gone ones are forgotten. A socket
 /// whose token expired is closed instead, so it hears nothing its owner could not read over
 /// HTTP. Send failures are logged, never fatal. Answers the connections it removed.
@@ -313,10 +361,13 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
     let (live, expired): (Vec<&Recipient>, Vec<&Recipient>) =
         recipients.iter().partition(|r| r.expires_at + TOKEN_LEEWAY_SECS >= now);
     let mut removed = Vec::new();
+    let mut cleanup_failures = 0;
     for recipient in expired {
         // Logged when it fails; the item goes regardless, so the socket hears nothing more.
         let _ = notifier.close(&recipient.connection_id).await;
-        app.table.delete_connection(&recipient.connection_id).await?;
+        if !forget(app, &recipient.connection_id).await {
+            cleanup_failures += 1;
+        }
         removed.push(recipient.connection_id.clone());
     }
     // `$connect` stores a connection before API Gateway opens it, and a send to it meanwhile
@@ -324,7 +375,7 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
     // connection gone past the grace is a client that vanished.
     let opening: HashSet<&str> = live
         .iter()
-        .filter(|r| r.connected_at + CONNECT_GRACE_SECS > now)
+        .filter(|r| r.connected_at.is_some_and(|at| at + CONNECT_GRACE_SECS > now))
         .map(|r| r.connection_id.as_str())
         .collect();
     let connections: Vec<String> = live.iter().map(|r| r.connection_id.clone()).collect();
@@ -333,10 +384,13 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
     }
     let (delivery, gone) = notifier.send_all(&connections, message).await;
     for id in gone {
-        if !opening.contains(id.as_str()) {
-            app.table.delete_connection(&id).await?;
+        if !opening.contains(id.as_str()) && !forget(app, &id).await {
+            cleanup_failures += 1;
         }
         removed.push(id);
+    }
+    if cleanup_failures > 0 {
+        metrics::emit(Metric::CleanupFailures, cleanup_failures, "stream-fanout");
     }
     tracing::info!(
         sent = delivery.sent,

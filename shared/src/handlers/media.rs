@@ -121,8 +121,11 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         .put(&upload_key(&id), file, probe.media_type.content_type(), None)
         .await
     {
-        // Leave no pending record behind an upload that never happened.
-        let _ = app.table.finish_media(&id, Err("the upload could not be stored")).await;
+        // Leave no pending record behind an upload that never happened (failing that, it stays
+        // pending until it expires, 24 h later, and nothing can claim it meanwhile).
+        if let Err(e) = app.table.finish_media(&id, Err("the upload could not be stored")).await {
+            tracing::warn!(media_id = %id, error = %e, "a media record stays pending after a failed upload");
+        }
         return Err(err.into());
     }
     Ok(json(201, &media_view(app, record)))

@@ -234,7 +234,13 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
         route_table::options(&req)
     } else {
         match Caller::from_request(&req) {
-            Ok(caller) => dispatch(app, route, &req, &caller).await,
+            // One deadline for everything the request sets off: a slow or frozen DynamoDB is a
+            // 503 in the API's shape within the budget, never Lambda's timeout.
+            Ok(caller) => crate::deadline::within(request_budget(&req), dispatch(app, route, &req, &caller))
+                .await
+                .unwrap_or_else(|crate::deadline::Elapsed| {
+                    Err(ApiError::Unavailable("the request's deadline passed".into()))
+                }),
             Err(err) => Err(err),
         }
     };
@@ -255,6 +261,22 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The request's deadline: [`crate::deadline::REQUEST_BUDGET`], or less when Lambda's own
+/// deadline for the invocation is nearer (half a second kept to answer).
+fn request_budget(req: &Request) -> Duration {
+    use lambda_http::RequestExt;
+    let lambda_left = req.lambda_context_ref().and_then(|context| {
+        let deadline = std::time::UNIX_EPOCH + Duration::from_millis(context.deadline);
+        deadline.duration_since(std::time::SystemTime::now()).ok()
+    });
+    match lambda_left {
+        Some(left) if left > Duration::ZERO => {
+            crate::deadline::REQUEST_BUDGET.min(left.saturating_sub(Duration::from_millis(500)))
+        }
+        _ => crate::deadline::REQUEST_BUDGET,
+    }
 }
 
 /// Adds an `ETag` (a hash of the exact body, which includes the caller's own `is_liked`: a

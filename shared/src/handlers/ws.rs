@@ -24,6 +24,17 @@ fn status(code: u16) -> Value {
 /// `$connect`: stores the connection with its user for two hours. Without an authorized caller
 /// the connection is refused.
 pub async fn ws_connect(app: &App, event: &Value) -> Value {
+    // One deadline per message, as for HTTP requests: API Gateway's WebSocket integration
+    // timeout is 29 s, the function's 10 s.
+    crate::deadline::within(crate::deadline::REQUEST_BUDGET, connect_within_deadline(app, event))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(route = "ws_connect", "the deadline passed");
+            status(503)
+        })
+}
+
+async fn connect_within_deadline(app: &App, event: &Value) -> Value {
     let Some(id) = connection_id(event) else {
         return status(400);
     };
@@ -61,6 +72,17 @@ pub async fn ws_connect(app: &App, event: &Value) -> Value {
 
 /// `$disconnect`: forgets the connection and its subscriptions.
 pub async fn ws_disconnect(app: &App, event: &Value) -> Value {
+    // One deadline per message, as for HTTP requests: API Gateway's WebSocket integration
+    // timeout is 29 s, the function's 10 s.
+    crate::deadline::within(crate::deadline::REQUEST_BUDGET, disconnect_within_deadline(app, event))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(route = "ws_disconnect", "the deadline passed");
+            status(503)
+        })
+}
+
+async fn disconnect_within_deadline(app: &App, event: &Value) -> Value {
     let Some(id) = connection_id(event) else {
         return status(400);
     };
@@ -76,6 +98,17 @@ pub async fn ws_disconnect(app: &App, event: &Value) -> Value {
 /// `$default`: subscribe, unsubscribe, ping. A bad message is answered with an `error`
 /// message; the connection stays open.
 pub async fn ws_message(app: &App, event: &Value) -> Value {
+    // One deadline per message, as for HTTP requests: API Gateway's WebSocket integration
+    // timeout is 29 s, the function's 10 s.
+    crate::deadline::within(crate::deadline::REQUEST_BUDGET, message_within_deadline(app, event))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(route = "ws_message", "the deadline passed");
+            status(503)
+        })
+}
+
+async fn message_within_deadline(app: &App, event: &Value) -> Value {
     let Some(id) = connection_id(event) else {
         return status(400);
     };

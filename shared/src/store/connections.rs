@@ -1,6 +1,6 @@
 //! WebSocket connections and subscriptions: capped per user and per connection.
 
-use super::items::{get_s, key, n, s, signed};
+use super::items::{get_s, key, malformed, n, optional_n, require_n, require_s, s, signed};
 use super::tx::{applied, built};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -30,29 +30,27 @@ pub const MAX_SUBSCRIPTIONS: usize = 200;
 pub struct Recipient {
     pub connection_id: String,
     pub expires_at: i64,
-    /// When `$connect` stored it (Unix seconds; 0 when unknown).
-    pub connected_at: i64,
+    /// When `$connect` stored it (Unix seconds), as a connection item says; a subscription
+    /// does not say (a connection subscribes only once open).
+    pub connected_at: Option<i64>,
 }
 
 /// Live WebSocket connections one user may hold at once.
 pub const MAX_CONNECTIONS_PER_USER: u32 = 10;
 
-pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Connection {
-    Connection {
+/// A connection item as stored. Its owner and its token's expiry are required: a connection
+/// that says neither is never read as anyone's, nor as never expiring.
+pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Result<Connection, StoreError> {
+    Ok(Connection {
         id: connection_id.to_string(),
-        user_id: get_s(item, "user_id").unwrap_or_default(),
-        // Connections stored before expiry was recorded live until their TTL.
-        expires_at: item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(i64::MAX),
-        subscriptions: item
-            .get("subs")
-            .and_then(|v| v.as_ss().ok())
-            .cloned()
-            .unwrap_or_default(),
-    }
+        user_id: require_s(item, "user_id")?,
+        expires_at: require_n(item, "expires_at")?,
+        // A connection that follows nothing has no `subs` (DynamoDB stores no empty set).
+        subscriptions: match item.get("subs") {
+            None => Vec::new(),
+            Some(subs) => subs.as_ss().cloned().map_err(|_| malformed(item, "subs"))?,
+        },
+    })
 }
 
 impl Table {
@@ -116,7 +114,9 @@ impl Table {
         let item = self
             .get_one(key(keys::conn_pk(connection_id), keys::CONN_SK), true, None)
             .await?;
-        Ok(item.as_ref().map(|item| connection_from_item(connection_id, item)))
+        item.as_ref()
+            .map(|item| connection_from_item(connection_id, item))
+            .transpose()
     }
 
     /// Removes a connection and its subscriptions (on `$disconnect`, or a `410 Gone`).
@@ -130,7 +130,7 @@ impl Table {
             .send()
             .await?;
         let Some(old) = out.attributes() else { return Ok(()) };
-        let connection = connection_from_item(connection_id, old);
+        let connection = connection_from_item(connection_id, old)?;
         // Subscriptions first: they are what fan-out reads, and must not outlive the
         // connection even if freeing its slot fails (a slot also frees itself when it expires).
         self.batch_delete(self.subscription_keys(connection_id, &connection.subscriptions))
@@ -199,7 +199,10 @@ impl Table {
             },
         };
         // Undo only the items this call added: an id already listed is someone's subscription.
-        let old = seen.as_ref().map(|item| connection_from_item(&connection.id, item));
+        let old = seen
+            .as_ref()
+            .map(|item| connection_from_item(&connection.id, item))
+            .transpose()?;
         let added: Vec<String> = post_ids
             .iter()
             .filter(|id| !old.as_ref().is_some_and(|c| c.subscriptions.contains(id)))
@@ -286,17 +289,15 @@ impl Table {
             .expression_attribute_values(":prefix", s(PREFIX))
             .projection_expression("#sk, expires_at, connected_at");
         let items = self.query_every(query).await?;
+        // An entry that says not when its token expires is never sent to (logged and counted);
+        // the others still are.
         Ok(items
             .iter()
             .filter_map(|item| {
                 let id = get_s(item, sk_attr)?.strip_prefix(PREFIX)?.to_string();
                 Some(Recipient {
-                    expires_at: connection_from_item(&id, item).expires_at,
-                    connected_at: item
-                        .get("connected_at")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
+                    expires_at: require_n(item, "expires_at").ok()?,
+                    connected_at: optional_n(item, "connected_at").ok()?,
                     connection_id: id,
                 })
             })

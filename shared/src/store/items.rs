@@ -31,15 +31,34 @@ pub(super) fn get_s(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
-pub(super) fn get_n(item: &Item, name: &str) -> u64 {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// A stored item that lacks an attribute every item of its kind has, or holds one of the wrong
+/// type: an error, logged and counted, never a default (a counter read as 0, a connection read
+/// as never expiring).
+pub(super) fn malformed(item: &Item, name: &str) -> StoreError {
+    let key = |attr: &str| get_s(item, attr).unwrap_or_default();
+    tracing::error!(pk = %key(keys::PK), sk = %key(keys::SK), attribute = name, "stored item lacks a required attribute");
+    crate::metrics::emit(crate::metrics::Metric::MalformedItems, 1, "store");
+    StoreError::Internal(format!("a stored item lacks `{name}`"))
 }
 
 pub(super) fn require_s(item: &Item, name: &str) -> Result<String, StoreError> {
-    get_s(item, name).ok_or_else(|| StoreError::Internal(format!("item lacks `{name}`")))
+    get_s(item, name).ok_or_else(|| malformed(item, name))
+}
+
+/// A number attribute, required.
+pub(super) fn require_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| malformed(item, name))
+}
+
+/// A number attribute that an item may lack (the size of media not processed yet).
+pub(super) fn optional_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(_) => require_n(item, name).map(Some),
+    }
 }
 
 pub(super) fn post_item(post: &Post) -> Item {
@@ -72,8 +91,8 @@ pub(super) fn post_from_item(item: &Item) -> Result<Post, StoreError> {
         media_url: get_s(item, "media_url"),
         created_at: require_s(item, "created_at")?,
         edited_at: get_s(item, "edited_at"),
-        like_count: get_n(item, "like_count"),
-        comment_count: get_n(item, "comment_count"),
+        like_count: require_n(item, "like_count")?,
+        comment_count: require_n(item, "comment_count")?,
     })
 }
 
@@ -141,16 +160,10 @@ pub(super) fn media_from_item(item: &Item) -> Result<Media, StoreError> {
         status: MediaStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("media status {status}")))?,
         media_type: MediaType::from_content_type(&content_type)
             .ok_or_else(|| StoreError::Internal(format!("media type {content_type}")))?,
-        size: get_n(item, "size"),
+        size: require_n(item, "size")?,
         created_at: require_s(item, "created_at")?,
-        width: item
-            .get("width")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok()),
-        height: item
-            .get("height")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok()),
+        width: optional_n(item, "width")?,
+        height: optional_n(item, "height")?,
         reason: get_s(item, "reason"),
         post_id: get_s(item, "post_id"),
     })
@@ -174,7 +187,7 @@ pub(super) fn profile_from_item(item: &Item) -> Result<Profile, StoreError> {
     let username = require_s(item, "username")?;
     Ok(Profile {
         user_id: require_s(item, "user_id")?,
-        token_name: get_s(item, "token_name").unwrap_or_else(|| username.clone()),
+        token_name: require_s(item, "token_name")?,
         username,
         avatar_url: get_s(item, "avatar_url"),
     })

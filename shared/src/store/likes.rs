@@ -1,6 +1,6 @@
 //! Likes: exact counts under concurrency, and whether a viewer likes a post.
 
-use super::items::{get_n, key, like_item};
+use super::items::{key, like_item, require_n};
 use super::rate::RateToken;
 use super::tx::{TRANSACTION_ATTEMPTS, built};
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
@@ -73,7 +73,7 @@ impl Table {
             .ok_or(StoreError::NotFound(Entity::Post))?;
         Ok(LikeState {
             is_liked,
-            like_count: get_n(&item, "like_count"),
+            like_count: require_n(&item, "like_count")?,
         })
     }
 

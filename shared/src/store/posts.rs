@@ -308,7 +308,10 @@ impl Table {
             .send()
             .await;
         match result {
-            Ok(out) => post_from_item(out.attributes().unwrap_or(&HashMap::new())),
+            Ok(out) => match out.attributes() {
+                Some(item) => post_from_item(item),
+                None => Err(StoreError::Internal("a conditional delete returned no item".into())),
+            },
             Err(err) => match err.as_service_error() {
                 Some(DeleteItemError::ConditionalCheckFailedException(e)) => {
                     Err(owned_write_failure(e.item().is_some()).into_error())

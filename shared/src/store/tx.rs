@@ -39,6 +39,11 @@ impl Cancelled {
 /// Attempts for a transaction that keeps meeting conflicting concurrent transactions.
 pub(super) const TRANSACTION_ATTEMPTS: u32 = 10;
 
+/// The deadline of the request (or record) leaves no time to retry `what`.
+fn out_of_time(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("no time left before the deadline to retry {what}"))
+}
+
 pub(super) fn built<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
     result.map_err(|e| StoreError::Internal(format!("building a request: {e}")))
 }
@@ -48,8 +53,8 @@ impl Table {
     /// concurrent transactions. `Ok(Err(_))` says which conditions failed.
     pub(super) async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>, StoreError> {
         for attempt in 0..TRANSACTION_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
+            if attempt > 0 && !crate::deadline::pause_before_retry(backoff(attempt)).await {
+                return Err(out_of_time("a transaction meeting concurrent writes"));
             }
             let result = self
                 .client
@@ -144,8 +149,8 @@ impl Table {
             let mut pending = chunk.to_vec();
             let mut attempt = 0;
             while !pending.is_empty() {
-                if attempt > 0 {
-                    tokio::time::sleep(backoff(attempt)).await;
+                if attempt > 0 && !crate::deadline::pause_before_retry(backoff(attempt)).await {
+                    return Err(out_of_time("writes DynamoDB left unprocessed"));
                 }
                 if attempt >= BATCH_ATTEMPTS {
                     return Err(StoreError::Unavailable(
@@ -219,8 +224,8 @@ impl Table {
     pub(super) async fn batch_get_chunk(&self, mut pending: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for attempt in 0..BATCH_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
+            if attempt > 0 && !crate::deadline::pause_before_retry(backoff(attempt)).await {
+                return Err(out_of_time("keys DynamoDB left unprocessed"));
             }
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
