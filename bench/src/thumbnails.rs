@@ -57,6 +57,19 @@ pub struct Args {
     out: PathBuf,
 }
 
+/// The decode budget process-media runs with: half its `MemorySize` in template.yaml.
+fn process_media_budget() -> u64 {
+    let template = forum_local::template::StackTemplate::parse(forum_local::template::BUNDLED_TEMPLATE)
+        .expect("the bundled template parses");
+    let memory = template
+        .functions
+        .iter()
+        .find(|f| f.binary == "process-media")
+        .map(|f| f.memory_mb)
+        .expect("process-media is in the template");
+    media::decode_budget(memory)
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -66,18 +79,19 @@ fn measure(name: &str, bytes: &[u8], runs: usize, parallel: bool) {
     // The pipeline, not the upload limit, is measured: a noisy 12 MP PNG is larger than the
     // 15 MiB an upload may be.
     let limit = MAX_UPLOAD_BYTES.max(bytes.len() as u64);
+    let budget = process_media_budget();
     // Warm-up (page faults, lazy tables), then timed runs.
-    let warm = media::process_with(bytes, limit, parallel).expect("the benchmark image processes");
+    let warm = media::process_with(bytes, limit, budget, parallel).expect("the benchmark image processes");
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let out = media::process_with(bytes, limit, parallel).expect("processes");
+        let out = media::process_with(bytes, limit, budget, parallel).expect("processes");
         times.push(started.elapsed());
         std::hint::black_box(out);
     }
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
-    let out = media::process_with(bytes, limit, parallel).expect("processes");
+    let out = media::process_with(bytes, limit, budget, parallel).expect("processes");
     let peak = PEAK.load(Ordering::Relaxed) - baseline;
     drop(out);
     let sizes: Vec<String> = warm

@@ -479,7 +479,11 @@ impl<'t> Resolver<'t> {
             .iter()
             .find(|f| f.binary == binary)
             .ok_or_else(|| invalid(format!("no function builds binary `{binary}`")))?;
-        let mut env = BTreeMap::new();
+        // What Lambda itself sets that the function reads: its memory (the decode budget).
+        let mut env = BTreeMap::from([(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_string(),
+            function.memory_mb.to_string(),
+        )]);
         for (name, value) in &function.environment {
             let resolved = match overrides.get(name) {
                 Some(v) => v.clone(),

@@ -84,6 +84,19 @@ pub struct StackOptions {
     pub s3_listen: SocketAddr,
     /// Where the Secrets Manager stand-in listens (port 0: a free one).
     pub secrets_listen: SocketAddr,
+    /// Who runs `process-media` for an object created under `uploads/`.
+    pub upload_trigger: UploadTrigger,
+}
+
+/// Who runs `process-media` for an object created under `uploads/`.
+#[derive(Clone, Debug, Default)]
+pub enum UploadTrigger {
+    /// Its handler, in this process, retried as Lambda retries an asynchronous invocation.
+    #[default]
+    InProcess,
+    /// The S3 event Lambda would receive, delivered to the caller to run (a test hands it to
+    /// the real binary).
+    Deliver(mpsc::UnboundedSender<serde_json::Value>),
 }
 
 impl StackOptions {
@@ -105,6 +118,7 @@ impl StackOptions {
             dynamodb_port: None,
             s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secrets_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upload_trigger: UploadTrigger::InProcess,
         })
     }
 
@@ -377,7 +391,11 @@ impl Stack {
         table::ensure_table(&dynamodb, &options.table_name, &template.table).await?;
         ensure_bucket(&s3_client, api_app.bucket.name()).await?;
 
-        tokio::spawn(run_upload_trigger(app_of("process-media")?, created_rx));
+        tokio::spawn(run_upload_trigger(
+            app_of("process-media")?,
+            options.upload_trigger.clone(),
+            created_rx,
+        ));
         let streams = aws_sdk_dynamodbstreams::Client::from_conf(
             aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
                 .endpoint_url(&dynamodb_endpoint)
@@ -604,9 +622,17 @@ async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Stac
 
 /// S3's event notification to `process-media`, as the template configures it: objects
 /// created under `uploads/`, each delivered as an S3 event, retried on failure.
-async fn run_upload_trigger(app: Arc<App>, mut created: mpsc::UnboundedReceiver<s3_local::ObjectCreated>) {
+async fn run_upload_trigger(
+    app: Arc<App>,
+    trigger: UploadTrigger,
+    mut created: mpsc::UnboundedReceiver<s3_local::ObjectCreated>,
+) {
     while let Some(object) = created.recv().await {
         if !object.key.starts_with("uploads/") {
+            continue;
+        }
+        if let UploadTrigger::Deliver(to) = &trigger {
+            let _ = to.send(s3_event(&object));
             continue;
         }
         let app = app.clone();

@@ -23,7 +23,6 @@ pub fn lambda_variables(function: &str, runtime_api: SocketAddr) -> Vec<(String,
     [
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", function.to_string()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function}")),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),

@@ -56,6 +56,9 @@ pub struct FunctionDef {
     pub binary: String,
     /// `Globals.Function.Environment.Variables` with the function's own over them, unresolved.
     pub environment: BTreeMap<String, Value>,
+    /// `MemorySize` (the function's, else `Globals.Function`'s, else Lambda's default 128), which
+    /// Lambda gives the function as `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`.
+    pub memory_mb: u64,
 }
 
 /// A template parameter's default and the constraints CloudFormation checks a value against.
@@ -304,10 +307,16 @@ impl StackTemplate {
                 .ok_or_else(|| TemplateError::Invalid(format!("{id} has no Metadata.BuildProperties.Binary")))?;
             let mut environment = environment_of(globals);
             environment.extend(environment_of(get(resource, "Properties")));
+            let memory_mb = get(resource, "Properties")
+                .and_then(|p| get(p, "MemorySize"))
+                .or_else(|| globals.and_then(|g| get(g, "MemorySize")))
+                .and_then(Value::as_u64)
+                .unwrap_or(128);
             functions.push(FunctionDef {
                 logical_id: id.clone(),
                 binary: binary.to_string(),
                 environment,
+                memory_mb,
             });
         }
 

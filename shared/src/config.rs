@@ -196,7 +196,14 @@ pub struct Config {
     /// container serves a feed page or a post (without the caller's `is_liked`) from memory.
     /// The staleness bound of lists and post reads (docs/table.md).
     pub read_cache_ttl: std::time::Duration,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (set by Lambda; by forum-local from the template's
+    /// `MemorySize`): the function's memory in MB, half of which an image decode may use.
+    pub memory_mb: u64,
 }
+
+/// The memory a function is assumed to have when `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` is not set
+/// (Lambda always sets it): Lambda's smallest, so a decode budget is never larger than real.
+pub const MIN_FUNCTION_MEMORY_MB: u64 = 128;
 
 /// The read cache's default TTL and the largest a deployment may set.
 pub const READ_CACHE_TTL_MS: u64 = 1000;
@@ -272,6 +279,18 @@ impl Config {
             media_base_url: env.base_url("MEDIA_BASE_URL")?,
             ws_endpoint,
             read_cache_ttl: env.millis("FORUM_READ_CACHE_TTL_MS", READ_CACHE_TTL_MS, MAX_READ_CACHE_TTL_MS)?,
+            memory_mb: match env.optional("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+                None => MIN_FUNCTION_MEMORY_MB,
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|mb| *mb >= MIN_FUNCTION_MEMORY_MB)
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a number of MB, not `{v}`"
+                        ))
+                    })?,
+            },
         })
     }
 

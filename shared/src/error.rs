@@ -4,6 +4,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
+use crate::media::MediaError;
 use crate::model::RateAction;
 use crate::store::{Entity, MediaRefusal, StoreError};
 
@@ -39,6 +40,10 @@ pub enum ApiError {
     /// 413: the body is larger than the route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 413 with a code of its own: what the body holds is too large to handle here (an image
+    /// whose decode would not fit the function's memory).
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
     /// 415: the body is not of a type the route accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -68,7 +73,7 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
-            ApiError::PayloadTooLarge(_) => 413,
+            ApiError::PayloadTooLarge(_) | ApiError::TooLarge { .. } => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RateLimited { .. } => 429,
             ApiError::Profanity { .. } => 400,
@@ -86,6 +91,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooLarge { code, .. } => code,
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Profanity { .. } => "profanity",
@@ -241,5 +247,39 @@ fn rate_label(action: RateAction) -> &'static str {
         RateAction::LikeToggle => "like toggles",
         RateAction::Edit => "edits",
         RateAction::Upload => "uploads",
+    }
+}
+
+/// An image refused by the pipeline.
+impl From<MediaError> for ApiError {
+    fn from(err: MediaError) -> Self {
+        match &err {
+            MediaError::UnsupportedType => ApiError::UnsupportedMediaType(err.to_string()),
+            MediaError::TooLarge(..) => ApiError::PayloadTooLarge(err.to_string()),
+            // Too large to decode here: 413, with its own code (a presigned upload, processed by
+            // a function with more memory, may still take it).
+            MediaError::TooManyPixels(..) | MediaError::TooMuchMemory(..) => ApiError::TooLarge {
+                code: "image_too_large",
+                message: err.to_string(),
+            },
+            MediaError::Corrupt(_) => ApiError::bad_request("invalid_image", err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refusals_map_to_clear_api_statuses() {
+        assert_eq!(ApiError::from(MediaError::UnsupportedType).status(), 415);
+        assert_eq!(ApiError::from(MediaError::TooLarge(2, 1)).status(), 413);
+        assert_eq!(
+            ApiError::from(MediaError::TooManyPixels(1, 1)).code(),
+            "image_too_large"
+        );
+        assert_eq!(ApiError::from(MediaError::TooManyPixels(1, 1)).status(), 413);
+        assert_eq!(ApiError::from(MediaError::Corrupt("x".into())).code(), "invalid_image");
     }
 }

@@ -16,7 +16,8 @@ pub mod error;
 pub mod handlers;
 pub mod http_api;
 pub mod lambda;
-pub mod media;
+/// The image pipeline, its own crate (built optimized even in tests: the codecs are generic).
+pub use forum_media as media;
 pub mod metrics;
 pub mod model;
 pub mod profanity;

@@ -249,47 +249,7 @@ pub struct Media {
     pub post_id: Option<String>,
 }
 
-/// The accepted image types: a domain type (records, URLs and the pipeline all name it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaType {
-    Jpeg,
-    Png,
-}
-
-impl MediaType {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            MediaType::Jpeg => "image/jpeg",
-            MediaType::Png => "image/png",
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            MediaType::Jpeg => "jpg",
-            MediaType::Png => "png",
-        }
-    }
-
-    pub fn from_content_type(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "image/jpeg" | "image/jpg" => Some(MediaType::Jpeg),
-            "image/png" => Some(MediaType::Png),
-            _ => None,
-        }
-    }
-
-    /// Judges the type by magic bytes alone.
-    pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(MediaType::Jpeg)
-        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Some(MediaType::Png)
-        } else {
-            None
-        }
-    }
-}
+pub use forum_media::MediaType;
 
 /// The form under which display names are unique: names a reader could take for one another
 /// share a key. NFKC (fullwidth forms, ligatures), lower case, the UTS #39 skeleton

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::media::fixtures::{jpeg_with_exif, png, png_bomb, png_header_only};
+use shared::media::fixtures::{
+    jpeg_with_exif, png, png_bomb, png_header_only, png_with_chunk_bomb, png_with_trailing_data, progressive_jpeg,
+};
 
 use crate::support::{Answer, Client, RequestBody, TestStack, isolated_stack, shared_stack};
 
@@ -253,28 +255,23 @@ async fn malicious_files_are_refused_and_nothing_is_stored() {
         ("png header on other bytes", fake_png, 400, "invalid_image"),
         ("truncated jpeg", jpeg[..jpeg.len() / 2].to_vec(), 400, "invalid_image"),
         ("jpeg/zip polyglot", polyglot, 400, "invalid_image"),
-        ("50k x 50k bomb", png_bomb(50_000, 50_000), 400, "image_too_large"),
-        // Under the pixel limit, over the memory a decode may take: 16-bit RGBA is 8 bytes a
-        // pixel (392 MB here, plus the 8-bit copy), 8-bit RGBA 4 (+0).
+        ("50k x 50k bomb", png_bomb(50_000, 50_000), 413, "image_too_large"),
+        // Under the pixel limit, over what a decode may allocate here: a progressive JPEG
+        // holds every coefficient of the image (7071x7071 4:4:4: 300 MB) until its last scan.
         (
-            "7000x7000 16-bit RGBA",
+            "7071x7071 progressive",
+            progressive_jpeg(7071, 7071, 3),
+            413,
+            "image_too_large",
+        ),
+        // PNGs are verified row by row, so their size costs no memory: a header with no data
+        // is found out by the decode, whatever its size.
+        (
+            "7000x7000 16-bit RGBA, no data",
             png_header_only(7000, 7000, 16, 6),
             400,
-            "image_too_large",
+            "invalid_image",
         ),
-        (
-            "3500x3500 16-bit RGBA",
-            png_header_only(3500, 3500, 16, 6),
-            400,
-            "image_too_large",
-        ),
-        (
-            "7000x6000 8-bit RGBA",
-            png_header_only(7000, 6000, 8, 6),
-            400,
-            "image_too_large",
-        ),
-        // A size the budget allows gets as far as the decode (which finds no data).
         (
             "4000x3000 8-bit RGB, no data",
             png_header_only(4000, 3000, 8, 2),
@@ -339,6 +336,34 @@ async fn malicious_files_are_refused_and_nothing_is_stored() {
         objects(&stack, "").await.is_empty(),
         "rejected uploads are deleted, nothing is served"
     );
+}
+
+/// Metadata that inflates to hundreds of MB (a colour profile, compressed text) is never
+/// inflated: the upload is accepted, and what is served carries none of it. Nor is a zlib
+/// stream read past the image's last row.
+#[tokio::test]
+async fn compressed_metadata_bombs_are_never_inflated_and_never_served() {
+    let stack = shared_stack().await;
+    let alice = stack.user("alice");
+    let cases = [
+        ("iCCP", png_with_chunk_bomb(b"iCCP", 260 * 1024 * 1024)),
+        ("zTXt", png_with_chunk_bomb(b"zTXt", 260 * 1024 * 1024)),
+        ("iTXt", png_with_chunk_bomb(b"iTXt", 260 * 1024 * 1024)),
+        ("trailing zlib data", png_with_trailing_data(16, 16, 64 * 1024 * 1024)),
+    ];
+    for (what, bytes) in cases {
+        assert!(bytes.len() < 1024 * 1024, "{what}: {} bytes", bytes.len());
+        let answer = upload(&alice, bytes, "bomb.png").await;
+        assert_eq!(answer.status, 201, "{what}: {}", answer.body);
+        let media = settled(&alice, answer.body["id"].as_str().unwrap()).await;
+        assert_eq!(media["status"], "ready", "{what}: {media}");
+        let (status, _, served) = fetch(media["url"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        for chunk in [b"iCCP", b"zTXt", b"iTXt", b"tEXt"] {
+            assert!(!contains(&served, chunk), "{what}: served with {chunk:?}");
+        }
+        assert!(served.len() < 4096, "{what}: {} bytes served", served.len());
+    }
 }
 
 #[tokio::test]

@@ -48,12 +48,19 @@ async function person(name, { token, keepaliveMs } = {}) {
   const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
   if (keepaliveMs) await context.addInitScript((ms) => (globalThis.FORUM_KEEPALIVE_MS = ms), keepaliveMs);
   const page = await context.newPage();
-  // Every WebSocket the page opens, with the messages it sends.
+  // Every WebSocket the page opens, with the messages it sends and receives.
   page.sockets = [];
   page.on("websocket", (ws) => {
-    const socket = { url: ws.url(), sent: [], closed: false };
+    const socket = { url: ws.url(), sent: [], received: [], closed: false };
     page.sockets.push(socket);
     ws.on("framesent", (frame) => socket.sent.push(JSON.parse(frame.payload)));
+    ws.on("framereceived", (frame) => {
+      try {
+        socket.received.push(JSON.parse(frame.payload));
+      } catch {
+        problems.push(`${name}: a WebSocket message that is not JSON: ${frame.payload}`);
+      }
+    });
     ws.on("close", () => (socket.closed = true));
   });
   page.setDefaultTimeout(20_000);
@@ -179,6 +186,9 @@ try {
   const oldest = c.locator(".post", { hasText: `followed 0 ${suffix}` });
   const oldestId = await oldest.getAttribute("data-id");
   check(subscribed(second).slice(1).some((m) => m.post_ids.includes(oldestId)), "the oldest post is in a later message");
+  // Events flow once the server has confirmed the subscription (not when the page sent it).
+  const confirmed = () => second.received.some((m) => m.type === "subscribed" && m.post_ids.includes(oldestId));
+  while (!confirmed()) await c.waitForTimeout(100);
   await dan("POST", `/posts/${oldestId}/comments/`, { content: "still there?" });
   await oldest.locator(".comment-count", { hasText: "1" }).waitFor();
   check(await c.locator("#sign-in").isHidden(), "she stayed signed in");

@@ -100,7 +100,9 @@ async fn multipart_file(req: &Request) -> Result<Vec<u8>, ApiError> {
 /// 201 with the media (pending until `process-media` has made its images).
 pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let file = multipart_file(req).await?;
-    let (file, probe) = blocking(move || media::verify(&file, MAX_DIRECT_UPLOAD_BYTES).map(|p| (file, p))).await??;
+    let budget = app.decode_budget;
+    let (file, probe) =
+        blocking(move || media::verify(&file, MAX_DIRECT_UPLOAD_BYTES, budget).map(|p| (file, p))).await??;
     let (id, created_at) = new_id_with_timestamp();
     let record = Media {
         id: id.clone(),
@@ -231,9 +233,12 @@ async fn process_upload(app: &App, key: &str) -> Result<(), ApiError> {
     }
     let outcome = match app.bucket.get(key, MAX_UPLOAD_BYTES).await {
         Ok(Some(bytes)) => match MediaType::sniff(&bytes) {
-            Some(kind) if kind == record.media_type => blocking(move || media::process(&bytes, MAX_UPLOAD_BYTES))
-                .await?
-                .map_err(|e| e.to_string()),
+            Some(kind) if kind == record.media_type => {
+                let budget = app.decode_budget;
+                blocking(move || media::process(&bytes, MAX_UPLOAD_BYTES, budget))
+                    .await?
+                    .map_err(|e| e.to_string())
+            }
             Some(_) => Err("the content is not the declared type".to_string()),
             None => Err(MediaError::UnsupportedType.to_string()),
         },

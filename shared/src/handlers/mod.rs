@@ -67,6 +67,8 @@ pub struct App {
     cursor_key: Option<SecretSource>,
     pub profanity: ProfanityMode,
     pub rate_limits: RateLimits,
+    /// What an image decode may allocate in this function: half its memory.
+    pub decode_budget: u64,
     /// What this container asked of DynamoDB: round trips, calls, capacity (an SDK interceptor).
     pub dynamodb_usage: DynamoDbUsage,
     /// The media bucket (uploads and processed media).
@@ -99,6 +101,7 @@ impl App {
                 .map(|arn| SecretSource::new(secrets, arn, "CursorSecretArn", deployment)),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
+            decode_budget: crate::media::decode_budget(config.memory_mb),
             dynamodb_usage,
             profiles: TtlCache::new(PROFILE_TTL, PROFILE_CACHE_SIZE),
             hot: hot::HotReads::new(config.read_cache_ttl),

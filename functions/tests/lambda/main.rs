@@ -2,7 +2,8 @@
 //! a parameter set (resolved as CloudFormation resolves it), Lambda's own variables, and a
 //! Runtime API. Init must reach `GET /next`; the authorizer must then allow a correctly signed
 //! token and refuse others. A configuration a function cannot run with must stop it at init,
-//! naming the parameter, and never reach `/next`.
+//! naming the parameter, and never reach `/next`. The media functions' peak memory on the
+//! worst inputs is in `memory.rs`.
 //!
 //! AWS endpoints point at a closed loopback port, so the warm-up fails at once and nothing
 //! leaves the machine; init does not depend on reaching AWS. Secrets Manager is forum-local's
@@ -21,6 +22,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
+
+mod memory;
 
 /// Every binary of this package, built by cargo for this test.
 macro_rules! binaries {
@@ -49,11 +52,11 @@ const BINARIES: &[(&str, &str)] = binaries![
     "ws-message",
 ];
 
-const RSA_PRIVATE: &str = include_str!("../../shared/tests/fixtures/rsa_private.pem");
-const EC_PRIVATE: &str = include_str!("../../shared/tests/fixtures/ec_private.pem");
-const EC_PUBLIC: &str = include_str!("../../shared/tests/fixtures/ec_public.pem");
+const RSA_PRIVATE: &str = include_str!("../../../shared/tests/fixtures/rsa_private.pem");
+const EC_PRIVATE: &str = include_str!("../../../shared/tests/fixtures/ec_private.pem");
+const EC_PUBLIC: &str = include_str!("../../../shared/tests/fixtures/ec_public.pem");
 /// key-1 (the RSA key above), key-2 and ec-1.
-const JWKS: &str = include_str!("../../shared/tests/fixtures/jwks.json");
+const JWKS: &str = include_str!("../../../shared/tests/fixtures/jwks.json");
 
 const ISSUER: &str = "https://issuer.forum.test";
 const AUDIENCE: &str = "forum-api";
@@ -170,6 +173,17 @@ enum Outcome {
 /// Starts `binary` with `env` (and nothing else of this process's environment) against its
 /// own Runtime API, hands it `events`, and waits for init plus one response per event.
 async fn start(binary: &str, name: &str, env: &BTreeMap<String, String>, events: Vec<Value>) -> Outcome {
+    start_measured(binary, name, env, events).await.0
+}
+
+/// [`start`], also giving the process's peak resident memory in KiB (`VmHWM`): what Lambda
+/// holds against the function's `MemorySize`.
+async fn start_measured(
+    binary: &str,
+    name: &str,
+    env: &BTreeMap<String, String>,
+    events: Vec<Value>,
+) -> (Outcome, u64) {
     let expected = events.len();
     let timeline: Shared<Timeline> = Arc::new(Mutex::new(Timeline {
         events: VecDeque::from(events),
@@ -238,9 +252,23 @@ async fn start(binary: &str, name: &str, env: &BTreeMap<String, String>, events:
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    let peak_kib = child.id().map(peak_resident_kib).unwrap_or_default();
     let _ = child.kill().await;
     server.abort();
-    outcome
+    (outcome, peak_kib)
+}
+
+/// A running process's `VmHWM` (peak resident set), in KiB.
+fn peak_resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or_default()
 }
 
 /// A file of the repository as JSON (`events/...`, `local/sam-env.json`).
@@ -508,6 +536,37 @@ async fn sam_local_functions_work_against_forum_locals_data_plane() {
     options.listen = "127.0.0.1:0".parse().expect("addr");
     options.storage = forum_local::Storage::InMemory;
     let stack = forum_local::Stack::start(options).await.expect("the data plane starts");
+    let mut environments = data_plane_environments(&stack);
+    let env = environments.remove("create-post").expect("create-post");
+
+    let event = repo_json("events/create-post.json");
+    let path = BINARIES
+        .iter()
+        .find(|(n, _)| *n == "create-post")
+        .map(|(_, p)| *p)
+        .expect("binary");
+    let responses = match start(path, "create-post", &env, vec![event]).await {
+        Outcome::Ready(responses) => responses,
+        Outcome::Exited(why) => panic!("create-post did not run: {why}"),
+    };
+    assert_eq!(responses[0]["statusCode"], 201, "{}", responses[0]);
+    let created: Value = serde_json::from_str(responses[0]["body"].as_str().expect("a body")).expect("JSON");
+
+    // The post is in the data plane's table: forum-local's own API lists it.
+    let token = shared::auth::issue_token(&stack.jwt, "reader", "reader", None, 600).expect("token");
+    let page: Value = reqwest_get(&format!("{}/api/forum/posts/", stack.base_url()), &token).await;
+    assert!(
+        page["posts"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["id"] == created["id"])),
+        "{page}"
+    );
+    stack.shutdown().await;
+}
+
+/// Each function's environment as `sam local` runs it against forum-local's data plane
+/// (local/sam-env.json, its fixed ports mapped to `stack`'s).
+fn data_plane_environments(stack: &forum_local::Stack) -> BTreeMap<String, BTreeMap<String, String>> {
     // local/sam-env.json as SAM's containers get it, its fixed ports mapped to this run's.
     let file = repo_json("local/sam-env.json");
     let port = |endpoint: &str| endpoint.rsplit(':').next().unwrap_or_default().to_string();
@@ -544,32 +603,10 @@ async fn sam_local_functions_work_against_forum_locals_data_plane() {
         .expect("options")
         .function_environments(&overrides)
         .expect("the local set resolves");
-    let mut env = environments.remove("create-post").expect("create-post");
-    env.insert("AWS_SAM_LOCAL".into(), "true".into());
-
-    let event = repo_json("events/create-post.json");
-    let path = BINARIES
-        .iter()
-        .find(|(n, _)| *n == "create-post")
-        .map(|(_, p)| *p)
-        .expect("binary");
-    let responses = match start(path, "create-post", &env, vec![event]).await {
-        Outcome::Ready(responses) => responses,
-        Outcome::Exited(why) => panic!("create-post did not run: {why}"),
-    };
-    assert_eq!(responses[0]["statusCode"], 201, "{}", responses[0]);
-    let created: Value = serde_json::from_str(responses[0]["body"].as_str().expect("a body")).expect("JSON");
-
-    // The post is in the data plane's table: forum-local's own API lists it.
-    let token = shared::auth::issue_token(&stack.jwt, "reader", "reader", None, 600).expect("token");
-    let page: Value = reqwest_get(&format!("{}/api/forum/posts/", stack.base_url()), &token).await;
-    assert!(
-        page["posts"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|p| p["id"] == created["id"])),
-        "{page}"
-    );
-    stack.shutdown().await;
+    for env in environments.values_mut() {
+        env.insert("AWS_SAM_LOCAL".into(), "true".into());
+    }
+    environments
 }
 
 async fn reqwest_get(url: &str, token: &str) -> Value {
