@@ -77,7 +77,7 @@ impl Live {
     }
 }
 
-fn is(kind: &'static str, post_id: String) -> impl Fn(&Value) -> bool {
+pub fn is(kind: &'static str, post_id: String) -> impl Fn(&Value) -> bool {
     move |m| m["type"] == kind && (m["post_id"] == post_id.as_str() || m["post"]["id"] == post_id.as_str())
 }
 

@@ -1,5 +1,5 @@
 //! A DynamoDB that is unreachable or hangs becomes a 503 within bounded time, never a hang,
-//! and the API recovers when it returns.
+//! and the API recovers when it returns. Damaged items fail closed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -10,7 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{dynamodb_endpoint, start_stack, test_options};
+use shared::store::keys;
+
+use crate::realtime::{Live, is};
+use crate::support::{dynamodb_endpoint, isolated_stack, start_stack, test_options};
 
 const PASS: u8 = 0;
 const HANG: u8 = 1;
@@ -232,4 +235,78 @@ async fn each_function_may_call_only_what_its_role_in_the_template_allows() {
     );
     // Refused calls changed nothing.
     assert_eq!(alice.get(&format!("/api/forum/posts/{id}/")).await.status, 200);
+}
+
+/// Removes one attribute from a stored item, as a bad migration or a hand edit would.
+async fn remove_attribute(stack: &crate::support::TestStack, pk: String, sk: &str, attribute: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    stack
+        .stack
+        .dynamodb
+        .update_item()
+        .table_name(stack.stack.app.table.name())
+        .key(keys::PK, AttributeValue::S(pk))
+        .key(keys::SK, AttributeValue::S(sk.to_string()))
+        .update_expression("REMOVE #attribute")
+        .expression_attribute_names("#attribute", attribute)
+        .send()
+        .await
+        .expect("the item is updated");
+}
+
+/// A stored item that lacks what every item of its kind has is an error (logged and counted),
+/// never a default: a post without its like count is a 500, not a post with 0 likes, and a
+/// connection that does not say when its token expires is never sent to (the others are).
+#[tokio::test]
+async fn stored_items_missing_a_required_attribute_are_errors_never_defaults() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let stack = isolated_stack().await;
+    let alice = stack.user("alice");
+    let post = alice.create_post("counted").await;
+    let id = post["id"].as_str().unwrap();
+    remove_attribute(&stack, keys::post_pk(id), keys::POST_SK, "like_count").await;
+    // Past the read functions' cache, so the item is read again.
+    tokio::time::sleep(stack.read_cache_ttl() + Duration::from_millis(100)).await;
+    alice
+        .get(&format!("/api/forum/posts/{id}/"))
+        .await
+        .assert_error(500, "internal");
+    alice.get("/api/forum/posts/").await.assert_error(500, "internal");
+
+    let bob = stack.user("bob");
+    let carol = stack.user("carol");
+    let mut bob_live = Live::connect(&stack, &bob).await;
+    let mut carol_live = Live::connect(&stack, &carol).await;
+    // Bob's connection, found through his user index.
+    let found = stack
+        .stack
+        .dynamodb
+        .query()
+        .table_name(stack.stack.app.table.name())
+        .index_name(keys::USER_INDEX)
+        .key_condition_expression("#pk = :pk AND begins_with(#sk, :conn)")
+        .expression_attribute_names("#pk", keys::USER_PK)
+        .expression_attribute_names("#sk", keys::USER_SK)
+        .expression_attribute_values(":pk", AttributeValue::S(keys::user_pk(&bob.user_id)))
+        .expression_attribute_values(":conn", AttributeValue::S(keys::conn_pk("")))
+        .send()
+        .await
+        .expect("a query");
+    let connections: Vec<String> = found
+        .items()
+        .iter()
+        .filter_map(|item| item.get(keys::PK).and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    remove_attribute(&stack, connections[0].clone(), keys::CONN_SK, "expires_at").await;
+
+    let next = stack.user("dan").create_post("after the damage").await;
+    let next_id = next["id"].as_str().unwrap().to_string();
+    carol_live
+        .expect("post.created", is("post.created", next_id.clone()))
+        .await;
+    bob_live
+        .expect_none(Duration::from_secs(3), is("post.created", next_id))
+        .await;
 }
