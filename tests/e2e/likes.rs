@@ -133,6 +133,7 @@ async fn fifty_users_toggling_concurrently_keep_the_count_exact() {
     let post_id = post["id"].as_str().unwrap().to_string();
     let like = like_path(&post);
     let users: Vec<Client> = (0..50).map(|i| stack.user(&format!("fan{i}"))).collect();
+    let mut unknown_outcomes = 0;
 
     for round in 0..4 {
         // Every user toggles at once; in odd rounds some users fire twice concurrently.
@@ -145,6 +146,14 @@ async fn fifty_users_toggling_concurrently_keep_the_count_exact() {
         }
         let answers = join_all(calls).await;
         for a in &answers {
+            // A 503 is the API's answer when the request's deadline is spent on a contended
+            // post (a loaded machine): whether that toggle took effect is unknown to the
+            // client, so the rounds no longer net to zero; the count must still be exact.
+            if a.status == 503 {
+                a.assert_error(503, "unavailable");
+                unknown_outcomes += 1;
+                continue;
+            }
             assert_eq!(a.status, 200, "round {round}: {}", a.body);
         }
         let (items, counter) = like_truth(stack, &post_id).await;
@@ -171,5 +180,8 @@ async fn fifty_users_toggling_concurrently_keep_the_count_exact() {
     // After an even number of toggles per user the count is back where it started... except
     // the double-firers, whose two concurrent toggles cancel out: all rounds net to zero.
     let (items, counter) = like_truth(stack, &post_id).await;
-    assert_eq!((items, counter), (0, 0));
+    assert_eq!(counter as usize, items);
+    if unknown_outcomes == 0 {
+        assert_eq!((items, counter), (0, 0));
+    }
 }
