@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the benign corpora the profanity filter is measured on (shared/corpus/).
+"""Builds the benign corpora the profanity filter is measured on (shared/testkit/corpus/).
 
 Sources are Debian packages, fetched without installing them:
   apt-get download wamerican fortunes fortunes-min && for d in *.deb; do dpkg-deb -x "$d" root; done
@@ -15,7 +15,7 @@ import random
 import sys
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "root")
-out = pathlib.Path(__file__).resolve().parent.parent / "shared" / "corpus"
+out = pathlib.Path(__file__).resolve().parent.parent / "shared" / "testkit" / "corpus"
 rng = random.Random(20261124)
 
 words = [

@@ -151,10 +151,10 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
     let mut env: BTreeMap<String, String> = services.environments.get(name).cloned().unwrap_or_default();
     env.extend(lambda_variables(name, api));
     for (k, v) in [
-        ("AWS_REGION", shared::aws::LOCAL_REGION.to_string()),
-        ("AWS_DEFAULT_REGION", shared::aws::LOCAL_REGION.into()),
-        ("AWS_ACCESS_KEY_ID", shared::aws::LOCAL_ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY", shared::aws::LOCAL_SECRET_KEY.into()),
+        ("AWS_REGION", forum_store::aws::LOCAL_REGION.to_string()),
+        ("AWS_DEFAULT_REGION", forum_store::aws::LOCAL_REGION.into()),
+        ("AWS_ACCESS_KEY_ID", forum_store::aws::LOCAL_ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", forum_store::aws::LOCAL_SECRET_KEY.into()),
         ("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb.url()),
         ("AWS_ENDPOINT_URL_S3", services.s3.url()),
         ("WS_ENDPOINT", services.connections.url()),

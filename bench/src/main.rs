@@ -83,9 +83,9 @@ struct User {
 impl Bench {
     fn user(&self, name: &str) -> User {
         let username = format!("{name}{}", &ulid::Ulid::new().to_string()[20..]);
-        let token = shared::auth::issue_token(
+        let token = forum_testkit::issue_token(
             &self.stack.jwt,
-            &shared::auth::local_user_id(&username),
+            &forum_testkit::local_user_id(&username),
             &username,
             None,
             3600,
@@ -160,8 +160,8 @@ async fn main() {
 
 /// The profanity filter's figures; exits non-zero when a target is missed.
 fn filter() {
-    shared::profanity::warm_up();
-    let report = shared::profanity_corpus::measure();
+    forum_domain::profanity::warm_up();
+    let report = forum_testkit::profanity_corpus::measure();
     println!("{report}");
     let met = report.numeric.refused == 0
         && report.prose.rate() <= 0.005

@@ -1,6 +1,6 @@
 //! A frozen DynamoDB: how long each route takes to answer `503 unavailable` when DynamoDB
 //! accepts connections and never answers (the worst outage: nothing fails fast). Every request
-//! has one deadline ([`shared::deadline::REQUEST_BUDGET`]) for everything it sets off, SDK
+//! has one deadline ([`forum_store::deadline::REQUEST_BUDGET`]) for everything it sets off, SDK
 //! retries and the store's own retry loops included; this prints what a client waits, per route,
 //! against it.
 
@@ -74,7 +74,7 @@ pub async fn run(args: &Args) {
         .await
         .expect("forum-local");
     let http = reqwest::Client::new();
-    let token = shared::auth::issue_token(&stack.jwt, "outage", "outage", None, 3600).expect("token");
+    let token = forum_testkit::issue_token(&stack.jwt, "outage", "outage", None, 3600).expect("token");
     let base = format!("{}/api/forum", stack.base_url());
     let created: serde_json::Value = http
         .post(format!("{base}/posts/"))
@@ -116,7 +116,7 @@ pub async fn run(args: &Args) {
         "frozen DynamoDB (connections accepted, never answered): time to 503, {} requests per route; \
          the request deadline is {} ms",
         args.requests,
-        shared::deadline::REQUEST_BUDGET.as_millis()
+        forum_store::deadline::REQUEST_BUDGET.as_millis()
     );
     println!("{:<16} {:>8} {:>8} {:>8}", "route", "p50 ms", "max ms", "503s");
     let mut worst = Duration::ZERO;
@@ -148,7 +148,7 @@ pub async fn run(args: &Args) {
     println!(
         "slowest 503: {:.0} ms ({:.2}x the deadline)",
         worst.as_secs_f64() * 1000.0,
-        worst.as_secs_f64() / shared::deadline::REQUEST_BUDGET.as_secs_f64()
+        worst.as_secs_f64() / forum_store::deadline::REQUEST_BUDGET.as_secs_f64()
     );
     frozen.store(false, Ordering::SeqCst);
     stack.shutdown().await;

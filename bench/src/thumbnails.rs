@@ -1,4 +1,4 @@
-//! The thumbnail pipeline (`shared::media::process`, exactly what `process-media` runs) on a
+//! The thumbnail pipeline (`forum_media::process`, exactly what `process-media` runs) on a
 //! deterministic 4032x3024 JPEG and PNG: median wall time over several runs and peak heap
 //! growth during one run. `compare_thumbnails.sh` runs Pillow and libvips on the same files.
 
@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use shared::media::{self, MAX_UPLOAD_BYTES, fixtures};
+use forum_media::{self as media, MAX_UPLOAD_BYTES};
+use forum_testkit::images as fixtures;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);

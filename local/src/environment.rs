@@ -83,7 +83,7 @@ impl Default for LocalNames {
     fn default() -> Self {
         LocalNames {
             stack_name: "forum-local".into(),
-            region: shared::aws::LOCAL_REGION.into(),
+            region: forum_store::aws::LOCAL_REGION.into(),
             account_id: "000000000000".into(),
             table_name: "forum".into(),
         }
@@ -526,7 +526,7 @@ mod tests {
             let value = crate::secrets_local::development_value(arn)
                 .unwrap_or_else(|| panic!("samconfig.toml's {name} must name a development secret"));
             assert!(
-                shared::config::PUBLIC_DEVELOPMENT_SECRETS.contains(&value),
+                forum_api::config::PUBLIC_DEVELOPMENT_SECRETS.contains(&value),
                 "{name}'s value must be listed in PUBLIC_DEVELOPMENT_SECRETS"
             );
         }
@@ -547,14 +547,14 @@ mod tests {
             let env = resolver.function_environment(&function.binary, &overrides).unwrap();
             let jwt = env.keys().any(|k| k.starts_with("FORUM_JWT_"));
             assert_eq!(jwt, function.binary == "authorizer", "{}: {env:?}", function.binary);
-            let paginates = shared::Route::from_binary(&function.binary).is_some_and(shared::Route::paginates);
+            let paginates = forum_api::Route::from_binary(&function.binary).is_some_and(forum_api::Route::paginates);
             assert_eq!(
                 env.contains_key("FORUM_CURSOR_SECRET_ARN"),
                 paginates,
                 "{}",
                 function.binary
             );
-            for value in shared::config::PUBLIC_DEVELOPMENT_SECRETS {
+            for value in forum_api::config::PUBLIC_DEVELOPMENT_SECRETS {
                 assert!(
                     !env.values().any(|v| v == value),
                     "{}: a secret's value",

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use forum_api::auth::{self, AuthorizerResponse, TokenVerifier};
+use forum_api::handlers::{self, App};
+use forum_api::{ApiError, Route};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use shared::auth::{self, AuthorizerResponse, TokenVerifier};
-use shared::handlers::{self, App};
-use shared::{ApiError, Route};
 use tokio::net::TcpListener;
 
 use crate::cors::{CorsAnswer, CorsPolicy, CorsRequest};
@@ -110,7 +110,7 @@ pub struct Edge {
     /// What the media distribution's response headers policy adds to media answers.
     pub media_headers: Vec<(String, String)>,
     /// The authorizer's settings, for `POST /local/token` (HS256 only: development).
-    pub mint: Option<shared::auth::TokenMint>,
+    pub mint: Option<forum_testkit::TokenMint>,
 }
 
 pub struct Gateway {
@@ -372,7 +372,7 @@ impl Gateway {
             let (parts, body) = req.into_parts();
             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             // Signed like AWS: only holders of the local credentials (the functions) may push.
-            let credentials = (shared::aws::LOCAL_ACCESS_KEY, shared::aws::LOCAL_SECRET_KEY);
+            let credentials = (forum_store::aws::LOCAL_ACCESS_KEY, forum_store::aws::LOCAL_SECRET_KEY);
             if let Err(why) = crate::sigv4::verify(
                 "execute-api",
                 &parts.method,

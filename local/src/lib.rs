@@ -26,11 +26,12 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use shared::auth::{JwtKeys, JwtSettings, TokenMint, TokenVerifier};
-use shared::aws::{self, AwsTarget};
-use shared::config::{Deployment, Env};
-use shared::handlers::App;
-use shared::{Config, Route};
+use forum_api::auth::{JwtKeys, JwtSettings, TokenVerifier};
+use forum_api::config::{Deployment, Env};
+use forum_api::handlers::App;
+use forum_api::{Config, Route};
+use forum_store::aws::{self, AwsTarget};
+use forum_testkit::TokenMint;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,7 +53,7 @@ pub enum StackError {
     #[error(transparent)]
     Table(#[from] table::TableError),
     #[error(transparent)]
-    Config(#[from] shared::config::ConfigError),
+    Config(#[from] forum_api::config::ConfigError),
     #[error("{0}")]
     Setup(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -347,7 +348,7 @@ impl Stack {
             let s3 = aws::s3_client_with(&sdk, &target, std::slice::from_ref(&check));
             // Each function its own, as each container has its own (and its own send limit).
             let notifier = config.ws_endpoint.as_ref().map(|_| {
-                shared::realtime::Notifier::new(aws::ws_client_with(
+                forum_store::notifier::Notifier::new(aws::ws_client_with(
                     &sdk,
                     &connections_endpoint,
                     std::slice::from_ref(&check),
@@ -383,7 +384,7 @@ impl Stack {
             list_posts,
             dynamodb.clone(),
             s3_client.clone(),
-            Some(shared::realtime::Notifier::new(ws_client.clone())),
+            Some(forum_store::notifier::Notifier::new(ws_client.clone())),
             aws::secrets_client(&sdk, &target),
             Deployment::Development,
             api_trips.clone(),
@@ -578,7 +579,7 @@ impl FunctionEnvironments {
         for function in &template.functions {
             let vars = resolver.function_environment(&function.binary, &overrides)?;
             let env = Env::new(vars.clone(), Deployment::Development);
-            let init = |e: shared::config::ConfigError| {
+            let init = |e: forum_api::config::ConfigError| {
                 StackError::Setup(format!(
                     "{} ({}) would not start: {e}",
                     function.logical_id, function.binary
@@ -646,7 +647,7 @@ async fn run_upload_trigger(
                         return;
                     }
                 };
-                match shared::handlers::process_uploads(&app, parsed).await {
+                match forum_api::handlers::process_uploads(&app, parsed).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(key = %object.key, attempt, error = %e, "process-media failed");

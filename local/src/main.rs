@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use forum_local::{Stack, StackOptions, Storage};
-use shared::auth;
 
 #[derive(Parser)]
 #[command(
@@ -106,14 +105,17 @@ fn options_with(parameters: &[String]) -> Result<StackOptions, String> {
     Ok(options)
 }
 
-fn token_for(jwt: &auth::TokenMint, args: &TokenArgs) -> Result<String, String> {
-    let sub = args.sub.clone().unwrap_or_else(|| auth::local_user_id(&args.username));
-    auth::issue_token(jwt, &sub, &args.username, args.picture.as_deref(), args.ttl)
+fn token_for(jwt: &forum_testkit::TokenMint, args: &TokenArgs) -> Result<String, String> {
+    let sub = args
+        .sub
+        .clone()
+        .unwrap_or_else(|| forum_testkit::local_user_id(&args.username));
+    forum_testkit::issue_token(jwt, &sub, &args.username, args.picture.as_deref(), args.ttl)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init();
+    forum_api::telemetry::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Token(args)) => options_with(&args.parameters)

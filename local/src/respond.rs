@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use forum_api::handlers::App;
 use http_body_util::Full;
-use shared::handlers::App;
 
 /// The functions behind the WebSocket routes, and the bucket the CDN stand-in serves.
 pub struct Functions {
     pub ws_connect: Arc<App>,
     pub ws_disconnect: Arc<App>,
     pub ws_message: Arc<App>,
-    pub media: shared::storage::Bucket,
+    pub media: forum_store::bucket::Bucket,
 }
 
 /// Runs one request's work so that a panic in it answers that request alone: 500 in the API's
@@ -33,7 +33,7 @@ where
                 .unwrap_or_default();
             let request_id = ulid::Ulid::new().to_string();
             let answer =
-                shared::ApiError::Internal(format!("a request's handler panicked: {what}")).to_response(&request_id);
+                forum_api::ApiError::Internal(format!("a request's handler panicked: {what}")).to_response(&request_id);
             let (mut parts, body) = answer.into_parts();
             let bytes = match body {
                 lambda_http::Body::Text(t) => Bytes::from(t),

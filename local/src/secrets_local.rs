@@ -112,7 +112,7 @@ impl LocalSecrets {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> hyper::Response<Full<Bytes>> {
-        let credentials = (shared::aws::LOCAL_ACCESS_KEY, shared::aws::LOCAL_SECRET_KEY);
+        let credentials = (forum_store::aws::LOCAL_ACCESS_KEY, forum_store::aws::LOCAL_SECRET_KEY);
         if let Err(why) = crate::sigv4::verify(
             "secretsmanager",
             method,
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn development_arns_hold_the_published_values_only() {
         for (name, value) in DEVELOPMENT_SECRETS {
-            assert!(shared::config::PUBLIC_DEVELOPMENT_SECRETS.contains(value), "{name}");
+            assert!(forum_api::config::PUBLIC_DEVELOPMENT_SECRETS.contains(value), "{name}");
             let arn = format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}");
             assert_eq!(development_value(&arn), Some(*value));
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
+use forum_api::handlers::{self, App};
 use serde_json::{Value, json};
-use shared::handlers::{self, App};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const DESCRIBE_EVERY: u32 = 20;
@@ -56,7 +56,7 @@ fn lambda_record(record: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &s
         "eventName": record.event_name().map(|n| n.as_str().to_string()).unwrap_or_default(),
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
-        "awsRegion": shared::aws::LOCAL_REGION,
+        "awsRegion": forum_store::aws::LOCAL_REGION,
         "dynamodb": dynamodb,
         "eventSourceARN": stream_arn,
     })

@@ -4,9 +4,10 @@
 //! anyway; no deployment has this endpoint).
 
 use bytes::Bytes;
+use forum_api::auth;
+use forum_testkit::TokenMint;
 use http_body_util::Full;
 use serde_json::json;
-use shared::auth::{self, TokenMint};
 
 use crate::respond::plain;
 
@@ -75,7 +76,7 @@ pub fn file(path: &str) -> Option<hyper::Response<Full<Bytes>>> {
 /// `Host` the browser used, so `localhost` and `127.0.0.1` both work).
 pub fn config(host: &str, mint_tokens: bool) -> hyper::Response<Full<Bytes>> {
     let body = json!({
-        "apiBase": format!("http://{host}{}", shared::routes::BASE_PATH),
+        "apiBase": format!("http://{host}{}", forum_api::routes::BASE_PATH),
         "wsUrl": format!("ws://{host}/ws"),
         "mintTokens": mint_tokens,
     });
@@ -91,7 +92,7 @@ pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
         .as_str()
         .map(str::trim)
         .map(str::to_string)
-        .filter(|name| !name.is_empty() && name.chars().count() <= shared::model::MAX_USERNAME_CHARS);
+        .filter(|name| !name.is_empty() && name.chars().count() <= forum_domain::model::MAX_USERNAME_CHARS);
     let day = 24 * 3600;
     let ttl = match &request["ttl"] {
         serde_json::Value::Null => Some(day),
@@ -106,8 +107,8 @@ pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
             "send {\"username\": \"...\", \"ttl\": seconds (optional, -29 to 86400)}",
         );
     };
-    let user_id = auth::local_user_id(&username);
-    match auth::issue_token(jwt, &user_id, &username, None, ttl) {
+    let user_id = forum_testkit::local_user_id(&username);
+    match forum_testkit::issue_token(jwt, &user_id, &username, None, ttl) {
         Ok(token) => answer(200, "application/json", json!({ "token": token }).to_string()),
         Err(why) => answer(409, "text/plain; charset=utf-8", why),
     }

@@ -24,19 +24,20 @@ async fn no_or_bad_tokens_are_401_on_every_route_and_change_nothing() {
     let id = post["id"].as_str().unwrap();
 
     let jwt = &stack.jwt;
-    let expired = shared::auth::issue_token(jwt, "u-expired", "old", None, -3600).unwrap();
+    let expired = forum_testkit::issue_token(jwt, "u-expired", "old", None, -3600).unwrap();
     // A token for alice's id, signed with settings that differ from the stack's in one way.
-    let forged =
-        |mint: shared::auth::TokenMint| shared::auth::issue_token(&mint, &alice.user_id, "mallory", None, 600).unwrap();
-    let wrong_secret = forged(shared::auth::TokenMint {
+    let forged = |mint: forum_testkit::TokenMint| {
+        forum_testkit::issue_token(&mint, &alice.user_id, "mallory", None, 600).unwrap()
+    };
+    let wrong_secret = forged(forum_testkit::TokenMint {
         secret: "not-the-secret-not-the-secret-not-the-secret".into(),
         ..jwt.clone()
     });
-    let wrong_issuer = forged(shared::auth::TokenMint {
+    let wrong_issuer = forged(forum_testkit::TokenMint {
         issuer: "https://evil.example".into(),
         ..jwt.clone()
     });
-    let wrong_audience = forged(shared::auth::TokenMint {
+    let wrong_audience = forged(forum_testkit::TokenMint {
         audience: "another-api".into(),
         ..jwt.clone()
     });
@@ -180,7 +181,7 @@ async fn display_names_from_claims_are_plain_visible_text() {
         let name = created.body["user"]["username"].as_str().unwrap().to_string();
         // Nothing invisible and no markup; with nothing visible left, the id stands in.
         assert_eq!(name, shown.unwrap_or(sub), "{claimed:?}");
-        assert!(!shared::validate::holds_markup(&name));
+        assert!(!forum_domain::validate::holds_markup(&name));
     }
 }
 
@@ -228,8 +229,8 @@ async fn display_names_are_unique_up_to_case_and_look_alikes() {
         let got = shown(&post_as(stack, &sub(who), &asked).await);
         assert_ne!(got, name, "{who}");
         assert_ne!(
-            shared::validate::username_key(&got),
-            shared::validate::username_key(&name),
+            forum_domain::validate::username_key(&got),
+            forum_domain::validate::username_key(&name),
             "{who}: {got:?} looks like {name:?}"
         );
         assert!(
@@ -248,7 +249,7 @@ async fn display_names_are_unique_up_to_case_and_look_alikes() {
     // A name and the account's own fallback both held by others: 409, and nothing written.
     let taken = format!("eve{tag}");
     assert_eq!(shown(&post_as(stack, &sub("eve"), &taken).await), taken);
-    let victim = shared::model::Profile {
+    let victim = forum_domain::model::Profile {
         user_id: sub("victim"),
         username: taken.clone(),
         avatar_url: None,

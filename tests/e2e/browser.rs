@@ -50,7 +50,7 @@ async fn two_people_use_the_web_client_in_a_real_browser() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&out_dir).expect("screenshot dir");
     let image = out_dir.join("photo.png");
-    std::fs::write(&image, shared::media::fixtures::png(480, 320, false)).expect("image");
+    std::fs::write(&image, forum_testkit::images::png(480, 320, false)).expect("image");
     let out = tokio::process::Command::new("node")
         .arg("browser.mjs")
         .arg(&stack.base)

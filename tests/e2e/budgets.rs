@@ -118,8 +118,8 @@ async fn capacity_is_counted_per_call_at_least_as_aws_charges() {
     for i in 0..20 {
         alice.create_post(&format!("capacity {i}")).await;
     }
-    let list_posts = &stack.stack.functions[shared::Route::ListPosts.binary()];
-    let toggle_like = &stack.stack.functions[shared::Route::ToggleLike.binary()];
+    let list_posts = &stack.stack.functions[forum_api::Route::ListPosts.binary()];
+    let toggle_like = &stack.stack.functions[forum_api::Route::ToggleLike.binary()];
     // Warm the profile cache (both users), not the page read below.
     alice.get("/api/forum/posts/?limit=10").await;
     let bob = stack.user("cap-bob");

@@ -174,7 +174,7 @@ async fn comments_of_missing_or_deleted_posts_are_404_and_bad_comments_change_no
     let alice = stack.user("alice");
     let post = alice.create_post("to be deleted").await;
     let c = comment(&alice, &post, "orphan soon").await;
-    let long = "z".repeat(shared::validate::MAX_COMMENT_CHARS + 1);
+    let long = "z".repeat(forum_domain::validate::MAX_COMMENT_CHARS + 1);
     for (body, code) in [
         (json!({"content": ""}), "content_required"),
         (json!({"content": "\u{3164}\u{200B}\u{00AD}"}), "content_required"),

@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use forum_api::Route;
+use forum_api::handlers::route_table::api_routes;
 use forum_local::template::{BUNDLED_TEMPLATE, StackTemplate};
 use forum_local::translation::{BUNDLED_TRANSLATION, Translation};
-use shared::Route;
-use shared::handlers::route_table::api_routes;
 
 use crate::support::openapi;
 
@@ -25,7 +25,7 @@ fn every_template_function_has_a_binary_and_every_binary_a_function() {
     assert_eq!(in_template, binaries);
     for binary in &binaries {
         assert!(
-            shared::routes::TRIGGER_BINARIES.contains(&binary.as_str()) || Route::from_binary(binary).is_some(),
+            forum_api::routes::TRIGGER_BINARIES.contains(&binary.as_str()) || Route::from_binary(binary).is_some(),
             "{binary} is neither a route nor a trigger"
         );
     }

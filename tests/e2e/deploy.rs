@@ -239,15 +239,13 @@ async fn issuer() -> Issuer {
     Issuer { url, set, fetches }
 }
 
-const JWKS: &str = include_str!("../../shared/tests/fixtures/jwks.json");
-const RSA_PRIVATE: &str = include_str!("../../shared/tests/fixtures/rsa_private.pem");
-const RSA2_PRIVATE: &str = include_str!("../../shared/tests/fixtures/rsa2_private.pem");
+use forum_testkit::keys::{JWKS, RSA_PRIVATE, RSA2_PRIVATE};
 
 fn rs256(stack: &TestStack, private_pem: &str, kid: &str, user: &str) -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid.to_string());
     let claims = json!({
-        "sub": shared::auth::local_user_id(user), "preferred_username": user,
+        "sub": forum_testkit::local_user_id(user), "preferred_username": user,
         "exp": chrono::Utc::now().timestamp() + 600,
         "iss": stack.stack.jwt_settings.issuer, "aud": stack.stack.jwt_settings.audience,
     });
@@ -316,7 +314,7 @@ async fn an_issuer_unreachable_at_start_is_retried_and_meanwhile_nothing_is_refu
         (500, &json!({"message": "Internal Server Error"}))
     );
     *issuer.set.lock().unwrap() = JWKS.to_string();
-    tokio::time::sleep(shared::auth::JWKS_RETRY_AFTER + Duration::from_millis(200)).await;
+    tokio::time::sleep(forum_api::auth::JWKS_RETRY_AFTER + Duration::from_millis(200)).await;
     assert_eq!(ada.get("/api/forum/posts/").await.status, 200);
 }
 
@@ -325,21 +323,21 @@ async fn a_rotated_secret_is_read_and_what_its_previous_version_signed_still_ver
     let stack = shared_stack().await;
     // The list functions' cursor key, read as they read it (refreshing at once, for the test).
     let arn = stack.stack.environments["list-posts"]["FORUM_CURSOR_SECRET_ARN"].clone();
-    let target = shared::aws::AwsTarget::Local {
+    let target = forum_store::aws::AwsTarget::Local {
         dynamodb_endpoint: stack.stack.dynamodb_endpoint.clone(),
         s3_endpoint: stack.stack.s3_endpoint.clone(),
         secrets_endpoint: stack.stack.secrets_endpoint.clone(),
     };
-    let client = shared::aws::secrets_client(&shared::aws::sdk_config(&target).await, &target);
+    let client = forum_store::aws::secrets_client(&forum_store::aws::sdk_config(&target).await, &target);
     // A secret of its own, so the shared stack's functions keep theirs.
     let own = format!("{arn}-rotation-{}", ulid::Ulid::new());
     let first = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
     stack.stack.secrets.put(&own, &first);
-    let source = shared::secrets::SecretSource::new(
+    let source = forum_store::secrets::SecretSource::new(
         client,
         own.clone(),
         "CursorSecretArn",
-        shared::config::Deployment::Deployed,
+        forum_api::config::Deployment::Deployed,
     )
     .refreshing_every(Duration::ZERO);
     let before = source.get().await.expect("read");
@@ -347,24 +345,26 @@ async fn a_rotated_secret_is_read_and_what_its_previous_version_signed_still_ver
         (before.current.as_str(), before.previous.as_deref()),
         (first.as_str(), None)
     );
-    let cursor = shared::cursor::CursorCodec::from_versions(&before).encode(&shared::cursor::PageCursor {
-        scope: "feed".into(),
-        direction: shared::cursor::Direction::After,
-        key: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
-    });
+    let cursor = forum_domain::cursor::CursorCodec::from_keys(before.all().map(str::as_bytes)).encode(
+        &forum_domain::cursor::PageCursor {
+            scope: "feed".into(),
+            direction: forum_domain::cursor::Direction::After,
+            key: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+        },
+    );
 
     let second = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
     assert!(stack.stack.secrets.rotate(&own, &second));
     let after = source.get().await.expect("read again");
     assert_eq!(after.current, second);
     assert_eq!(after.previous.as_deref(), Some(first.as_str()));
-    let codec = shared::cursor::CursorCodec::from_versions(&after);
+    let codec = forum_domain::cursor::CursorCodec::from_keys(after.all().map(str::as_bytes));
     assert!(
         codec.decode(&cursor, "feed").is_ok(),
         "a cursor from before the rotation"
     );
     assert!(
-        shared::cursor::CursorCodec::new(second.as_bytes())
+        forum_domain::cursor::CursorCodec::new(second.as_bytes())
             .decode(&codec.encode(&codec.decode(&cursor, "feed").unwrap()), "feed")
             .is_ok(),
         "new cursors are signed with the new version"
@@ -375,6 +375,6 @@ async fn a_rotated_secret_is_read_and_what_its_previous_version_signed_still_ver
     assert!(stack.stack.secrets.rotate(&own, "short"));
     assert!(matches!(
         source.get().await,
-        Err(shared::secrets::SecretError::Unusable(_))
+        Err(forum_store::secrets::SecretError::Unusable(_))
     ));
 }

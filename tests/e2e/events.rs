@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
+use forum_api::Route;
+use forum_api::auth::TokenVerifier;
+use forum_api::handlers;
+use forum_domain::model::{Comment, Post, Profile};
+use forum_store::{RateAction, RateToken};
 use serde_json::Value;
-use shared::Route;
-use shared::auth::TokenVerifier;
-use shared::handlers;
-use shared::model::{Comment, Post, Profile};
-use shared::store::{RateAction, RateToken};
 
 use crate::support::isolated_stack;
 
@@ -30,9 +30,9 @@ async fn every_sample_event_runs_through_its_handler() {
     let event: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
         serde_json::from_str(&read_event("authorizer.json")).expect("authorizer.json");
     let verifier = TokenVerifier::with_hmac_secret(&stack.jwt.secret, &stack.jwt.issuer, &stack.jwt.audience);
-    let answer = shared::auth::authorize(&verifier, &event).await.expect("an answer");
+    let answer = forum_api::auth::authorize(&verifier, &event).await.expect("an answer");
     assert!(answer.is_authorized);
-    let caller = shared::auth::Caller::from_context(&answer.context).expect("the sample token is valid");
+    let caller = forum_api::auth::Caller::from_context(&answer.context).expect("the sample token is valid");
 
     let list: Value = serde_json::from_str(&read_event("list-posts.json")).unwrap();
     let context = &list["requestContext"]["authorizer"]["lambda"];
@@ -47,7 +47,7 @@ async fn every_sample_event_runs_through_its_handler() {
         user_id: caller.user_id.clone(),
         content: "seeded for the sample events".into(),
         media_url: None,
-        created_at: shared::model::now_rfc3339(),
+        created_at: forum_domain::model::now_rfc3339(),
         edited_at: None,
         like_count: 0,
         comment_count: 0,
@@ -70,7 +70,7 @@ async fn every_sample_event_runs_through_its_handler() {
         post_id: post_id.clone(),
         user_id: caller.user_id.clone(),
         content: "seeded comment".into(),
-        created_at: shared::model::timestamp_of(&comment_id).unwrap(),
+        created_at: forum_domain::model::timestamp_of(&comment_id).unwrap(),
         edited_at: None,
     };
     app.table
@@ -81,13 +81,13 @@ async fn every_sample_event_runs_through_its_handler() {
     // The media the media events name: a pending upload by the events' user.
     let get_media: Value = serde_json::from_str(&read_event("get-media.json")).unwrap();
     let media_id = get_media["pathParameters"]["id"].as_str().unwrap().to_string();
-    let media = shared::model::Media {
+    let media = forum_domain::model::Media {
         id: media_id.clone(),
         user_id: caller.user_id.clone(),
-        status: shared::model::MediaStatus::Pending,
-        media_type: shared::media::MediaType::Png,
+        status: forum_domain::model::MediaStatus::Pending,
+        media_type: forum_media::MediaType::Png,
         size: 68,
-        created_at: shared::model::timestamp_of(&media_id).unwrap(),
+        created_at: forum_domain::model::timestamp_of(&media_id).unwrap(),
         width: None,
         height: None,
         reason: None,
@@ -120,20 +120,20 @@ async fn every_sample_event_runs_through_its_handler() {
     }
 
     // The S3 event: process-media turns the pending upload into ready media.
-    let png = shared::media::fixtures::png(2, 2, false);
+    let png = forum_testkit::images::png(2, 2, false);
     app.bucket
-        .put(&shared::storage::upload_key(&media_id), png, "image/png", None)
+        .put(&forum_store::bucket::upload_key(&media_id), png, "image/png", None)
         .await
         .unwrap();
     let s3_event: aws_lambda_events::s3::S3Event = serde_json::from_str(&read_event("process-media.json")).unwrap();
     handlers::process_uploads(app, s3_event).await.expect("process-media");
     let processed = app.table.get_media(&media_id).await.unwrap().unwrap();
-    assert_eq!(processed.status, shared::model::MediaStatus::Ready);
+    assert_eq!(processed.status, forum_domain::model::MediaStatus::Ready);
     covered.push("process-media.json".into());
 
     // The WebSocket API: the authorizer's policy for `$connect`, then the three routes.
     let ws_auth: Value = serde_json::from_str(&read_event("ws-authorizer.json")).unwrap();
-    let policy = shared::auth::authorize_event(&verifier, &ws_auth).await.unwrap();
+    let policy = forum_api::auth::authorize_event(&verifier, &ws_auth).await.unwrap();
     assert_eq!(policy["policyDocument"]["Statement"][0]["Effect"], "Allow");
     assert_eq!(policy["context"]["user_id"], caller.user_id.as_str());
     let connect: Value = serde_json::from_str(&read_event("ws-connect.json")).unwrap();

@@ -14,8 +14,8 @@ async fn many_readers_at_once_cost_one_feed_query_and_one_post_read() {
     let post = alice.create_post("everyone reads this").await;
     let id = post["id"].as_str().unwrap().to_string();
     let readers: Vec<_> = (0..40).map(|i| stack.user(&format!("hot-reader-{i}"))).collect();
-    let list_posts = &stack.stack.functions[shared::Route::ListPosts.binary()];
-    let get_post = &stack.stack.functions[shared::Route::GetPost.binary()];
+    let list_posts = &stack.stack.functions[forum_api::Route::ListPosts.binary()];
+    let get_post = &stack.stack.functions[forum_api::Route::GetPost.binary()];
     // Warm containers (the author's profile is cached for a minute), then let the page and
     // the post they cached expire.
     alice.get("/api/forum/posts/").await;
@@ -110,7 +110,7 @@ async fn a_deleted_post_refuses_writes_at_once_and_is_gone_within_the_bound() {
         .within_staleness_bound("the 404", || bob.get(&path), |a| a.status == 404)
         .await;
     // Missing is kept like a post: a deleted viral post is not read on every view.
-    let get_post = &stack.stack.functions[shared::Route::GetPost.binary()];
+    let get_post = &stack.stack.functions[forum_api::Route::GetPost.binary()];
     let before = get_post.dynamodb_usage.snapshot();
     let views = join_all((0..30).map(|_| bob.get(&path))).await;
     assert!(views.iter().all(|v| v.status == 404));
@@ -159,7 +159,7 @@ async fn many_page_sizes_of_the_longest_posts_stay_within_the_cache_budget() {
         let page = crawler.get(&format!("/api/forum/posts/?limit={limit}")).await;
         assert_eq!(page.status, 200);
     }
-    let list_posts = &stack.stack.functions[shared::Route::ListPosts.binary()];
+    let list_posts = &stack.stack.functions[forum_api::Route::ListPosts.binary()];
     let ((pages, bytes), _, budget) = list_posts.read_cache_held();
     assert!(
         bytes <= budget,

@@ -111,13 +111,13 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
         alice.post("/api/forum/upload/presign/", presign.clone()).await.status,
         201
     );
-    let direct = crate::media::upload(&alice, shared::media::fixtures::png(8, 8, false), "a.png").await;
+    let direct = crate::media::upload(&alice, forum_testkit::images::png(8, 8, false), "a.png").await;
     assert_eq!(direct.status, 201, "{}", direct.body);
     alice
         .post("/api/forum/upload/presign/", presign.clone())
         .await
         .assert_error(429, "rate_limited");
-    let refused = crate::media::upload(&alice, shared::media::fixtures::png(8, 8, false), "b.png").await;
+    let refused = crate::media::upload(&alice, forum_testkit::images::png(8, 8, false), "b.png").await;
     refused.assert_error(429, "rate_limited");
     assert!(
         refused.body["error"]["message"].as_str().unwrap().contains("uploads"),
@@ -140,7 +140,7 @@ fn the_templates_default_limits_are_the_codes_defaults() {
             .parse::<u32>()
             .unwrap()
     };
-    let code = shared::config::RateLimits::default();
+    let code = forum_api::config::RateLimits::default();
     assert_eq!(
         (
             default_of("RatePostsPerMinute"),

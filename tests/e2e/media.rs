@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
-use serde_json::{Value, json};
-use shared::media::fixtures::{
+use forum_testkit::images::{
     jpeg_with_exif, png, png_bomb, png_header_only, png_with_chunk_bomb, png_with_trailing_data, progressive_jpeg,
 };
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use crate::support::{Answer, Client, RequestBody, TestStack, isolated_stack, shared_stack};
 
@@ -577,11 +577,11 @@ async fn uploads_no_post_claims_expire_and_their_objects_go() {
         std::collections::HashMap::from([
             (
                 "pk".to_string(),
-                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::media_pk(id)),
+                aws_sdk_dynamodb::types::AttributeValue::S(forum_store::keys::media_pk(id)),
             ),
             (
                 "sk".to_string(),
-                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::MEDIA_SK.to_string()),
+                aws_sdk_dynamodb::types::AttributeValue::S(forum_store::keys::MEDIA_SK.to_string()),
             ),
         ])
     };
@@ -605,7 +605,7 @@ async fn uploads_no_post_claims_expire_and_their_objects_go() {
     let ttl = ttl_of(unclaimed_id.clone())
         .await
         .expect("an unclaimed upload has a TTL");
-    let expected = chrono::Utc::now().timestamp() + shared::store::UNCLAIMED_MEDIA_TTL_SECS;
+    let expected = chrono::Utc::now().timestamp() + forum_store::UNCLAIMED_MEDIA_TTL_SECS;
     assert!((expected - 120..=expected).contains(&ttl), "{ttl} vs {expected}");
     // Claimed, it lives as long as its post.
     let claimed = ready_media(&alice).await;

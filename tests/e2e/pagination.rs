@@ -156,17 +156,19 @@ async fn tampered_or_foreign_cursors_are_400_never_a_wrong_page() {
     let (payload, tag) = cursor.split_once('.').unwrap();
     let mut flipped = payload.as_bytes().to_vec();
     flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
-    let foreign = shared::cursor::CursorCodec::new(b"some other deployment").encode(&shared::cursor::PageCursor {
-        scope: "feed".into(),
-        direction: shared::cursor::Direction::After,
-        key: "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
-    });
-    let other_list =
-        shared::cursor::CursorCodec::new(stack.cursor_secret.as_bytes()).encode(&shared::cursor::PageCursor {
-            scope: "comments:01JD0000000000000000000000".into(),
-            direction: shared::cursor::Direction::After,
+    let foreign =
+        forum_domain::cursor::CursorCodec::new(b"some other deployment").encode(&forum_domain::cursor::PageCursor {
+            scope: "feed".into(),
+            direction: forum_domain::cursor::Direction::After,
             key: "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
         });
+    let other_list = forum_domain::cursor::CursorCodec::new(stack.cursor_secret.as_bytes()).encode(
+        &forum_domain::cursor::PageCursor {
+            scope: "comments:01JD0000000000000000000000".into(),
+            direction: forum_domain::cursor::Direction::After,
+            key: "01ZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+        },
+    );
     for bad in [
         format!("{}.{tag}", String::from_utf8(flipped).unwrap()),
         format!("{payload}.AAAAAAAAAAAAAAAAAAAAAA"),

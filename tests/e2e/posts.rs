@@ -165,7 +165,7 @@ async fn the_profile_follows_the_token_claims() {
     let alice = stack.user("alice");
     let post = alice.create_post("before the rename").await;
     // Same user id, new username and no picture: the next write refreshes the profile.
-    let renamed = shared::auth::issue_token(&stack.jwt, &alice.user_id, "alice_renamed", None, 600).unwrap();
+    let renamed = forum_testkit::issue_token(&stack.jwt, &alice.user_id, "alice_renamed", None, 600).unwrap();
     let alice2 = alice.with_token(&renamed);
     alice2.create_post("after the rename").await;
     let old = alice2

@@ -260,7 +260,7 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
             )
             .await
         {
-            Ok(()) | Err(shared::store::StoreError::NotFound(shared::store::Entity::Connection)) => {}
+            Ok(()) | Err(forum_store::StoreError::NotFound(forum_store::Entity::Connection)) => {}
             Err(e) => panic!("subscribe: {e}"),
         }
     }
@@ -292,7 +292,7 @@ async fn bad_tokens_cannot_connect_and_bad_messages_get_an_error_not_a_hangup() 
             other => panic!("token {token:?} connected: {other:?}"),
         }
     }
-    let expired = shared::auth::issue_token(&stack.jwt, &alice.user_id, "old", None, -3600).unwrap();
+    let expired = forum_testkit::issue_token(&stack.jwt, &alice.user_id, "old", None, -3600).unwrap();
     assert!(tokio_tungstenite::connect_async(ws_url(stack, &expired)).await.is_err());
 
     let mut live = Live::connect(stack, &alice).await;
@@ -318,7 +318,7 @@ async fn the_uploader_hears_when_media_is_ready_or_rejected() {
     let stack = shared_stack().await;
     let alice = stack.user("alice");
     let mut live = Live::connect(stack, &alice).await;
-    let uploaded = crate::media::upload(&alice, shared::media::fixtures::png(50, 40, false), "a.png").await;
+    let uploaded = crate::media::upload(&alice, forum_testkit::images::png(50, 40, false), "a.png").await;
     let id = uploaded.body["id"].as_str().unwrap().to_string();
     let ready = live
         .expect("media.ready", |m| m["type"] == "media.ready" && m["id"] == id.as_str())
@@ -376,7 +376,7 @@ async fn a_socket_lives_no_longer_than_its_token() {
     let alice = stack.user("alice");
     let bob = stack.user("bob");
     // Valid for 5 more seconds (the 30 s leeway included).
-    let short = shared::auth::issue_token(&stack.jwt, &bob.user_id, &bob.username, None, 5 - 30).unwrap();
+    let short = forum_testkit::issue_token(&stack.jwt, &bob.user_id, &bob.username, None, 5 - 30).unwrap();
     let mut listener = Live::connect(stack, &bob.with_token(&short)).await;
     let mut fresh = Live::connect(stack, &bob).await;
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -418,7 +418,7 @@ async fn a_user_holds_at_most_ten_sockets_even_when_opening_them_at_once() {
     let url = ws_url(stack, carol.token.as_deref().unwrap());
     let attempts = futures::future::join_all((0..15).map(|_| tokio_tungstenite::connect_async(url.clone()))).await;
     let (mut open, refused): (Vec<_>, Vec<_>) = attempts.into_iter().partition(Result::is_ok);
-    let max = shared::store::MAX_CONNECTIONS_PER_USER as usize;
+    let max = forum_store::MAX_CONNECTIONS_PER_USER as usize;
     assert_eq!((open.len(), refused.len()), (max, 15 - max));
     // Closing one frees its slot for a new connection.
     let (mut socket, _) = open.pop().unwrap().unwrap();
@@ -463,7 +463,7 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let listed = table.get_connection(&connection).await.unwrap().unwrap().subscriptions;
     assert!(
-        listed.len() <= shared::store::MAX_SUBSCRIPTIONS,
+        listed.len() <= forum_store::MAX_SUBSCRIPTIONS,
         "{} listed",
         listed.len()
     );
@@ -494,7 +494,7 @@ fn signed_post(
     let identity = aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
-        .region(shared::aws::LOCAL_REGION)
+        .region(forum_store::aws::LOCAL_REGION)
         .name(service)
         .time(time)
         .settings(SigningSettings::default())
@@ -537,7 +537,7 @@ async fn only_requests_signed_with_the_local_credentials_reach_a_socket() {
         url::form_urlencoded::byte_serialize(connection.as_bytes()).collect::<String>()
     );
     let forged = json!({"type": "post.deleted", "post_id": "FORGED"}).to_string();
-    let real = (shared::aws::LOCAL_ACCESS_KEY, shared::aws::LOCAL_SECRET_KEY);
+    let real = (forum_store::aws::LOCAL_ACCESS_KEY, forum_store::aws::LOCAL_SECRET_KEY);
     let now = std::time::SystemTime::now();
     let stale = now - Duration::from_secs(20 * 60);
     let refusals = [

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use shared::store::keys;
+use forum_store::keys;
 
 use crate::realtime::{Live, is};
 use crate::support::{dynamodb_endpoint, isolated_stack, start_stack, test_options};
@@ -122,7 +122,7 @@ async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recover
         let started = Instant::now();
         alice.get(&post_path).await.assert_error(503, "unavailable");
         assert!(
-            started.elapsed() < shared::deadline::REQUEST_BUDGET + Duration::from_secs(3),
+            started.elapsed() < forum_store::deadline::REQUEST_BUDGET + Duration::from_secs(3),
             "{name}: took {:?}",
             started.elapsed()
         );
@@ -156,7 +156,7 @@ async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recover
 /// handshake) is the one the first request uses.
 #[tokio::test]
 async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
-    use shared::aws::{self, AwsTarget};
+    use forum_store::aws::{self, AwsTarget};
     let stack = crate::support::shared_stack().await;
     let FaultProxy { url: proxy, opened, .. } = fault_proxy(&dynamodb_endpoint().await).await;
     let table_for = |endpoint: String| async move {
@@ -167,7 +167,7 @@ async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
         };
         let sdk = aws::sdk_config(&target).await;
         let client = aws::dynamodb_client(&sdk, &target, &aws::DynamoDbUsage::default());
-        shared::store::Table::new(client, stack.table_name.clone())
+        forum_store::Table::new(client, stack.table_name.clone())
     };
 
     // Without a warm-up, the first request opens a connection.

@@ -9,7 +9,6 @@ use std::time::Duration;
 use forum_local::{DynamoDbLocal, Stack, StackOptions, Storage};
 use reqwest::Method;
 use serde_json::Value;
-use shared::auth;
 use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
 
@@ -76,7 +75,7 @@ pub fn test_options(table: &str) -> StackOptions {
 pub struct TestStack {
     pub base: String,
     /// Signs tokens the stack's authorizer accepts (its HS256 key, as Secrets Manager holds it).
-    pub jwt: auth::TokenMint,
+    pub jwt: forum_testkit::TokenMint,
     pub table_name: String,
     /// The list functions' cursor key, as the Secrets Manager stand-in holds it.
     pub cursor_secret: String,
@@ -129,8 +128,8 @@ impl TestStack {
     /// A client for a new user (token from the stack's own JWT settings).
     pub fn user(&self, name: &str) -> Client {
         let username = unique(name);
-        let user_id = auth::local_user_id(&username);
-        let token = auth::issue_token(
+        let user_id = forum_testkit::local_user_id(&username);
+        let token = forum_testkit::issue_token(
             &self.jwt,
             &user_id,
             &username,
@@ -413,7 +412,7 @@ impl OpenApi {
         let paths = self.doc["paths"].as_object().expect("paths");
         let Some((template, item)) = paths
             .iter()
-            .find(|(t, _)| shared::routes::match_path(t, path).is_some())
+            .find(|(t, _)| forum_api::routes::match_path(t, path).is_some())
         else {
             // Unknown paths answer the generic error shape.
             if status != 404 && status != 401 {

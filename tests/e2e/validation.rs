@@ -83,7 +83,7 @@ async fn filter_dodges_are_read_as_a_reader_reads_them() {
 async fn invalid_posts_are_refused_with_reasons_and_nothing_is_stored() {
     let stack = isolated_stack().await;
     let alice = stack.user("alice");
-    let long = "a".repeat(shared::validate::MAX_POST_CHARS + 1);
+    let long = "a".repeat(forum_domain::validate::MAX_POST_CHARS + 1);
     let cases = [
         (json!({}), "invalid_json"),
         (json!({"content": 5}), "invalid_json"),
@@ -128,7 +128,7 @@ async fn invalid_posts_are_refused_with_reasons_and_nothing_is_stored() {
     }
     assert!(feed_ids(&alice).await.is_empty(), "nothing may be stored");
     // Exactly at the limit is fine.
-    let at_limit = "b".repeat(shared::validate::MAX_POST_CHARS);
+    let at_limit = "b".repeat(forum_domain::validate::MAX_POST_CHARS);
     assert_eq!(
         alice
             .post("/api/forum/posts/", json!({"content": at_limit}))
@@ -426,7 +426,10 @@ async fn cleaning_never_rebuilds_markup_in_stored_text() {
             match answer.status {
                 201 => {
                     let stored = answer.body["content"].as_str().unwrap();
-                    assert!(!shared::validate::holds_markup(stored), "{payload:?} -> {stored:?}");
+                    assert!(
+                        !forum_domain::validate::holds_markup(stored),
+                        "{payload:?} -> {stored:?}"
+                    );
                     assert!(stored.starts_with("look") && stored.ends_with("here"), "{stored:?}");
                 }
                 _ => answer.assert_error(400, "invalid_content"),
@@ -436,7 +439,7 @@ async fn cleaning_never_rebuilds_markup_in_stored_text() {
         let path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
         let edited = alice.patch(&path, json!({"content": text})).await;
         assert_eq!(edited.status, 200);
-        assert!(!shared::validate::holds_markup(
+        assert!(!forum_domain::validate::holds_markup(
             edited.body["content"].as_str().unwrap()
         ));
     }

@@ -218,7 +218,7 @@ async fn run_load(args: &Args) -> Result<bool, String> {
     if RUN
         .set(Run {
             tokens,
-            jpeg: shared::media::fixtures::photo_jpeg(1280, 960),
+            jpeg: forum_testkit::images::photo_jpeg(1280, 960),
             viral: viral.clone(),
             ledger: Mutex::new(ledger),
             tally: Mutex::new(Tally::default()),

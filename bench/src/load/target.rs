@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use forum_local::{DynamoDbLocal, Stack, Storage};
-use shared::auth::{TokenMint, issue_token, local_user_id};
+use forum_testkit::{TokenMint, issue_token, local_user_id};
 
 #[derive(clap::Args, Clone)]
 pub struct TargetArgs {
@@ -124,7 +124,8 @@ impl Target {
             tokens,
             local: None,
             staleness_bound: Duration::from_millis(
-                args.read_cache_ttl_ms.unwrap_or(shared::config::MAX_READ_CACHE_TTL_MS),
+                args.read_cache_ttl_ms
+                    .unwrap_or(forum_api::config::MAX_READ_CACHE_TTL_MS),
             ),
         })
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use forum_local::Stack;
-use shared::dynamodb_usage::UsageSnapshot;
+use forum_store::dynamodb_usage::UsageSnapshot;
 
 /// On-demand prices, us-east-1 (since November 2024): per million read and write request units.
 const DOLLARS_PER_MILLION_READ_UNITS: f64 = 0.125;

@@ -1,5 +1,5 @@
 //! Lambda for the `not-found` route: wiring only, the handler lives in `shared`.
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_http(shared::Route::Fallback).await
+async fn main() -> Result<(), forum_api::lambda::Error> {
+    forum_api::lambda::serve_http(forum_api::Route::Fallback).await
 }

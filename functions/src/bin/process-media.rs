@@ -1,5 +1,5 @@
 //! Lambda for S3 ObjectCreated on `uploads/`: turns an upload into sanitized, CDN-ready images.
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_process_media().await
+async fn main() -> Result<(), forum_api::lambda::Error> {
+    forum_api::lambda::serve_process_media().await
 }

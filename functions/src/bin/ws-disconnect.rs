@@ -1,5 +1,5 @@
 //! Lambda for the WebSocket API's `ws-disconnect` route: wiring only, the handler lives in `shared`.
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_ws(shared::lambda::WsRoute::Disconnect).await
+async fn main() -> Result<(), forum_api::lambda::Error> {
+    forum_api::lambda::serve_ws(forum_api::lambda::WsRoute::Disconnect).await
 }

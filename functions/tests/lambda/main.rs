@@ -52,11 +52,8 @@ const BINARIES: &[(&str, &str)] = binaries![
     "ws-message",
 ];
 
-const RSA_PRIVATE: &str = include_str!("../../../shared/tests/fixtures/rsa_private.pem");
-const EC_PRIVATE: &str = include_str!("../../../shared/tests/fixtures/ec_private.pem");
-const EC_PUBLIC: &str = include_str!("../../../shared/tests/fixtures/ec_public.pem");
-/// key-1 (the RSA key above), key-2 and ec-1.
-const JWKS: &str = include_str!("../../../shared/tests/fixtures/jwks.json");
+/// key-1, key-2 and ec-1 (JWKS), and the private halves of key-1 and ec-1.
+use forum_testkit::keys::{EC_PRIVATE, EC_PUBLIC, JWKS, RSA_PRIVATE};
 
 const ISSUER: &str = "https://issuer.forum.test";
 const AUDIENCE: &str = "forum-api";
@@ -88,8 +85,8 @@ async fn secrets_manager() -> &'static SecretsManager {
             let secrets = std::sync::Arc::new(LocalSecrets::default());
             secrets.put(JWT_ARN, &own_secret());
             secrets.put(CURSOR_ARN, &own_secret());
-            secrets.put(PUBLIC_JWT_ARN, shared::config::PUBLIC_DEVELOPMENT_SECRETS[0]);
-            secrets.put(PUBLIC_CURSOR_ARN, shared::config::PUBLIC_DEVELOPMENT_SECRETS[1]);
+            secrets.put(PUBLIC_JWT_ARN, forum_api::config::PUBLIC_DEVELOPMENT_SECRETS[0]);
+            secrets.put(PUBLIC_CURSOR_ARN, forum_api::config::PUBLIC_DEVELOPMENT_SECRETS[1]);
             secrets.put(SHORT_ARN, "short");
             // The development ARNs of samconfig.toml, as forum-local's stand-in holds them.
             secrets
@@ -198,8 +195,8 @@ async fn start_measured(
         ("AWS_REGION", "eu-west-1"),
         ("AWS_DEFAULT_REGION", "eu-west-1"),
         // The role's credentials, as Lambda hands them over (the stand-in checks signatures).
-        ("AWS_ACCESS_KEY_ID", shared::aws::LOCAL_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", shared::aws::LOCAL_SECRET_KEY),
+        ("AWS_ACCESS_KEY_ID", forum_store::aws::LOCAL_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", forum_store::aws::LOCAL_SECRET_KEY),
         ("AWS_ENDPOINT_URL", unreachable.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", unreachable.as_str()),
         ("AWS_ENDPOINT_URL_S3", unreachable.as_str()),
@@ -393,7 +390,7 @@ async fn every_function_starts_with_hs256_and_a_secret_of_its_own() {
         &EncodingKey::from_secret(secret.as_bytes()),
         ISSUER,
     );
-    let published = shared::config::PUBLIC_DEVELOPMENT_SECRETS[0];
+    let published = forum_api::config::PUBLIC_DEVELOPMENT_SECRETS[0];
     let forged = sign(
         Algorithm::HS256,
         None,
@@ -424,7 +421,7 @@ async fn sam_local_runs_every_function_with_the_repositorys_development_set() {
         env.insert("AWS_SAM_LOCAL".into(), "true".into());
     }
     let jwt = dev.token_mint().expect("local JWT settings");
-    let good = shared::auth::issue_token(&jwt, "user-1", "alice", None, 600).expect("token");
+    let good = forum_testkit::issue_token(&jwt, "user-1", "alice", None, 600).expect("token");
     let forged = sign(
         Algorithm::HS256,
         None,
@@ -553,7 +550,7 @@ async fn sam_local_functions_work_against_forum_locals_data_plane() {
     let created: Value = serde_json::from_str(responses[0]["body"].as_str().expect("a body")).expect("JSON");
 
     // The post is in the data plane's table: forum-local's own API lists it.
-    let token = shared::auth::issue_token(&stack.jwt, "reader", "reader", None, 600).expect("token");
+    let token = forum_testkit::issue_token(&stack.jwt, "reader", "reader", None, 600).expect("token");
     let page: Value = reqwest_get(&format!("{}/api/forum/posts/", stack.base_url()), &token).await;
     assert!(
         page["posts"]

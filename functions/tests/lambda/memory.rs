@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use forum_local::{Stack, StackOptions, Storage, UploadTrigger};
-use forum_media::fixtures;
+use forum_testkit::images as fixtures;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -145,7 +145,7 @@ async fn media_functions_stay_within_half_their_memory_on_the_worst_inputs() {
     let environments = data_plane_environments(&stack);
     let upload_env = &environments["upload-media"];
     let process_env = &environments["process-media"];
-    let token = |user: &str| shared::auth::issue_token(&stack.jwt, user, user, None, 3600).expect("a token");
+    let token = |user: &str| forum_testkit::issue_token(&stack.jwt, user, user, None, 3600).expect("a token");
     let mut peaks = Vec::new();
 
     // ---- upload-media: what a 4 MB multipart body can make a decode cost ----

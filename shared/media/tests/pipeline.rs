@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use forum_media::fixtures::{self, JpegCoding};
 use forum_media::{self as media, MediaError, Probe};
+use forum_testkit::images::{self as fixtures, JpegCoding};
 
 struct Counting;
 

@@ -1,0 +1,152 @@
+//! Comment routes: list (oldest first), create, edit, delete.
+
+use std::collections::HashSet;
+
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+
+use super::App;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
+use forum_domain::cursor::PageCursor;
+use forum_domain::model::{
+    Comment, CommentPage, CommentView, Profile, new_id_with_timestamp, now_rfc3339, timestamp_of,
+};
+use forum_domain::validate::{self, MAX_COMMENT_CHARS, TextRules};
+use forum_store::{Editor, RateAction, comments_scope};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    content: String,
+}
+
+fn content_rules(app: &App) -> TextRules {
+    TextRules {
+        field: "content",
+        max_chars: MAX_COMMENT_CHARS,
+        profanity: app.profanity,
+    }
+}
+
+/// `GET /posts/{id}/comments/`: oldest first, keyset-paginated. The post must exist: the
+/// comments of a deleted post are unreachable at once.
+pub async fn list_comments(app: &App, req: &Request, _caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let post_id = path_id(req, "id", "post")?;
+    let limit = page_limit(req)?;
+    let cursors = app.cursors().await?;
+    let position = http_api::query_param(req, "cursor")
+        .map(|raw| cursors.decode(raw, &comments_scope(&post_id)))
+        .transpose()?;
+    // The existence check and the page are independent: one round trip of latency for both.
+    let (exists, page) = tokio::join!(
+        app.table.post_exists(&post_id),
+        app.table.comments_page(&post_id, position.as_ref(), limit)
+    );
+    if !exists? {
+        return Err(ApiError::NotFound("post not found".into()));
+    }
+    let page = page?;
+    let authors: HashSet<String> = page.items.iter().map(|c| c.user_id.clone()).collect();
+    let profiles = app.profiles(authors).await?;
+    let comments = page
+        .items
+        .into_iter()
+        .map(|c| {
+            let author = profiles
+                .get(&c.user_id)
+                .cloned()
+                .unwrap_or_else(|| Profile::unknown(&c.user_id));
+            CommentView::new(c, &author)
+        })
+        .collect();
+    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    Ok(json(
+        200,
+        &CommentPage {
+            comments,
+            next_page: page.next.as_ref().map(link),
+            previous_page: page.previous.as_ref().map(link),
+        },
+    ))
+}
+
+/// `POST /posts/{id}/comments/`: 201 with the comment; the post's `comment_count` moves with it.
+pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let post_id = path_id(req, "id", "post")?;
+    let body: CommentBody = json_body(req)?;
+    let content = validate::clean_text(&body.content, content_rules(app))?;
+    let (id, created_at) = new_id_with_timestamp();
+    let comment = Comment {
+        id,
+        post_id,
+        user_id: caller.user_id.clone(),
+        content,
+        created_at,
+        edited_at: None,
+    };
+    let author = app.author(caller);
+    let rate = app.rate_token(caller, RateAction::Comment, app.rate_limits.comments_per_min);
+    let written = app.table.create_comment(&comment, author.to_write(), &rate).await?;
+    app.forget_post(&comment.post_id);
+    let author = app.shown_author(author, written);
+    let location = format!(
+        "{}/posts/{}/comments/{}/",
+        crate::routes::BASE_PATH,
+        comment.post_id,
+        comment.id
+    );
+    let mut response = json(201, &CommentView::new(comment, &author));
+    if let Ok(value) = http::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `PATCH /posts/{id}/comments/{comment_id}/`: the author edits the text; sets `edited_at`.
+pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let post_id = path_id(req, "id", "post")?;
+    let comment_id = path_id(req, "comment_id", "comment")?;
+    let body: CommentBody = json_body(req)?;
+    let content = validate::clean_text(&body.content, content_rules(app))?;
+    let edited_at = now_rfc3339();
+    let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
+    let author = app.author(caller);
+    let written = app
+        .table
+        .update_comment(
+            &post_id,
+            &comment_id,
+            &content,
+            Editor {
+                caller: &caller.user_id,
+                edited_at: &edited_at,
+                rate: &rate,
+                author: author.to_write(),
+            },
+        )
+        .await?;
+    let author = app.shown_author(author, written);
+    // Everything in the answer is known without a read: the author is the caller, and the
+    // creation time is in the id.
+    let created_at = timestamp_of(&comment_id).ok_or_else(|| ApiError::Internal("comment id without time".into()))?;
+    let comment = Comment {
+        id: comment_id,
+        post_id,
+        user_id: caller.user_id.clone(),
+        content,
+        created_at,
+        edited_at: Some(edited_at),
+    };
+    Ok(json(200, &CommentView::new(comment, &author)))
+}
+
+/// `DELETE /posts/{id}/comments/{comment_id}/`: the author deletes it; 204.
+pub async fn delete_comment(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let post_id = path_id(req, "id", "post")?;
+    let comment_id = path_id(req, "comment_id", "comment")?;
+    app.table.delete_comment(&post_id, &comment_id, &caller.user_id).await?;
+    app.forget_post(&post_id);
+    Ok(http_api::no_content())
+}

@@ -1,0 +1,405 @@
+//! `stream-fanout`: turns committed changes (the table's stream) into WebSocket messages, and
+//! does the clean-up a deleted post leaves.
+//!
+//! Records of one item partition (`pk`: a post with its likes and comments, an upload, a user)
+//! are handled in order; partitions run side by side, at most `LANES` at once, keeping the
+//! order Lambda's `ParallelizationFactor` keeps (per partition key). One record's handling is
+//! a few round trips plus its sends, so one after another a busy stream falls behind: the
+//! load run (`forum-bench load`) measured events seconds late with records handled in a single
+//! file. A burst of like changes on one post is sent once per batch, with the last committed
+//! count: the earlier counts are superseded before anyone could act on them.
+//!
+//! Every record is read first, and nothing after an unreadable one runs. A failure reports
+//! the batch's earliest failed record (`batchItemFailures`), lanes stop before it once it is
+//! known, and Lambda retries from there: nothing is lost. Everything here is idempotent: a
+//! retried record, or one of another partition that ran past the failure before it was
+//! known, repeats at most a message. A record fails only for work that must be done: a
+//! connection that could not be forgotten is logged, counted (`CleanupFailures`) and left to
+//! its TTL, since failing the record would send its event again to everyone; and a record's
+//! own writes run before its sends, so a retry after a failed write sends nothing twice.
+//!
+//! Each record has its own deadline ([`forum_store::deadline::RECORD_BUDGET`]), and the batch one
+//! below the function's timeout: a record that cannot start in time is where Lambda resumes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::App;
+use crate::auth::TOKEN_LEEWAY_SECS;
+use crate::error::ApiError;
+use forum_domain::messages::ServerMessage;
+use forum_domain::model::{CommentView, MediaStatus, Post, PostView, Profile};
+use forum_store::metrics::{self, Metric};
+use forum_store::{Change, Recipient};
+
+/// Partitions handled at once within a batch.
+const LANES: usize = 16;
+
+/// The batch's deadline, below stream-fanout's 60 s timeout (template.yaml): records not
+/// started by then are left for Lambda's retry.
+const BATCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(50);
+
+/// How long after `$connect` a connection answered `410 Gone` is taken to be still opening
+/// rather than gone.
+pub const CONNECT_GRACE_SECS: i64 = 10;
+
+/// Handles one batch of stream records; answers Lambda's partial-batch response.
+pub async fn stream_fanout(app: &App, event: &Value) -> Value {
+    let empty = Vec::new();
+    let records = event["Records"].as_array().unwrap_or(&empty);
+    // Every record is read first: one that cannot be read will never succeed, so nothing
+    // after it runs (a retry would only repeat it).
+    let changes: Vec<Change> = records
+        .iter()
+        .map_while(|record| {
+            Change::from_record(record)
+                .inspect_err(
+                    |e| tracing::error!(sequence = sequence_of(record), error = %e, "stream record unreadable"),
+                )
+                .ok()
+        })
+        .collect();
+    // Lanes in order of first appearance, each with its records' batch positions in order.
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    let mut lane_of: HashMap<&str, usize> = HashMap::new();
+    for (index, record) in records.iter().enumerate().take(changes.len()) {
+        let pk = record["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap_or_default();
+        let lane = *lane_of.entry(pk).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push(index);
+    }
+    // The earliest failure so far (or the first unreadable record): lanes stop before it, so
+    // a retry repeats as little as the lanes already did.
+    let earliest_failure = AtomicUsize::new(changes.len());
+    let batch_deadline = tokio::time::Instant::now() + BATCH_BUDGET;
+    futures::stream::iter(lanes)
+        .map(|lane| run_lane(app, records, &changes, lane, &earliest_failure, batch_deadline))
+        .buffer_unordered(LANES)
+        .collect::<Vec<()>>()
+        .await;
+    match records.get(earliest_failure.load(Ordering::SeqCst)) {
+        Some(record) => json!({ "batchItemFailures": [{ "itemIdentifier": sequence_of(record) }] }),
+        None => json!({ "batchItemFailures": [] }),
+    }
+}
+
+fn sequence_of(record: &Value) -> &str {
+    record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default()
+}
+
+/// Handles one partition's records in order, stopping at its first failure (recorded in
+/// `earliest_failure`), at any earlier failure another lane found, or at a record the batch's
+/// deadline leaves no time for.
+async fn run_lane(
+    app: &App,
+    records: &[Value],
+    changes: &[Change],
+    lane: Vec<usize>,
+    earliest_failure: &AtomicUsize,
+    batch_deadline: tokio::time::Instant,
+) {
+    let mut lane_reads = LaneReads::default();
+    for (position, &index) in lane.iter().enumerate() {
+        if index >= earliest_failure.load(Ordering::SeqCst) {
+            return;
+        }
+        let left = batch_deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left < forum_store::deadline::RECORD_BUDGET {
+            tracing::warn!(
+                sequence = sequence_of(&records[index]),
+                "no time left in the batch; Lambda resumes here"
+            );
+            earliest_failure.fetch_min(index, Ordering::SeqCst);
+            return;
+        }
+        // A later record of this lane that will run carries a newer like count.
+        let like_superseded = lane[position + 1..]
+            .iter()
+            .take_while(|later| **later < changes.len())
+            .any(|later| matches!(&changes[*later], Change::PostChanged { old, new } if old.like_count != new.like_count));
+        // Boxed: one record's handling is a deep future (fan-out, clean-up, paged queries),
+        // and inline it pushes the binary's future layout past the compiler's depth limit.
+        let handled = forum_store::deadline::within(
+            forum_store::deadline::RECORD_BUDGET,
+            Box::pin(handle_change(app, &changes[index], like_superseded, &mut lane_reads)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(ApiError::Unavailable("the record's deadline passed".into())));
+        if let Err(e) = handled {
+            tracing::error!(sequence = sequence_of(&records[index]), error = %e, "stream record failed; the batch resumes here");
+            earliest_failure.fetch_min(index, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+/// One committed change. `like_superseded`: a later record of this batch carries a newer
+/// like count for the same post, so this one's is not sent.
+async fn handle_change(
+    app: &App,
+    change: &Change,
+    like_superseded: bool,
+    reads: &mut LaneReads,
+) -> Result<(), ApiError> {
+    match change.clone() {
+        Change::PostCreated(post) => {
+            let author = author(app, &post.user_id).await?;
+            let message = ServerMessage::PostCreated {
+                post: PostView::new(post, &author, false),
+            };
+            broadcast(app, &app.table.all_connections().await?, &message).await?;
+            Ok(())
+        }
+        Change::PostChanged { old, new } => {
+            let media_changed = old.media_url != new.media_url;
+            let like_news = old.like_count != new.like_count && !like_superseded;
+            let edited =
+                (&old.content, &old.media_url, &old.edited_at) != (&new.content, &new.media_url, &new.edited_at);
+            // A comment's count change alone is told by the comment's own record.
+            if like_news {
+                let message = ServerMessage::LikeUpdated {
+                    post_id: new.id.clone(),
+                    like_count: new.like_count,
+                };
+                reads.tell_audience(app, &new.id, &new.user_id, &message).await?;
+            }
+            if edited {
+                let author = author(app, &new.user_id).await?;
+                let (post_id, author_id) = (new.id.clone(), new.user_id.clone());
+                let message = ServerMessage::PostUpdated {
+                    post: PostView::new(new, &author, false),
+                };
+                reads.tell_audience(app, &post_id, &author_id, &message).await?;
+            }
+            if media_changed {
+                release_media(app, &old).await?;
+            }
+            Ok(())
+        }
+        Change::PostDeleted(post) => {
+            // The post's comments, likes and subscriptions, then its media, before anyone is
+            // told: a write that fails (and is retried) has sent nothing yet.
+            let removed = app.table.delete_post_leftovers(&post.id).await?;
+            release_media(app, &post).await?;
+            tracing::info!(post_id = %post.id, removed, "deleted post cleaned up");
+            let message = ServerMessage::PostDeleted {
+                post_id: post.id.clone(),
+            };
+            broadcast(app, &app.table.all_connections().await?, &message).await?;
+            Ok(())
+        }
+        Change::CommentCreated(comment) => {
+            // A post deleted since has nothing left to notify about.
+            let Some(post) = reads.post_now(app, &comment.post_id).await? else {
+                return Ok(());
+            };
+            let author = author(app, &comment.user_id).await?;
+            let message = ServerMessage::CommentCreated {
+                post_id: post.id.clone(),
+                comment: CommentView::new(comment, &author),
+                comment_count: post.comment_count,
+            };
+            reads.tell_audience(app, &post.id, &post.user_id, &message).await
+        }
+        Change::CommentDeleted(comment) => {
+            // Comments removed with their post are not news.
+            let Some(post) = reads.post_now(app, &comment.post_id).await? else {
+                return Ok(());
+            };
+            let message = ServerMessage::CommentDeleted {
+                post_id: post.id.clone(),
+                comment_id: comment.id,
+                comment_count: post.comment_count,
+            };
+            reads.tell_audience(app, &post.id, &post.user_id, &message).await
+        }
+        Change::MediaChanged { old, new } => {
+            let was_pending = old.is_none_or(|o| o.status == MediaStatus::Pending);
+            if !was_pending || new.status == MediaStatus::Pending {
+                return Ok(());
+            }
+            // A post took it while it was pending: it shows nothing rather than a broken image.
+            if let (MediaStatus::Rejected, Some(post_id)) = (new.status, &new.post_id) {
+                let dropped = app
+                    .table
+                    .drop_rejected_media(post_id, &app.bucket.media_url_prefix(&new.id))
+                    .await?;
+                tracing::info!(media_id = %new.id, post_id, dropped, "rejected media taken off its post");
+            }
+            let (url, thumbnails) = app.bucket.media_urls(&new.id, new.media_type);
+            let message = match new.status {
+                MediaStatus::Ready => ServerMessage::MediaReady {
+                    id: new.id.clone(),
+                    url,
+                    thumbnails,
+                    width: new.width,
+                    height: new.height,
+                },
+                _ => ServerMessage::MediaRejected {
+                    id: new.id.clone(),
+                    url,
+                    reason: new.reason.clone().unwrap_or_default(),
+                },
+            };
+            broadcast(app, &app.table.user_connections(&new.user_id).await?, &message).await?;
+            Ok(())
+        }
+        Change::MediaRemoved(media) => {
+            // Released by its post, or expired before any post claimed it: nothing may show
+            // it any more, so nothing of it is kept.
+            app.bucket.delete_media(&media.id, media.media_type).await?;
+            tracing::info!(media_id = %media.id, "media objects deleted");
+            Ok(())
+        }
+        Change::Renamed { user_id, old_key } => {
+            // The old name is free for others, unless the account took it back meanwhile.
+            let released = app.table.release_name(&old_key, &user_id).await?;
+            tracing::info!(%user_id, released, "old display name released");
+            Ok(())
+        }
+        Change::Other => Ok(()),
+    }
+}
+
+/// The media a post showed (before an edit, or before it was deleted) is deleted, unless the
+/// post shows it again by now.
+async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
+    let Some((media_id, _)) = post.media_url.as_deref().and_then(|url| app.bucket.media_of_url(url)) else {
+        return Ok(());
+    };
+    let released = app
+        .table
+        .release_media(&media_id, &post.id, &app.bucket.media_url_prefix(&media_id))
+        .await?;
+    tracing::info!(%media_id, post_id = %post.id, released, "media released by its post");
+    Ok(())
+}
+
+async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
+    let mut profiles = app.profiles(HashSet::from([user_id.to_string()])).await?;
+    Ok(profiles.remove(user_id).unwrap_or_else(|| Profile::unknown(user_id)))
+}
+
+/// What a lane's records share within one batch: a post as it is now and its audience, read
+/// once. Every record of the batch committed before the batch was read, so a read made while
+/// handling any of them already sees everyone who followed the post before that commit.
+#[derive(Default)]
+struct LaneReads {
+    posts: HashMap<String, Option<Post>>,
+    audiences: HashMap<String, Vec<Recipient>>,
+}
+
+impl LaneReads {
+    async fn post_now(&mut self, app: &App, post_id: &str) -> Result<Option<Post>, ApiError> {
+        if let Some(post) = self.posts.get(post_id) {
+            return Ok(post.clone());
+        }
+        let post = app.table.post_now(post_id).await?;
+        self.posts.insert(post_id.to_string(), post.clone());
+        Ok(post)
+    }
+
+    /// Sends `message` to the post's audience; connections found gone or expired leave it, so
+    /// the lane's next records do not try them again.
+    async fn tell_audience(
+        &mut self,
+        app: &App,
+        post_id: &str,
+        author_id: &str,
+        message: &ServerMessage,
+    ) -> Result<(), ApiError> {
+        if !self.audiences.contains_key(post_id) {
+            let audience = post_audience(app, post_id, author_id).await?;
+            self.audiences.insert(post_id.to_string(), audience);
+        }
+        let audience = self.audiences.get(post_id).map(Vec::as_slice).unwrap_or_default();
+        let removed = broadcast(app, audience, message).await?;
+        if !removed.is_empty()
+            && let Some(audience) = self.audiences.get_mut(post_id)
+        {
+            audience.retain(|r| !removed.contains(&r.connection_id));
+        }
+        Ok(())
+    }
+}
+
+/// Who hears about a post: its subscribers and its author's connections.
+async fn post_audience(app: &App, post_id: &str, author_id: &str) -> Result<Vec<Recipient>, ApiError> {
+    let (subscribers, authors) = tokio::join!(app.table.subscribers(post_id), app.table.user_connections(author_id));
+    let mut all: Vec<Recipient> = subscribers?.into_iter().chain(authors?).collect();
+    all.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+    all.dedup_by(|a, b| a.connection_id == b.connection_id);
+    Ok(all)
+}
+
+/// Forgets a connection (gone, or its token expired). A failure is logged and answered `false`,
+/// never raised: the item expires with its TTL, and failing the record would send its event
+/// again to every socket of the batch.
+async fn forget(app: &App, connection_id: &str) -> bool {
+    match app.table.delete_connection(connection_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(connection_id, error = %e, "a connection could not be forgotten; its TTL will");
+            false
+        }
+    }
+}
+
+/// Sends to each connection whose token is still valid; gone ones are forgotten. A socket
+/// whose token expired is closed instead, so it hears nothing its owner could not read over
+/// HTTP. Send failures are logged, never fatal. Answers the connections it removed.
+async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage) -> Result<Vec<String>, ApiError> {
+    let Some(notifier) = &app.notifier else {
+        return Ok(Vec::new());
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (live, expired): (Vec<&Recipient>, Vec<&Recipient>) =
+        recipients.iter().partition(|r| r.expires_at + TOKEN_LEEWAY_SECS >= now);
+    let mut removed = Vec::new();
+    let mut cleanup_failures = 0;
+    for recipient in expired {
+        // Logged when it fails; the item goes regardless, so the socket hears nothing more.
+        let _ = notifier.close(&recipient.connection_id).await;
+        if !forget(app, &recipient.connection_id).await {
+            cleanup_failures += 1;
+        }
+        removed.push(recipient.connection_id.clone());
+    }
+    // `$connect` stores a connection before API Gateway opens it, and a send to it meanwhile
+    // is answered 410: forgetting it then would leave an open socket that hears nothing. A
+    // connection gone past the grace is a client that vanished.
+    let opening: HashSet<&str> = live
+        .iter()
+        .filter(|r| r.connected_at.is_some_and(|at| at + CONNECT_GRACE_SECS > now))
+        .map(|r| r.connection_id.as_str())
+        .collect();
+    let connections: Vec<String> = live.iter().map(|r| r.connection_id.clone()).collect();
+    if connections.is_empty() {
+        return Ok(removed);
+    }
+    let (delivery, gone) = notifier.send_all(&connections, message).await;
+    for id in gone {
+        if !opening.contains(id.as_str()) && !forget(app, &id).await {
+            cleanup_failures += 1;
+        }
+        removed.push(id);
+    }
+    if cleanup_failures > 0 {
+        metrics::emit(Metric::CleanupFailures, cleanup_failures, "stream-fanout");
+    }
+    tracing::info!(
+        sent = delivery.sent,
+        gone = delivery.gone,
+        failed = delivery.failed,
+        "fan-out"
+    );
+    metrics::emit(Metric::FanoutSends, delivery.sent as u64, "stream-fanout");
+    metrics::emit(Metric::FanoutGone, delivery.gone as u64, "stream-fanout");
+    metrics::emit(Metric::FanoutFailures, delivery.failed as u64, "stream-fanout");
+    Ok(removed)
+}

@@ -1,0 +1,175 @@
+//! Post routes: list, create, get, edit, delete.
+
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+
+use super::App;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
+use forum_domain::model::{Post, PostPage, PostView, new_id_with_timestamp, now_rfc3339};
+use forum_domain::validate::{self, MAX_POST_CHARS, TextRules};
+use forum_store::{Editor, OwnMedia, RateAction, feed_scope};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePostBody {
+    content: String,
+    #[serde(default)]
+    media_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdatePostBody {
+    /// Absent: unchanged. `null` is refused: a post always has content.
+    #[serde(default, deserialize_with = "http_api::nullable")]
+    content: Option<Option<String>>,
+    /// Absent: unchanged. `null` or `""`: removed.
+    #[serde(default, deserialize_with = "http_api::nullable")]
+    media_url: Option<Option<String>>,
+}
+
+fn content_rules(app: &App) -> TextRules {
+    TextRules {
+        field: "content",
+        max_chars: MAX_POST_CHARS,
+        profanity: app.profanity,
+    }
+}
+
+/// `None` and `""` mean "no media"; anything else must be the URL of an image the caller
+/// uploaded (checked in the write's transaction). Returns the URL and its media id.
+fn media_url(app: &App, raw: Option<&str>) -> Result<Option<(String, OwnMedia)>, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(url) => {
+            let (id, kind) = app.bucket.media_of_url(url).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_media_url",
+                    "`media_url` must be a media URL returned by POST /api/forum/upload/ or /upload/presign/",
+                )
+            })?;
+            Ok(Some((url.to_string(), OwnMedia { id, kind })))
+        }
+    }
+}
+
+/// `GET /posts/`: newest first, keyset-paginated.
+pub async fn list_posts(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let limit = page_limit(req)?;
+    let cursors = app.cursors().await?;
+    let position = http_api::query_param(req, "cursor")
+        .map(|raw| cursors.decode(raw, &feed_scope()))
+        .transpose()?;
+    let (page, liked) = app.feed_page(position.as_ref(), limit, &caller.user_id).await?;
+    let posts = app.post_views(page.items, caller, liked).await?;
+    let link = |c: &forum_domain::cursor::PageCursor| page_url(req, &cursors.encode(c), limit);
+    Ok(json(
+        200,
+        &PostPage {
+            posts,
+            next_page: page.next.as_ref().map(link),
+            previous_page: page.previous.as_ref().map(link),
+        },
+    ))
+}
+
+/// `POST /posts/`: 201 with the new post.
+pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let body: CreatePostBody = json_body(req)?;
+    let content = validate::clean_text(&body.content, content_rules(app))?;
+    let media = media_url(app, body.media_url.as_deref())?;
+    let (id, created_at) = new_id_with_timestamp();
+    let post = Post {
+        id,
+        user_id: caller.user_id.clone(),
+        content,
+        media_url: media.as_ref().map(|(url, _)| url.clone()),
+        created_at,
+        edited_at: None,
+        like_count: 0,
+        comment_count: 0,
+    };
+    let author = app.author(caller);
+    let rate = app.rate_token(caller, RateAction::Post, app.rate_limits.posts_per_min);
+    let own_media = media.as_ref().map(|(_, own)| own);
+    let written = app
+        .table
+        .create_post(&post, author.to_write(), &rate, own_media)
+        .await?;
+    app.forget_post(&post.id);
+    let author = app.shown_author(author, written);
+    let location = format!("{}/posts/{}/", crate::routes::BASE_PATH, post.id);
+    // Nobody can have liked a post that did not exist a moment ago.
+    let mut response = json(201, &PostView::new(post, &author, false));
+    if let Ok(value) = http::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /posts/{id}/`.
+pub async fn get_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let id = path_id(req, "id", "post")?;
+    let (post, author, is_liked) = app.post_for(&id, &caller.user_id).await?;
+    Ok(json(200, &PostView::new(post, &author, is_liked)))
+}
+
+/// `PATCH /posts/{id}/`: the author edits content and/or media; sets `edited_at`.
+pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let id = path_id(req, "id", "post")?;
+    let body: UpdatePostBody = json_body(req)?;
+    if body.content.is_none() && body.media_url.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give `content` and/or `media_url` to change",
+        ));
+    }
+    let content = match &body.content {
+        None => None,
+        Some(None) => {
+            return Err(ApiError::bad_request(
+                "content_required",
+                "`content` cannot be null: a post always has content (leave it out to keep it)",
+            ));
+        }
+        Some(Some(c)) => Some(validate::clean_text(c, content_rules(app))?),
+    };
+    // Absent: unchanged; null or "": removed; a URL: must be the caller's upload.
+    let media = match &body.media_url {
+        None => None,
+        Some(raw) => Some(media_url(app, raw.as_deref())?),
+    };
+    let new_url = media.as_ref().map(|m| m.as_ref().map(|(url, _)| url.as_str()));
+    let new_media = media.as_ref().and_then(|m| m.as_ref().map(|(_, own)| own));
+    let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
+    let author = app.author(caller);
+    let (post, is_liked, written) = app
+        .table
+        .update_post(
+            &id,
+            content.as_deref(),
+            new_url,
+            new_media,
+            Editor {
+                caller: &caller.user_id,
+                edited_at: &now_rfc3339(),
+                rate: &rate,
+                author: author.to_write(),
+            },
+        )
+        .await?;
+    app.forget_post(&post.id);
+    // Only the author gets here, so the post's author is the caller.
+    let author = app.shown_author(author, written);
+    Ok(json(200, &PostView::new(post, &author, is_liked)))
+}
+
+/// `DELETE /posts/{id}/`: the author deletes the post; 204.
+pub async fn delete_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let id = path_id(req, "id", "post")?;
+    app.table.delete_post(&id, &caller.user_id).await?;
+    app.forget_post(&id);
+    Ok(http_api::no_content())
+}

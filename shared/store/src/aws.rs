@@ -1,0 +1,227 @@
+//! The one place that builds AWS clients, with the timeouts and retries every call relies on.
+
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+
+pub use crate::dynamodb_usage::DynamoDbUsage;
+
+/// Where the AWS services are.
+#[derive(Clone, Debug)]
+pub enum AwsTarget {
+    /// The real services, with region and credentials from the environment (Lambda).
+    Environment,
+    /// Local stand-ins (DynamoDB Local, the in-process S3, forum-local's Secrets Manager), with
+    /// fixed development credentials.
+    Local {
+        dynamodb_endpoint: String,
+        s3_endpoint: String,
+        secrets_endpoint: String,
+    },
+}
+
+/// Region and credentials the local stand-ins are addressed with.
+pub const LOCAL_REGION: &str = "us-east-1";
+pub const LOCAL_ACCESS_KEY: &str = "forumlocal";
+pub const LOCAL_SECRET_KEY: &str = "forumlocalsecret";
+
+/// Bounded time for every call: a slow or unreachable DynamoDB becomes a 503 in a few seconds,
+/// never a hang. Lambda's own timeout (template) is set above the operation timeout.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(1_000))
+        .read_timeout(Duration::from_millis(2_000))
+        .operation_attempt_timeout(Duration::from_millis(2_500))
+        .operation_timeout(Duration::from_millis(6_000))
+        .build()
+}
+
+/// Standard retries, bounded: 3 attempts with short jittered backoff.
+pub fn retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_millis(1_000))
+}
+
+/// Amazon Trust Services' roots (Amazon Root CA 1-4 and the Starfield Services root that
+/// cross-signs them): every AWS service endpoint this project calls (DynamoDB, S3,
+/// execute-api) chains to one of them.
+const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("amazon-trust-services.pem");
+
+/// Which roots TLS connections to AWS trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The five Amazon Trust Services roots, compiled in: the default. Loading the system's
+    /// store instead (about 150 certificates, or a directory of them) costs a cold start
+    /// milliseconds for roots no AWS endpoint uses.
+    Amazon,
+    /// The system's trust store (`FORUM_TLS_ROOTS=system`), e.g. for an HTTPS endpoint
+    /// override (`AWS_ENDPOINT_URL_*`) signed by another CA.
+    System,
+}
+
+impl TlsRoots {
+    pub fn from_env() -> Self {
+        match std::env::var("FORUM_TLS_ROOTS").as_deref() {
+            Ok("system") => TlsRoots::System,
+            _ => TlsRoots::Amazon,
+        }
+    }
+}
+
+/// The SDK's usual HTTPS client (hyper, rustls with aws-lc), trusting `roots`.
+pub fn https_client(roots: TlsRoots) -> Result<SharedHttpClient, String> {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+    let store = match roots {
+        TlsRoots::Amazon => TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES),
+        TlsRoots::System => TrustStore::default(),
+    };
+    let context = TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .map_err(|e| format!("TLS trust store: {e}"))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
+}
+
+pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(retries());
+    match target {
+        AwsTarget::Environment => match https_client(TlsRoots::from_env()) {
+            Ok(client) => loader.http_client(client).load().await,
+            // Cannot happen with the compiled-in roots; the SDK's default client still works.
+            Err(e) => {
+                tracing::warn!(error = %e, "using the SDK's default HTTPS client");
+                loader.load().await
+            }
+        },
+        AwsTarget::Local { .. } => {
+            loader
+                .region(Region::new(LOCAL_REGION))
+                .credentials_provider(Credentials::new(
+                    LOCAL_ACCESS_KEY,
+                    LOCAL_SECRET_KEY,
+                    None,
+                    None,
+                    "forum-local",
+                ))
+                .load()
+                .await
+        }
+    }
+}
+
+/// The S3 client. Checksums only when S3 requires them: the SDK's default CRC32 on every put
+/// breaks presigned PUTs from clients that cannot compute it (awslabs/aws-sdk-rust#1240).
+/// Local stand-ins are addressed path-style.
+pub fn s3_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_s3::Client {
+    s3_client_with(config, target, &[])
+}
+
+/// [`s3_client`] with `extra` interceptors.
+pub fn s3_client_with(config: &SdkConfig, target: &AwsTarget, extra: &Interceptors) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(config);
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
+    if let AwsTarget::Local { s3_endpoint, .. } = target {
+        builder = builder.endpoint_url(s3_endpoint);
+    }
+    let conf = builder
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .force_path_style(
+            matches!(target, AwsTarget::Local { .. }) || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The Secrets Manager client (functions read their keys with it at run time).
+pub fn secrets_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_secretsmanager::Client {
+    secrets_client_with(config, target, &[])
+}
+
+/// [`secrets_client`] with `extra` interceptors.
+pub fn secrets_client_with(
+    config: &SdkConfig,
+    target: &AwsTarget,
+    extra: &Interceptors,
+) -> aws_sdk_secretsmanager::Client {
+    let mut builder = aws_sdk_secretsmanager::config::Builder::from(config);
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
+    if let AwsTarget::Local { secrets_endpoint, .. } = target {
+        builder = builder.endpoint_url(secrets_endpoint);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(builder.build())
+}
+
+/// The `@connections` client for a WebSocket API stage (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
+pub fn ws_client(config: &SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    ws_client_with(config, endpoint, &[])
+}
+
+/// [`ws_client`] with `extra` interceptors.
+pub fn ws_client_with(
+    config: &SdkConfig,
+    endpoint: &str,
+    extra: &Interceptors,
+) -> aws_sdk_apigatewaymanagement::Client {
+    let mut builder = aws_sdk_apigatewaymanagement::config::Builder::from(config).endpoint_url(endpoint);
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
+    aws_sdk_apigatewaymanagement::Client::from_conf(builder.build())
+}
+
+/// Interceptors a client is given beyond its own (forum-local checks each function's IAM
+/// policy with one).
+pub type Interceptors = [aws_smithy_runtime_api::client::interceptors::SharedInterceptor];
+
+/// The DynamoDB client, counting what it asks into `usage`.
+pub fn dynamodb_client(config: &SdkConfig, target: &AwsTarget, usage: &DynamoDbUsage) -> aws_sdk_dynamodb::Client {
+    dynamodb_client_with(config, target, usage, &[])
+}
+
+/// [`dynamodb_client`] with `extra` interceptors.
+pub fn dynamodb_client_with(
+    config: &SdkConfig,
+    target: &AwsTarget,
+    usage: &DynamoDbUsage,
+    extra: &Interceptors,
+) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(config).interceptor(usage.clone());
+    for interceptor in extra {
+        builder.push_interceptor(interceptor.clone());
+    }
+    if let AwsTarget::Local { dynamodb_endpoint, .. } = target {
+        builder = builder.endpoint_url(dynamodb_endpoint);
+    }
+    let conf = builder.build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_are_amazon_trust_services_and_load() {
+        let pem = std::str::from_utf8(AMAZON_TRUST_SERVICES).unwrap();
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        assert!(https_client(TlsRoots::Amazon).is_ok());
+        assert!(https_client(TlsRoots::System).is_ok());
+    }
+}

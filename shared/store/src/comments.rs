@@ -1,0 +1,130 @@
+//! Comments: create, edit, delete (each counted on its post in the same transaction), list.
+
+use super::items::{comment_from_item, comment_item, key, s};
+use super::page::{ListSpec, Order, Page, comments_scope};
+use super::posts::Editor;
+use super::rate::RateToken;
+use super::tx::{Cancelled, built};
+use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+
+use super::Table;
+use super::error::{Entity, StoreError};
+use super::keys;
+use forum_domain::cursor::PageCursor;
+use forum_domain::model::{Comment, Profile};
+
+/// A comment edit/delete transaction failed: the post is gone (404), the comment is gone
+/// (404), or it is someone else's (403).
+pub(super) fn comment_write_failure(c: &Cancelled) -> StoreError {
+    // Action 0 is the post check/counter, action 1 the comment.
+    if c.failed(0) {
+        StoreError::NotFound(Entity::Post)
+    } else if c.failed(1) && c.item(1).is_some() {
+        StoreError::NotOwner(Entity::Comment)
+    } else {
+        StoreError::NotFound(Entity::Comment)
+    }
+}
+
+impl Table {
+    /// Adds a comment, counts it on the post (which must exist), refreshes the author's
+    /// profile (when it changed) and takes a rate-limit token: one transaction.
+    pub async fn create_comment(
+        &self,
+        comment: &Comment,
+        author: Option<&Profile>,
+        rate: &RateToken,
+    ) -> Result<Option<Profile>, StoreError> {
+        let actions = vec![
+            self.take_rate_token(rate)?,
+            self.bump_post(&comment.post_id, "comment_count", 1)?,
+            self.put(comment_item(comment), Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact_as_author(actions, author, &comment.created_at).await? {
+            Ok(written) => Ok(written),
+            Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
+            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) => Err(StoreError::Internal(format!("comment write refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Edits a comment if `caller` wrote it and its post still exists, taking a rate-limit
+    /// token: one transaction.
+    pub async fn update_comment(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        content: &str,
+        editor: Editor<'_>,
+    ) -> Result<Option<Profile>, StoreError> {
+        let Editor {
+            caller,
+            edited_at,
+            rate,
+            author,
+        } = editor;
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
+                .update_expression("SET content = :content, edited_at = :edited_at")
+                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .expression_attribute_values(":content", s(content))
+                .expression_attribute_values(":edited_at", s(edited_at))
+                .expression_attribute_values(":caller", s(caller))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        let actions = vec![
+            self.post_exists_check(post_id)?,
+            TransactWriteItem::builder().update(update).build(),
+            self.take_rate_token(rate)?,
+        ];
+        match self.transact_as_author(actions, author, edited_at).await? {
+            Ok(written) => Ok(written),
+            // Over the limit only matters for an edit that could otherwise have happened.
+            Err(c) if c.failed(2) && !c.failed(0) && !c.failed(1) => Err(rate.refused()),
+            Err(c) => Err(comment_write_failure(&c)),
+        }
+    }
+
+    /// Deletes a comment if `caller` wrote it, and uncounts it on its post: one transaction.
+    pub async fn delete_comment(&self, post_id: &str, comment_id: &str, caller: &str) -> Result<(), StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
+                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .expression_attribute_values(":caller", s(caller))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        let actions = vec![
+            self.bump_post(post_id, "comment_count", -1)?,
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) => Err(comment_write_failure(&c)),
+        }
+    }
+
+    /// One page of a post's comments, oldest first.
+    pub async fn comments_page(
+        &self,
+        post_id: &str,
+        position: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<Page<Comment>, StoreError> {
+        let spec = ListSpec {
+            scope: comments_scope(post_id),
+            index: None,
+            pk_attr: keys::PK,
+            pk: keys::post_pk(post_id),
+            sk_attr: keys::SK,
+            sk_prefix: "COMMENT#",
+            order: Order::OldestFirst,
+        };
+        self.page(&spec, position, limit, comment_from_item).await
+    }
+}

@@ -1,0 +1,340 @@
+//! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
+
+use super::items::{get_s, key, post_from_item, post_item, s};
+use super::media::{OwnMedia, media_refused};
+use super::page::{HasSortId, ListSpec, Order, Page, feed_scope};
+use super::rate::RateToken;
+use super::tx::built;
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+use super::Table;
+use super::error::{Entity, StoreError};
+use super::keys;
+use forum_domain::cursor::PageCursor;
+use forum_domain::model::{Post, Profile};
+
+/// Who makes an edit and when: the caller (who must own what they edit), the edit's time,
+/// their rate-limit token, and their profile when it is due to be written.
+#[derive(Clone, Copy, Debug)]
+pub struct Editor<'a> {
+    pub caller: &'a str,
+    pub edited_at: &'a str,
+    pub rate: &'a RateToken,
+    pub author: Option<&'a Profile>,
+}
+
+/// What a conditional write on a post found when its condition failed.
+pub(super) enum OwnedWriteFailure {
+    Missing,
+    NotOwner,
+}
+
+pub(super) fn owned_write_failure(item_exists: bool) -> OwnedWriteFailure {
+    if item_exists {
+        OwnedWriteFailure::NotOwner
+    } else {
+        OwnedWriteFailure::Missing
+    }
+}
+
+impl OwnedWriteFailure {
+    pub(super) fn into_error(self) -> StoreError {
+        match self {
+            OwnedWriteFailure::Missing => StoreError::NotFound(Entity::Post),
+            OwnedWriteFailure::NotOwner => StoreError::NotOwner(Entity::Post),
+        }
+    }
+}
+
+impl Table {
+    /// Adds `delta` to a post's counter, only if the post exists.
+    pub(super) fn bump_post(&self, post_id: &str, counter: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .update_expression("ADD #counter :delta")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#counter", counter)
+                .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    pub(super) fn post_exists_check(&self, post_id: &str) -> Result<TransactWriteItem, StoreError> {
+        let check = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .condition_expression("attribute_exists(pk)")
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Writes a new post, its author's profile (when it changed) and a rate-limit token in one
+    /// transaction: one round trip, and nothing written when over the limit.
+    /// Media it shows must be the author's own and unused: claimed in the same transaction.
+    pub async fn create_post(
+        &self,
+        post: &Post,
+        author: Option<&Profile>,
+        rate: &RateToken,
+        media: Option<&OwnMedia>,
+    ) -> Result<Option<Profile>, StoreError> {
+        let mut actions = vec![
+            self.take_rate_token(rate)?,
+            self.put(post_item(post), Some("attribute_not_exists(pk)"))?,
+        ];
+        if let Some(media) = media {
+            actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);
+        }
+        match self.transact_as_author(actions, author, &post.created_at).await? {
+            Ok(written) => Ok(written),
+            Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
+            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) => Err(StoreError::Internal(format!("post write refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Removes what hangs off a deleted post: its comments, likes and subscriptions.
+    /// Idempotent; the stream handler runs it after the post item is gone.
+    pub async fn delete_post_leftovers(&self, post_id: &str) -> Result<usize, StoreError> {
+        let mut doomed = Vec::new();
+        for pk in [keys::post_pk(post_id), keys::sub_pk(post_id)] {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .projection_expression("pk, sk");
+            doomed.extend(self.query_every(query).await?);
+        }
+        let count = doomed.len();
+        self.batch_delete(doomed).await?;
+        Ok(count)
+    }
+
+    /// A post's current counters (consistent), for events about it.
+    pub async fn post_now(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
+        let item = self
+            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, None)
+            .await?;
+        item.as_ref().map(post_from_item).transpose()
+    }
+
+    /// Whether a post exists (strongly consistent: a deleted post is gone at once).
+    pub async fn post_exists(&self, post_id: &str) -> Result<bool, StoreError> {
+        let item = self
+            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("pk"))
+            .await?;
+        Ok(item.is_some())
+    }
+
+    /// A post and whether `viewer` likes it, in one BatchGetItem.
+    pub async fn get_post(&self, post_id: &str, viewer: &str) -> Result<Option<(Post, bool)>, StoreError> {
+        let post_key = key(keys::post_pk(post_id), keys::POST_SK);
+        let like_key = key(keys::post_pk(post_id), keys::like_sk(viewer));
+        let items = self.batch_get(vec![post_key, like_key]).await?;
+        let mut post = None;
+        let mut liked = false;
+        for item in &items {
+            match get_s(item, keys::SK).as_deref() {
+                Some(keys::POST_SK) => post = Some(post_from_item(item)?),
+                Some(_) => liked = true,
+                None => {}
+            }
+        }
+        Ok(post.map(|p| (p, liked)))
+    }
+
+    /// One page of the global feed, newest first, and which of its posts `viewer` likes. gsi1
+    /// holds keys only, so a post's counters and edits never write the feed's one partition:
+    /// the Query reads the page's ids, then one BatchGetItem reads the posts with the
+    /// viewer's likes (two round trips, as when the index held the posts).
+    pub async fn feed_page(
+        &self,
+        position: Option<&PageCursor>,
+        limit: usize,
+        viewer: &str,
+    ) -> Result<(Page<Post>, HashSet<String>), StoreError> {
+        let spec = ListSpec {
+            scope: feed_scope(),
+            index: Some(keys::FEED_INDEX),
+            pk_attr: keys::FEED_PK,
+            pk: keys::FEED_PARTITION.to_string(),
+            sk_attr: keys::FEED_SK,
+            sk_prefix: keys::POST_PREFIX,
+            order: Order::NewestFirst,
+        };
+        let ids = self.page(&spec, position, limit, feed_entry).await?;
+        let mut wanted: Vec<_> = ids
+            .items
+            .iter()
+            .map(|e| key(keys::post_pk(&e.0), keys::POST_SK))
+            .collect();
+        wanted.extend(
+            ids.items
+                .iter()
+                .map(|e| key(keys::post_pk(&e.0), keys::like_sk(viewer))),
+        );
+        let mut posts = HashMap::new();
+        let mut liked = HashSet::new();
+        for item in self.batch_get(wanted).await? {
+            match get_s(&item, keys::SK).as_deref() {
+                Some(keys::POST_SK) => {
+                    let post = post_from_item(&item)?;
+                    posts.insert(post.id.clone(), post);
+                }
+                Some(_) => {
+                    if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
+                        liked.insert(pid);
+                    }
+                }
+                None => {}
+            }
+        }
+        // In the page's order; a post deleted since the Query is left out.
+        let items = ids.items.into_iter().filter_map(|e| posts.remove(&e.0)).collect();
+        Ok((
+            Page {
+                items,
+                next: ids.next,
+                previous: ids.previous,
+            },
+            liked,
+        ))
+    }
+
+    /// Edits a post if `caller` owns it; returns the post as now stored and whether `caller`
+    /// likes it. Two round trips, concurrent: a transaction (the edit, a rate-limit token and,
+    /// with new media, its claim) beside a BatchGetItem of the post and the caller's like, onto
+    /// which the edit's own fields are laid (the read may see the post just before the edit).
+    pub async fn update_post(
+        &self,
+        post_id: &str,
+        content: Option<&str>,
+        media_url: Option<Option<&str>>,
+        new_media: Option<&OwnMedia>,
+        editor: Editor<'_>,
+    ) -> Result<(Post, bool, Option<Profile>), StoreError> {
+        let Editor {
+            caller,
+            edited_at,
+            rate,
+            author,
+        } = editor;
+        let mut sets = vec!["edited_at = :edited_at"];
+        let mut removes = Vec::new();
+        let mut values = HashMap::from([
+            (":caller".to_string(), s(caller)),
+            (":edited_at".to_string(), s(edited_at)),
+        ]);
+        if let Some(content) = content {
+            sets.push("content = :content");
+            values.insert(":content".into(), s(content));
+        }
+        match media_url {
+            Some(Some(url)) => {
+                sets.push("media_url = :media_url");
+                values.insert(":media_url".into(), s(url));
+            }
+            Some(None) => removes.push("media_url"),
+            None => {}
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .update_expression(expression)
+                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        let mut actions = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.take_rate_token(rate)?,
+        ];
+        if let Some(media) = new_media {
+            actions.push(self.claim_media(media, caller, post_id, rate.now)?);
+        }
+        let (written, read) = tokio::join!(
+            self.transact_as_author(actions, author, edited_at),
+            self.get_post(post_id, caller)
+        );
+        let author = match written? {
+            Ok(author) => author,
+            Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
+            Err(c) if c.failed(2) => return Err(media_refused(c.item(2), caller, post_id)),
+            Err(c) if c.failed(1) => return Err(rate.refused()),
+            Err(c) => return Err(StoreError::Internal(format!("post edit refused: {:?}", c.codes))),
+        };
+        // Deleted in between: gone is the truthful answer.
+        let (mut post, liked) = read?.ok_or(StoreError::NotFound(Entity::Post))?;
+        if let Some(content) = content {
+            post.content = content.to_string();
+        }
+        if let Some(url) = media_url {
+            post.media_url = url.map(str::to_string);
+        }
+        post.edited_at = Some(edited_at.to_string());
+        Ok((post, liked, author))
+    }
+
+    /// Deletes a post if `caller` owns it, in one DeleteItem. Its comments and likes become
+    /// unreachable at once (every read of them checks the post); the stream removes them.
+    pub async fn delete_post(&self, post_id: &str, caller: &str) -> Result<Post, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+            .condition_expression("attribute_exists(pk) AND user_id = :caller")
+            .expression_attribute_values(":caller", s(caller))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes() {
+                Some(item) => post_from_item(item),
+                None => Err(StoreError::Internal("a conditional delete returned no item".into())),
+            },
+            Err(err) => match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(e)) => {
+                    Err(owned_write_failure(e.item().is_some()).into_error())
+                }
+                _ => Err(err.into()),
+            },
+        }
+    }
+}
+
+/// A feed index entry: the post id its sort key carries (the index holds keys only).
+struct FeedEntry(String);
+
+impl HasSortId for FeedEntry {
+    fn sort_id(&self) -> &str {
+        &self.0
+    }
+}
+
+fn feed_entry(item: &super::Item) -> Result<FeedEntry, StoreError> {
+    get_s(item, keys::FEED_SK)
+        .as_deref()
+        .and_then(keys::post_id_in)
+        .map(FeedEntry)
+        .ok_or_else(|| StoreError::Internal("a feed index entry without its post id".into()))
+}

@@ -1,0 +1,70 @@
+//! Tokens for development and tests: HS256 tokens signed with a development secret
+//! (`forum-local token`, the web client's local sign-in, the tests, the load generator
+//! against an HS256 stack). Never part of a deployed function: the authorizer only verifies.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde::Serialize;
+
+/// What signs HS256 tokens: the secret and the issuer and audience the authorizer expects.
+#[derive(Clone, Debug)]
+pub struct TokenMint {
+    pub secret: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+/// The claims a minted token carries (those the authorizer reads).
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    preferred_username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<&'a str>,
+    exp: i64,
+    iss: &'a str,
+    aud: &'a str,
+}
+
+/// Signs an HS256 token with `mint`'s secret, valid for `ttl_secs` (negative: already expired).
+pub fn issue_token(
+    mint: &TokenMint,
+    sub: &str,
+    username: &str,
+    picture: Option<&str>,
+    ttl_secs: i64,
+) -> Result<String, String> {
+    let claims = Claims {
+        sub,
+        preferred_username: username,
+        picture,
+        exp: chrono::Utc::now().timestamp() + ttl_secs,
+        iss: &mint.issuer,
+        aud: &mint.audience,
+    };
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(mint.secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A stable user id for a local username, so `forum-local token alice` is always the same user.
+pub fn local_user_id(username: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(username.as_bytes());
+    let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+    format!("local-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_user_ids_are_stable_and_distinct() {
+        assert_eq!(local_user_id("alice"), local_user_id("alice"));
+        assert_ne!(local_user_id("alice"), local_user_id("bob"));
+        assert!(!local_user_id("alice").contains('#'));
+    }
+}
