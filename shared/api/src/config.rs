@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use forum_store::aws::AwsTarget;
 
-use crate::auth::{JwtAlgorithm, JwtKeys, JwtSettings};
 use forum_domain::validate::ProfanityMode;
 
 pub use forum_store::secrets::{Deployment, MIN_SECRET_LEN, PUBLIC_DEVELOPMENT_SECRETS};
@@ -50,7 +49,7 @@ fn parameter_of(var: &str) -> &'static str {
     }
 }
 
-fn named(var: &str) -> String {
+pub(crate) fn named(var: &str) -> String {
     match parameter_of(var) {
         "" => var.to_string(),
         parameter => format!("{var} (template parameter {parameter})"),
@@ -135,7 +134,7 @@ impl Env {
     }
 
     /// `raw` as an http(s) URL (`name` says where it came from); https only when deployed.
-    fn url(&self, raw: &str, name: &str) -> Result<String, ConfigError> {
+    pub(crate) fn url(&self, raw: &str, name: &str) -> Result<String, ConfigError> {
         let raw = raw.trim_end_matches('/');
         let url = url::Url::parse(raw).map_err(|e| ConfigError(format!("{name} is not a URL (`{raw}`): {e}")))?;
         let allowed = match self.deployment {
@@ -327,73 +326,6 @@ pub fn aws_target(env: &Env) -> Result<AwsTarget, ConfigError> {
     }
 }
 
-impl JwtSettings {
-    /// The authorizer's settings: `FORUM_JWT_ALGORITHM` (HS256 | RS256 | ES256, required),
-    /// `FORUM_JWT_SECRET_ARN` (HS256), or `FORUM_JWT_JWKS_URL` or `FORUM_JWT_PUBLIC_KEY`
-    /// (RS256/ES256: the issuer's JWKS URL, or a JWKS document or PEM),
-    /// `FORUM_JWT_ISSUER`, `FORUM_JWT_AUDIENCE` (both required).
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let algorithm = match env.required("FORUM_JWT_ALGORITHM")? {
-            "HS256" => JwtAlgorithm::Hs256,
-            "RS256" => JwtAlgorithm::Rs256,
-            "ES256" => JwtAlgorithm::Es256,
-            other => {
-                return Err(ConfigError(format!(
-                    "{} must be HS256, RS256 or ES256, not `{other}`",
-                    named("FORUM_JWT_ALGORITHM")
-                )));
-            }
-        };
-        let public_key = env.optional("FORUM_JWT_PUBLIC_KEY");
-        let jwks_url = env.optional("FORUM_JWT_JWKS_URL");
-        let secret_arn = env.secret_arn("FORUM_JWT_SECRET_ARN")?;
-        let keys = match (algorithm, secret_arn, jwks_url, public_key) {
-            (JwtAlgorithm::Hs256, Some(arn), None, None) => JwtKeys::Secret { arn: arn.to_string() },
-            (JwtAlgorithm::Hs256, None, _, _) => {
-                return Err(ConfigError(format!(
-                    "{} (a Secrets Manager secret holding the key) is required for HS256",
-                    named("FORUM_JWT_SECRET_ARN")
-                )));
-            }
-            (JwtAlgorithm::Hs256, Some(_), _, _) => {
-                return Err(ConfigError(format!(
-                    "HS256 takes no {} or {}",
-                    named("FORUM_JWT_JWKS_URL"),
-                    named("FORUM_JWT_PUBLIC_KEY")
-                )));
-            }
-            (_, Some(_), _, _) => {
-                return Err(ConfigError(format!(
-                    "{algorithm:?} takes no {}",
-                    named("FORUM_JWT_SECRET_ARN")
-                )));
-            }
-            (_, None, Some(url), None) => JwtKeys::JwksUrl(env.url(url, "FORUM_JWT_JWKS_URL")?),
-            (_, None, None, Some(key)) => JwtKeys::PublicKey(key.to_string()),
-            (_, None, Some(_), Some(_)) => {
-                return Err(ConfigError(format!(
-                    "give {} or {}, not both",
-                    named("FORUM_JWT_JWKS_URL"),
-                    named("FORUM_JWT_PUBLIC_KEY")
-                )));
-            }
-            (_, None, None, None) => {
-                return Err(ConfigError(format!(
-                    "{} (the issuer's jwks_uri) or {} is required for {algorithm:?}",
-                    named("FORUM_JWT_JWKS_URL"),
-                    named("FORUM_JWT_PUBLIC_KEY")
-                )));
-            }
-        };
-        Ok(JwtSettings {
-            algorithm,
-            keys,
-            issuer: env.required("FORUM_JWT_ISSUER")?.to_string(),
-            audience: env.required("FORUM_JWT_AUDIENCE")?.to_string(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,43 +338,6 @@ mod tests {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             deployment,
         )
-    }
-
-    fn jwt(pairs: &[(&str, &str)], deployment: Deployment) -> Result<JwtSettings, ConfigError> {
-        let mut all = vec![
-            ("FORUM_JWT_ISSUER", "https://issuer.example"),
-            ("FORUM_JWT_AUDIENCE", "forum"),
-        ];
-        all.extend_from_slice(pairs);
-        JwtSettings::from_env(&env(&all, deployment))
-    }
-
-    #[test]
-    fn hs256_reads_its_key_from_a_secret_named_by_arn() {
-        let settings = jwt(
-            &[("FORUM_JWT_ALGORITHM", "HS256"), ("FORUM_JWT_SECRET_ARN", ARN)],
-            Deployment::Deployed,
-        )
-        .unwrap();
-        assert_eq!(settings.keys, JwtKeys::Secret { arn: ARN.into() });
-        for (pairs, names) in [
-            (vec![("FORUM_JWT_ALGORITHM", "HS256")], "JwtSecretArn"),
-            (
-                vec![("FORUM_JWT_ALGORITHM", "HS256"), ("FORUM_JWT_SECRET_ARN", "forum/jwt")],
-                "full ARN",
-            ),
-            (
-                vec![
-                    ("FORUM_JWT_ALGORITHM", "HS256"),
-                    ("FORUM_JWT_SECRET_ARN", ARN),
-                    ("FORUM_JWT_PUBLIC_KEY", "{}"),
-                ],
-                "HS256 takes no",
-            ),
-        ] {
-            let err = jwt(&pairs, Deployment::Deployed).unwrap_err().to_string();
-            assert!(err.contains(names), "{pairs:?}: {err}");
-        }
     }
 
     #[test]
@@ -462,83 +357,6 @@ mod tests {
         // The published values work only in development; short ones nowhere.
         assert!(check_secret_value("JwtSecretArn", PUBLIC_DEVELOPMENT_SECRETS[0], Deployment::Development).is_ok());
         assert!(check_secret_value("JwtSecretArn", "short", Deployment::Development).is_err());
-    }
-
-    #[test]
-    fn asymmetric_algorithms_need_a_jwks_url_or_a_public_key_and_no_secret() {
-        let err = jwt(&[("FORUM_JWT_ALGORITHM", "RS256")], Deployment::Deployed)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("JwtJwksUrl") && err.contains("JwtPublicKey"), "{err}");
-        let url = jwt(
-            &[
-                ("FORUM_JWT_ALGORITHM", "RS256"),
-                ("FORUM_JWT_JWKS_URL", "https://issuer.example/.well-known/jwks.json"),
-            ],
-            Deployment::Deployed,
-        )
-        .unwrap();
-        assert_eq!(
-            url.keys,
-            JwtKeys::JwksUrl("https://issuer.example/.well-known/jwks.json".into())
-        );
-        let key = jwt(
-            &[
-                ("FORUM_JWT_ALGORITHM", "ES256"),
-                ("FORUM_JWT_PUBLIC_KEY", "{\"keys\":[]}"),
-            ],
-            Deployment::Deployed,
-        )
-        .unwrap();
-        assert_eq!(key.keys, JwtKeys::PublicKey("{\"keys\":[]}".into()));
-        for pairs in [
-            // Plain http is for development only.
-            vec![
-                ("FORUM_JWT_ALGORITHM", "RS256"),
-                ("FORUM_JWT_JWKS_URL", "http://issuer.example/jwks.json"),
-            ],
-            vec![
-                ("FORUM_JWT_ALGORITHM", "RS256"),
-                ("FORUM_JWT_JWKS_URL", "https://issuer.example/jwks.json"),
-                ("FORUM_JWT_PUBLIC_KEY", "{}"),
-            ],
-            vec![
-                ("FORUM_JWT_ALGORITHM", "RS256"),
-                ("FORUM_JWT_PUBLIC_KEY", "{}"),
-                ("FORUM_JWT_SECRET_ARN", ARN),
-            ],
-        ] {
-            assert!(jwt(&pairs, Deployment::Deployed).is_err(), "{pairs:?}");
-        }
-        assert!(
-            jwt(
-                &[
-                    ("FORUM_JWT_ALGORITHM", "RS256"),
-                    ("FORUM_JWT_JWKS_URL", "http://127.0.0.1:9/jwks.json"),
-                ],
-                Deployment::Development,
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn jwt_settings_have_no_defaults() {
-        let err = JwtSettings::from_env(&env(&[], Deployment::Development))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("FORUM_JWT_ALGORITHM"), "{err}");
-        let err = JwtSettings::from_env(&env(
-            &[
-                ("FORUM_JWT_ALGORITHM", "HS256"),
-                ("FORUM_JWT_SECRET_ARN", ARN),
-                ("FORUM_JWT_AUDIENCE", "forum"),
-            ],
-            Deployment::Deployed,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("FORUM_JWT_ISSUER"), "{err}");
     }
 
     fn data(extra: &[(&str, &str)], deployment: Deployment) -> Result<Config, ConfigError> {
