@@ -7,6 +7,7 @@ pub mod dynamodb_local;
 pub mod environment;
 pub mod gateway;
 pub mod iam;
+pub mod invoke;
 pub mod respond;
 pub mod runtime_api;
 pub mod s3_local;

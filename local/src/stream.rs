@@ -9,28 +9,17 @@ use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use forum_api::handlers::{self, App};
+
+use crate::invoke;
 use serde_json::{Value, json};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const DESCRIBE_EVERY: u32 = 20;
 const ATTEMPTS: u32 = 3;
 
-fn attribute(value: &AttributeValue) -> Value {
-    match value {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::Bool(b) => json!({ "BOOL": b }),
-        AttributeValue::Null(_) => json!({ "NULL": true }),
-        AttributeValue::Ss(v) => json!({ "SS": v }),
-        AttributeValue::Ns(v) => json!({ "NS": v }),
-        AttributeValue::L(v) => json!({ "L": v.iter().map(attribute).collect::<Vec<_>>() }),
-        AttributeValue::M(m) => json!({ "M": image(m) }),
-        _ => json!({ "NULL": true }),
-    }
-}
-
+/// An image in DynamoDB JSON, as stream records carry it (every attribute type, binary too).
 fn image(item: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), attribute(v))).collect())
+    serde_json::to_value(serde_dynamo::Item::from(item.clone())).unwrap_or(Value::Null)
 }
 
 /// One stream record in the shape Lambda delivers it.
@@ -205,7 +194,10 @@ pub async fn run(
 async fn deliver(app: &App, mut records: Vec<Value>) {
     let mut attempt = 0;
     while !records.is_empty() {
-        let answer = handlers::stream_fanout(app, &json!({ "Records": records })).await;
+        let Ok(event) = invoke::event(json!({ "Records": records })) else {
+            return;
+        };
+        let answer = invoke::answer(&handlers::stream_fanout(app, &event).await);
         let failed = answer["batchItemFailures"][0]["itemIdentifier"]
             .as_str()
             .map(str::to_string);

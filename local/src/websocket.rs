@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::invoke;
 use bytes::Bytes;
 use forum_api::auth;
 use forum_api::handlers;
@@ -147,9 +148,13 @@ pub async fn upgrade(
         "headers": {},
         "requestContext": { "routeKey": "$connect", "eventType": "CONNECT", "connectionId": connection_id },
     });
-    let policy = match auth::authorize_event(verifier, &auth_event).await {
-        Ok(p) => p,
+    let auth_event = match invoke::event(auth_event) {
+        Ok(event) => event,
         Err(e) => return plain(500, json!({ "message": e }).to_string()),
+    };
+    let policy = match auth::authorize_event(verifier, &auth_event).await {
+        Ok(p) => invoke::answer(&p),
+        Err(e) => return plain(500, json!({ "message": e.to_string() }).to_string()),
     };
     if policy["policyDocument"]["Statement"][0]["Effect"] != "Allow" {
         return plain(403, r#"{"message":"Forbidden"}"#);
@@ -163,8 +168,13 @@ pub async fn upgrade(
         &host,
         json!({ "authorizer": context, "queryStringParameters": query }),
     );
-    let answer = handlers::ws_connect(&functions.ws_connect, &connect).await;
-    let status = answer["statusCode"].as_u64().unwrap_or(500) as u16;
+    let status = match invoke::event(connect) {
+        Ok(connect) => {
+            let answer = invoke::answer(&handlers::ws_connect(&functions.ws_connect, &connect).await);
+            answer["statusCode"].as_u64().unwrap_or(500) as u16
+        }
+        Err(_) => 500,
+    };
     if status != 200 {
         return plain(status, r#"{"message":"connection refused"}"#);
     }
@@ -186,11 +196,9 @@ pub async fn upgrade(
             if let Ok(mut open) = connections.open.lock() {
                 open.remove(&id);
             }
-            handlers::ws_disconnect(
-                &functions.ws_disconnect,
-                &ws_event(&id, "$disconnect", "DISCONNECT", &host, json!({})),
-            )
-            .await;
+            if let Ok(event) = invoke::event(ws_event(&id, "$disconnect", "DISCONNECT", &host, json!({}))) {
+                handlers::ws_disconnect(&functions.ws_disconnect, &event).await;
+            }
         };
         let upgraded = match upgrade.await {
             Ok(u) => u,
@@ -207,11 +215,15 @@ pub async fn upgrade(
                 incoming = stream.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         let event = ws_event(&connection_id, "$default", "MESSAGE", &host, json!({ "body": text.to_string() }));
-                        handlers::ws_message(&functions.ws_message, &event).await;
+                        if let Ok(event) = invoke::event(event) {
+                            handlers::ws_message(&functions.ws_message, &event).await;
+                        }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let event = ws_event(&connection_id, "$default", "MESSAGE", &host, json!({ "body": "" }));
-                        handlers::ws_message(&functions.ws_message, &event).await;
+                        if let Ok(event) = invoke::event(event) {
+                            handlers::ws_message(&functions.ws_message, &event).await;
+                        }
                     }
                     Some(Ok(Message::Ping(data))) => {
                         let _ = sink.send(Message::Pong(data)).await;

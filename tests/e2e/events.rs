@@ -12,6 +12,16 @@ use serde_json::Value;
 
 use crate::support::isolated_stack;
 
+/// `json` as the handler's event type, as the Lambda runtime reads it.
+fn as_delivered<T: serde::de::DeserializeOwned>(json: &Value) -> T {
+    forum_local::invoke::event(json.clone()).expect("an event Lambda delivers")
+}
+
+/// A handler's answer as the runtime sends it back.
+fn as_answered<T: serde::Serialize>(answer: &T) -> Value {
+    forum_local::invoke::answer(answer)
+}
+
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
@@ -133,15 +143,25 @@ async fn every_sample_event_runs_through_its_handler() {
 
     // The WebSocket API: the authorizer's policy for `$connect`, then the three routes.
     let ws_auth: Value = serde_json::from_str(&read_event("ws-authorizer.json")).unwrap();
-    let policy = forum_api::auth::authorize_event(&verifier, &ws_auth).await.unwrap();
+    let policy = as_answered(
+        &forum_api::auth::authorize_event(&verifier, &as_delivered(&ws_auth))
+            .await
+            .unwrap(),
+    );
     assert_eq!(policy["policyDocument"]["Statement"][0]["Effect"], "Allow");
     assert_eq!(policy["context"]["user_id"], caller.user_id.as_str());
     let connect: Value = serde_json::from_str(&read_event("ws-connect.json")).unwrap();
     let connection_id = connect["requestContext"]["connectionId"].as_str().unwrap().to_string();
-    assert_eq!(handlers::ws_connect(app, &connect).await["statusCode"], 200);
+    assert_eq!(
+        as_answered(&handlers::ws_connect(app, &as_delivered(&connect)).await)["statusCode"],
+        200
+    );
     assert!(app.table.get_connection(&connection_id).await.unwrap().is_some());
     let message: Value = serde_json::from_str(&read_event("ws-message.json")).unwrap();
-    assert_eq!(handlers::ws_message(app, &message).await["statusCode"], 200);
+    assert_eq!(
+        as_answered(&handlers::ws_message(app, &as_delivered(&message)).await)["statusCode"],
+        200
+    );
     // No socket stands behind the sample connection: the reply gets `410 Gone`, and the
     // connection and the subscription it just made are forgotten.
     assert!(app.table.get_connection(&connection_id).await.unwrap().is_none());
@@ -154,12 +174,15 @@ async fn every_sample_event_runs_through_its_handler() {
             .all(|c| c.connection_id != connection_id)
     );
     let disconnect: Value = serde_json::from_str(&read_event("ws-disconnect.json")).unwrap();
-    assert_eq!(handlers::ws_disconnect(app, &disconnect).await["statusCode"], 200);
+    assert_eq!(
+        as_answered(&handlers::ws_disconnect(app, &as_delivered(&disconnect)).await)["statusCode"],
+        200
+    );
     assert!(app.table.get_connection(&connection_id).await.unwrap().is_none());
     // The stream batch is handled whole: no record reported failed.
     let stream: Value = serde_json::from_str(&read_event("stream-fanout.json")).unwrap();
     assert_eq!(
-        handlers::stream_fanout(app, &stream).await["batchItemFailures"],
+        as_answered(&handlers::stream_fanout(app, &as_delivered(&stream)).await)["batchItemFailures"],
         serde_json::json!([])
     );
     covered.extend(
@@ -201,13 +224,16 @@ fn post_record(sequence: &str, post_id: &str, like_count: u32, broken: bool) -> 
     let mut old = image.clone();
     old["like_count"] = serde_json::json!({"N": like_count.saturating_sub(1).to_string()});
     serde_json::json!({
+        "eventID": format!("event-{sequence}"),
         "eventName": "MODIFY",
         "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
         "dynamodb": {
             "Keys": {"pk": {"S": key}, "sk": {"S": "POST"}},
             "OldImage": old,
             "NewImage": image,
             "SequenceNumber": sequence,
+            "SizeBytes": 200,
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         },
     })
@@ -232,12 +258,12 @@ async fn a_failed_record_reports_the_earliest_failure_across_partitions() {
         post_record("104", c, 2, false),
     ]});
     assert_eq!(
-        handlers::stream_fanout(app, &batch).await["batchItemFailures"],
+        as_answered(&handlers::stream_fanout(app, &as_delivered(&batch)).await)["batchItemFailures"],
         serde_json::json!([{"itemIdentifier": "102"}])
     );
     let clean = serde_json::json!({"Records": [post_record("200", a, 1, false), post_record("201", b, 3, false)]});
     assert_eq!(
-        handlers::stream_fanout(app, &clean).await["batchItemFailures"],
+        as_answered(&handlers::stream_fanout(app, &as_delivered(&clean)).await)["batchItemFailures"],
         serde_json::json!([])
     );
 }

@@ -10,6 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+};
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use lambda_http::{Request, RequestExt, request::RequestContext};
 use serde::{Deserialize, Serialize};
@@ -605,12 +610,48 @@ impl Caller {
     }
 }
 
-/// The authorizer's answer (HTTP API "simple response" format, also valid for `$connect`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizerResponse {
-    pub is_authorized: bool,
-    pub context: HashMap<String, Value>,
+/// The authorizer's answer to an HTTP API request: the "simple response" (payload 2.0).
+pub type AuthorizerResponse = ApiGatewayV2CustomAuthorizerSimpleResponse<HashMap<String, Value>>;
+
+/// What the authorizer function is invoked with: an HTTP API request (payload 2.0), or a
+/// WebSocket `$connect` (a REQUEST authorizer, which names the route by its `methodArn`).
+#[derive(Clone, Debug)]
+pub enum AuthorizerEvent {
+    Http(Box<ApiGatewayV2CustomAuthorizerV2Request>),
+    WebSocket(Box<ApiGatewayCustomAuthorizerRequestTypeRequest>),
+}
+
+impl<'de> Deserialize<'de> for AuthorizerEvent {
+    /// Both arrive as `"type": "REQUEST"`; only the WebSocket one carries a `methodArn`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let event = Value::deserialize(deserializer)?;
+        if event.get("methodArn").is_some() {
+            serde_json::from_value(event)
+                .map(|e| AuthorizerEvent::WebSocket(Box::new(e)))
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_json::from_value(event)
+                .map(|e| AuthorizerEvent::Http(Box::new(e)))
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// The authorizer's answer to each kind of event.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum AuthorizerAnswer {
+    Http(AuthorizerResponse),
+    WebSocket(ApiGatewayCustomAuthorizerResponse<HashMap<String, Value>>),
+}
+
+/// An authorized answer carrying `context`: a refusal is authorized too, with the reason in
+/// its context, so the route answers 401 in the API's own shape (and it is never cached).
+fn simple_response(context: HashMap<String, Value>) -> AuthorizerResponse {
+    let mut answer = AuthorizerResponse::default();
+    answer.is_authorized = true;
+    answer.context = context;
+    answer
 }
 
 /// The authorizer itself: reads the token from the identity source (the `Authorization`
@@ -619,7 +660,7 @@ pub struct AuthorizerResponse {
 /// caches answers per token (and would repeat a refusal for minutes), never failures.
 pub async fn authorize(
     verifier: &TokenVerifier,
-    event: &aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request,
+    event: &ApiGatewayV2CustomAuthorizerV2Request,
 ) -> Result<AuthorizerResponse, AuthFailure> {
     let token = event
         .headers
@@ -633,56 +674,65 @@ pub async fn authorize(
         None => Err(AuthFailure::Missing),
     };
     match verdict {
-        Ok(caller) => Ok(AuthorizerResponse {
-            is_authorized: true,
-            context: caller.to_context(),
-        }),
+        Ok(caller) => Ok(simple_response(caller.to_context())),
         Err(failure @ AuthFailure::Unavailable(_)) => Err(failure),
         Err(failure) => {
             tracing::info!(reason = %failure, "token refused");
-            Ok(AuthorizerResponse {
-                is_authorized: true,
-                context: HashMap::from([("auth_error".to_string(), Value::from(failure.to_string()))]),
-            })
+            Ok(simple_response(HashMap::from([(
+                "auth_error".to_string(),
+                Value::from(failure.to_string()),
+            )])))
         }
     }
 }
 
-/// The authorizer's entry point for both APIs. An HTTP API event (payload 2.0) gets the simple
-/// response above. A WebSocket `$connect` event (REST-style, with `methodArn`; the token in
-/// `?token=` since browsers cannot set headers there) gets an IAM policy: Allow with the
-/// caller as context, or Deny, which refuses the connection.
-pub async fn authorize_event(verifier: &TokenVerifier, event: &Value) -> Result<Value, String> {
-    if let Some(method_arn) = event.get("methodArn").and_then(Value::as_str) {
-        let token = event["queryStringParameters"]["token"]
-            .as_str()
-            .or_else(|| event["headers"]["Authorization"].as_str())
-            .or_else(|| event["headers"]["authorization"].as_str());
-        let verdict = match token {
-            Some(token) => verifier.verify(token).await,
-            None => Err(AuthFailure::Missing),
-        };
-        let (principal, effect, context) = match verdict {
-            Ok(caller) => (caller.user_id.clone(), "Allow", caller.to_context()),
-            Err(failure @ AuthFailure::Unavailable(_)) => return Err(failure.to_string()),
-            Err(failure) => {
-                tracing::info!(reason = %failure, "WebSocket connection refused");
-                ("anonymous".to_string(), "Deny", HashMap::new())
-            }
-        };
-        return Ok(serde_json::json!({
-            "principalId": principal,
-            "policyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [{ "Action": "execute-api:Invoke", "Effect": effect, "Resource": method_arn }]
-            },
-            "context": context,
-        }));
-    }
-    let request: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
-        serde_json::from_value(event.clone()).map_err(|e| format!("not an authorizer event: {e}"))?;
-    let answer = authorize(verifier, &request).await.map_err(|e| e.to_string())?;
-    serde_json::to_value(answer).map_err(|e| e.to_string())
+/// The authorizer's entry point for both APIs. An HTTP API event gets the simple response
+/// above. A WebSocket `$connect` event (the token in `?token=`, since browsers cannot set
+/// headers there) gets an IAM policy: Allow with the caller as context, or Deny, which refuses
+/// the connection. When the keys cannot be read it fails instead (see [`authorize`]).
+pub async fn authorize_event(
+    verifier: &TokenVerifier,
+    event: &AuthorizerEvent,
+) -> Result<AuthorizerAnswer, AuthFailure> {
+    let request = match event {
+        AuthorizerEvent::Http(request) => return authorize(verifier, request).await.map(AuthorizerAnswer::Http),
+        AuthorizerEvent::WebSocket(request) => request,
+    };
+    let token = request
+        .query_string_parameters
+        .first("token")
+        .map(str::to_string)
+        .or_else(|| {
+            request
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+    let verdict = match token {
+        Some(token) => verifier.verify(&token).await,
+        None => Err(AuthFailure::Missing),
+    };
+    let (principal, effect, context) = match verdict {
+        Ok(caller) => (caller.user_id.clone(), IamPolicyEffect::Allow, caller.to_context()),
+        Err(failure @ AuthFailure::Unavailable(_)) => return Err(failure),
+        Err(failure) => {
+            tracing::info!(reason = %failure, "WebSocket connection refused");
+            ("anonymous".to_string(), IamPolicyEffect::Deny, HashMap::new())
+        }
+    };
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_string()];
+    statement.effect = effect;
+    statement.resource = request.method_arn.clone().into_iter().collect();
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_string());
+    policy.statement = vec![statement];
+    let mut answer = ApiGatewayCustomAuthorizerResponse::default();
+    answer.principal_id = Some(principal);
+    answer.policy_document = policy;
+    answer.context = context;
+    Ok(AuthorizerAnswer::WebSocket(answer))
 }
 
 impl From<&Caller> for forum_domain::model::Profile {

@@ -15,9 +15,9 @@ use crate::handlers::Route;
 use crate::handlers::route_table::DYNAMODB;
 use crate::handlers::{self, App, Uses};
 use crate::routes::WS_ROUTES;
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use forum_store::aws;
 use forum_store::notifier::Notifier;
-use serde_json::Value;
 
 pub type Error = lambda_http::Error;
 
@@ -138,14 +138,16 @@ pub async fn serve_authorizer() -> Result<(), Error> {
     tokio::time::timeout(WARM_UP_LIMIT, verifier.load_at_init())
         .await
         .unwrap_or(Ok(()))?;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
-        let verifier = verifier.clone();
-        async move {
-            auth::authorize_event(&verifier, &event.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
-        }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<auth::AuthorizerEvent>| {
+            let verifier = verifier.clone();
+            async move {
+                auth::authorize_event(&verifier, &event.payload)
+                    .await
+                    .map_err(|failure| lambda_runtime::Error::from(failure.to_string()))
+            }
+        },
+    ))
     .await
 }
 
@@ -185,16 +187,18 @@ pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
     };
     let app = app_from_env(route.binary(), uses).await?;
     warm_up(&app, uses).await;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
-        let app = app.clone();
-        async move {
-            Ok::<_, Infallible>(match route {
-                WsRoute::Connect => handlers::ws_connect(&app, &event.payload).await,
-                WsRoute::Disconnect => handlers::ws_disconnect(&app, &event.payload).await,
-                WsRoute::Message => handlers::ws_message(&app, &event.payload).await,
-            })
-        }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let app = app.clone();
+            async move {
+                Ok::<_, Infallible>(match route {
+                    WsRoute::Connect => handlers::ws_connect(&app, &event.payload).await,
+                    WsRoute::Disconnect => handlers::ws_disconnect(&app, &event.payload).await,
+                    WsRoute::Message => handlers::ws_message(&app, &event.payload).await,
+                })
+            }
+        },
+    ))
     .await
 }
 
@@ -207,9 +211,11 @@ pub async fn serve_stream_fanout() -> Result<(), Error> {
     };
     let app = app_from_env("stream-fanout", uses).await?;
     warm_up(&app, uses).await;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(handlers::stream_fanout(&app, &event.payload).await) }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handlers::stream_fanout(&app, &event.payload).await) }
+        },
+    ))
     .await
 }

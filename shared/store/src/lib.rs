@@ -41,7 +41,7 @@ pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
 pub use page::{Order, Page, comments_scope, feed_scope};
 pub use posts::Editor;
 pub use rate::RateToken;
-pub use stream::{Change, item_from_json};
+pub use stream::Change;
 
 pub type Item = HashMap<String, AttributeValue>;
 

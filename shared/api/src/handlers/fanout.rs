@@ -24,8 +24,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt;
-use serde_json::{Value, json};
 
 use super::App;
 use crate::auth::TOKEN_LEEWAY_SECS;
@@ -47,15 +48,14 @@ const BATCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(50);
 pub const CONNECT_GRACE_SECS: i64 = 10;
 
 /// Handles one batch of stream records; answers Lambda's partial-batch response.
-pub async fn stream_fanout(app: &App, event: &Value) -> Value {
-    let empty = Vec::new();
-    let records = event["Records"].as_array().unwrap_or(&empty);
+pub async fn stream_fanout(app: &App, event: &Event) -> DynamoDbEventResponse {
+    let records = &event.records;
     // Every record is read first: one that cannot be read will never succeed, so nothing
     // after it runs (a retry would only repeat it).
     let changes: Vec<Change> = records
         .iter()
         .map_while(|record| {
-            Change::from_record(record)
+            change_of(record)
                 .inspect_err(
                     |e| tracing::error!(sequence = sequence_of(record), error = %e, "stream record unreadable"),
                 )
@@ -66,7 +66,10 @@ pub async fn stream_fanout(app: &App, event: &Value) -> Value {
     let mut lanes: Vec<Vec<usize>> = Vec::new();
     let mut lane_of: HashMap<&str, usize> = HashMap::new();
     for (index, record) in records.iter().enumerate().take(changes.len()) {
-        let pk = record["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap_or_default();
+        let pk = match record.change.keys.get(forum_store::keys::PK) {
+            Some(serde_dynamo::AttributeValue::S(pk)) => pk.as_str(),
+            _ => "",
+        };
         let lane = *lane_of.entry(pk).or_insert_with(|| {
             lanes.push(Vec::new());
             lanes.len() - 1
@@ -82,14 +85,26 @@ pub async fn stream_fanout(app: &App, event: &Value) -> Value {
         .buffer_unordered(LANES)
         .collect::<Vec<()>>()
         .await;
-    match records.get(earliest_failure.load(Ordering::SeqCst)) {
-        Some(record) => json!({ "batchItemFailures": [{ "itemIdentifier": sequence_of(record) }] }),
-        None => json!({ "batchItemFailures": [] }),
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(record) = records.get(earliest_failure.load(Ordering::SeqCst)) {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence_of(record).to_string());
+        response.batch_item_failures.push(failure);
     }
+    response
 }
 
-fn sequence_of(record: &Value) -> &str {
-    record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default()
+fn sequence_of(record: &EventRecord) -> &str {
+    record.change.sequence_number.as_deref().unwrap_or_default()
+}
+
+/// A record's change in domain terms, from its images (an empty image is none).
+fn change_of(record: &EventRecord) -> Result<Change, forum_store::StoreError> {
+    let image = |item: &serde_dynamo::Item| (!item.is_empty()).then(|| forum_store::Item::from(item.clone()));
+    Change::from_images(
+        image(&record.change.old_image).as_ref(),
+        image(&record.change.new_image).as_ref(),
+    )
 }
 
 /// Handles one partition's records in order, stopping at its first failure (recorded in
@@ -97,7 +112,7 @@ fn sequence_of(record: &Value) -> &str {
 /// deadline leaves no time for.
 async fn run_lane(
     app: &App,
-    records: &[Value],
+    records: &[EventRecord],
     changes: &[Change],
     lane: Vec<usize>,
     earliest_failure: &AtomicUsize,
@@ -402,4 +417,40 @@ async fn broadcast(app: &App, recipients: &[Recipient], message: &ServerMessage)
     metrics::emit(Metric::FanoutGone, delivery.gone as u64, "stream-fanout");
     metrics::emit(Metric::FanoutFailures, delivery.failed as u64, "stream-fanout");
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream record as Lambda delivers it, read by the event's own types: every attribute
+    /// type comes through (the hand decoder this replaced dropped binary ones).
+    #[test]
+    fn stream_records_are_read_with_every_attribute_type() {
+        let record: EventRecord = serde_json::from_value(serde_json::json!({
+            "eventID": "1", "eventName": "INSERT", "awsRegion": "eu-west-1",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "POST#01KAAAAAAAAAAAAAAAAAAAAAAA"}, "sk": {"S": "POST"}},
+                "NewImage": {
+                    "pk": {"S": "POST#01KAAAAAAAAAAAAAAAAAAAAAAA"}, "sk": {"S": "POST"}, "type": {"S": "post"},
+                    "post_id": {"S": "01KAAAAAAAAAAAAAAAAAAAAAAA"}, "user_id": {"S": "u"},
+                    "content": {"S": "hello"}, "created_at": {"S": "2026-12-01T00:00:00.000Z"},
+                    "like_count": {"N": "2"}, "comment_count": {"N": "0"},
+                    "blob": {"B": "AAEC"}, "tags": {"SS": ["a"]}, "nested": {"M": {"x": {"L": [{"NULL": true}]}}}
+                },
+                "SequenceNumber": "7", "SizeBytes": 120, "StreamViewType": "NEW_AND_OLD_IMAGES"
+            }
+        }))
+        .expect("a record Lambda delivers");
+        let image = forum_store::Item::from(record.change.new_image.clone());
+        assert_eq!(
+            image["blob"],
+            aws_sdk_dynamodb::types::AttributeValue::B(vec![0u8, 1, 2].into())
+        );
+        assert_eq!(sequence_of(&record), "7");
+        match change_of(&record).expect("a post") {
+            Change::PostCreated(post) => assert_eq!((post.like_count, post.content.as_str()), (2, "hello")),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -1,127 +1,92 @@
 //! The WebSocket API's routes: `$connect` (after the authorizer accepted `?token=`),
 //! `$disconnect`, and `$default` for client messages. They take API Gateway's WebSocket event
-//! and answer `{"statusCode": ...}`; replies to the client go through `@connections`.
+//! and answer with a status only (from the one error mapping, [`ApiError::status`]); replies
+//! to the client go through `@connections`.
 
-use serde_json::{Value, json};
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
 use super::App;
 use crate::auth::Caller;
 use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use forum_domain::messages::{CONNECTION_TTL_SECS, ClientMessage, ServerMessage};
-use forum_store::StoreError;
 
-fn connection_id(event: &Value) -> Option<&str> {
-    event["requestContext"]["connectionId"]
-        .as_str()
+/// The route's connection id; an event without one is refused.
+fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<&str, ApiError> {
+    event
+        .request_context
+        .connection_id
+        .as_deref()
         .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "the event names no connection"))
 }
 
-fn status(code: u16) -> Value {
-    json!({ "statusCode": code })
+/// What API Gateway gets back: the status of the outcome (a refused `$connect` refuses the
+/// connection; the others only show in its logs).
+fn answer(outcome: Result<(), ApiError>, route: &str) -> ApiGatewayProxyResponse {
+    let status = match &outcome {
+        Ok(()) => 200,
+        Err(e) => {
+            match e.status() {
+                500.. => tracing::error!(route, code = e.code(), error = %e, "WebSocket route failed"),
+                _ => tracing::info!(route, code = e.code(), reason = %e, "WebSocket route refused"),
+            }
+            e.status()
+        }
+    };
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status);
+    response
+}
+
+/// One deadline per message, as for HTTP requests (API Gateway's WebSocket integration
+/// timeout is 29 s, the function's 10 s): past it, the answer is 503.
+async fn within_deadline(
+    route: &'static str,
+    work: impl std::future::Future<Output = Result<(), ApiError>>,
+) -> ApiGatewayProxyResponse {
+    let outcome = forum_store::deadline::within(forum_store::deadline::REQUEST_BUDGET, work)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::Unavailable("the deadline passed".into())));
+    answer(outcome, route)
 }
 
 /// `$connect`: stores the connection with its user for two hours. Without an authorized caller
 /// the connection is refused.
-pub async fn ws_connect(app: &App, event: &Value) -> Value {
-    // One deadline per message, as for HTTP requests: API Gateway's WebSocket integration
-    // timeout is 29 s, the function's 10 s.
-    forum_store::deadline::within(
-        forum_store::deadline::REQUEST_BUDGET,
-        connect_within_deadline(app, event),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        tracing::error!(route = "ws_connect", "the deadline passed");
-        status(503)
-    })
+pub async fn ws_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    within_deadline("ws_connect", connect(app, event)).await
 }
 
-async fn connect_within_deadline(app: &App, event: &Value) -> Value {
-    let Some(id) = connection_id(event) else {
-        return status(400);
-    };
-    let context = event["requestContext"]["authorizer"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let context = context.into_iter().collect();
-    let caller = match Caller::from_context(&context) {
-        Ok(caller) => caller,
-        Err(e) => {
-            tracing::info!(connection_id = id, reason = %e, "connection refused");
-            return status(401);
-        }
-    };
+async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(), ApiError> {
+    let id = connection_id(event)?;
+    let caller = Caller::from_context(&event.request_context.authorizer.fields)?;
     // The socket lives as long as the token (fan-out closes it then), and two hours at most.
     let now = chrono::Utc::now().timestamp();
     let ttl = (now + CONNECTION_TTL_SECS).min(caller.expires_at + TOKEN_LEEWAY_SECS);
-    match app
-        .table
+    app.table
         .put_connection(id, &caller.user_id, caller.expires_at, ttl, now)
-        .await
-    {
-        Ok(()) => status(200),
-        Err(e @ StoreError::TooManyConnections { .. }) => {
-            tracing::info!(connection_id = id, user_id = %caller.user_id, reason = %e, "connection refused");
-            status(429)
-        }
-        Err(e) => {
-            tracing::error!(connection_id = id, error = %e, "storing a connection failed");
-            status(500)
-        }
-    }
+        .await?;
+    Ok(())
 }
 
 /// `$disconnect`: forgets the connection and its subscriptions.
-pub async fn ws_disconnect(app: &App, event: &Value) -> Value {
-    // One deadline per message, as for HTTP requests: API Gateway's WebSocket integration
-    // timeout is 29 s, the function's 10 s.
-    forum_store::deadline::within(
-        forum_store::deadline::REQUEST_BUDGET,
-        disconnect_within_deadline(app, event),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        tracing::error!(route = "ws_disconnect", "the deadline passed");
-        status(503)
+pub async fn ws_disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    within_deadline("ws_disconnect", async {
+        app.table.delete_connection(connection_id(event)?).await?;
+        Ok(())
     })
-}
-
-async fn disconnect_within_deadline(app: &App, event: &Value) -> Value {
-    let Some(id) = connection_id(event) else {
-        return status(400);
-    };
-    match app.table.delete_connection(id).await {
-        Ok(()) => status(200),
-        Err(e) => {
-            tracing::error!(connection_id = id, error = %e, "forgetting a connection failed");
-            status(500)
-        }
-    }
+    .await
 }
 
 /// `$default`: subscribe, unsubscribe, ping. A bad message is answered with an `error`
 /// message; the connection stays open.
-pub async fn ws_message(app: &App, event: &Value) -> Value {
-    // One deadline per message, as for HTTP requests: API Gateway's WebSocket integration
-    // timeout is 29 s, the function's 10 s.
-    forum_store::deadline::within(
-        forum_store::deadline::REQUEST_BUDGET,
-        message_within_deadline(app, event),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        tracing::error!(route = "ws_message", "the deadline passed");
-        status(503)
-    })
+pub async fn ws_message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    within_deadline("ws_message", message(app, event)).await
 }
 
-async fn message_within_deadline(app: &App, event: &Value) -> Value {
-    let Some(id) = connection_id(event) else {
-        return status(400);
-    };
-    let body = event["body"].as_str().unwrap_or_default();
+async fn message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(), ApiError> {
+    let id = connection_id(event)?;
+    let body = event.body.as_deref().unwrap_or_default();
     let reply = match handle_message(app, id, body).await {
         Ok(reply) => reply,
         Err(e) => ServerMessage::Error {
@@ -138,7 +103,7 @@ async fn message_within_deadline(app: &App, event: &Value) -> Value {
             tracing::warn!(connection_id = id, error = %e, "forgetting a gone connection failed");
         }
     }
-    status(200)
+    Ok(())
 }
 
 async fn handle_message(app: &App, id: &str, body: &str) -> Result<ServerMessage, ApiError> {
