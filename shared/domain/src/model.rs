@@ -1,6 +1,6 @@
 //! Domain types and the JSON shapes of the API contract (openapi.yaml).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Current time as the API writes it: RFC 3339, UTC, millisecond precision.
 pub fn now_rfc3339() -> String {
@@ -201,7 +201,7 @@ pub struct LikeState {
 }
 
 /// Where an upload is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaStatus {
     /// Uploaded or about to be; `process-media` has not finished with it.

@@ -38,7 +38,7 @@ impl Table {
         let actions = vec![
             self.take_rate_token(rate)?,
             self.bump_post(&comment.post_id, "comment_count", 1)?,
-            self.put(comment_item(comment), Some("attribute_not_exists(pk)"))?,
+            self.put(comment_item(comment)?, Some("attribute_not_exists(pk)"))?,
         ];
         match self.transact_as_author(actions, author, &comment.created_at).await? {
             Ok(written) => Ok(written),

@@ -1,11 +1,12 @@
 //! WebSocket connections and subscriptions: capped per user and per connection.
 
-use super::items::{get_s, key, malformed, n, optional_n, require_n, require_s, s, signed};
+use super::items::{decode, get_s, key, n, s, signed};
 use super::tx::{applied, built};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
+use serde::Deserialize;
 
 use super::error::{Entity, StoreError};
 use super::keys;
@@ -40,17 +41,32 @@ pub const MAX_CONNECTIONS_PER_USER: u32 = 10;
 
 /// A connection item as stored. Its owner and its token's expiry are required: a connection
 /// that says neither is never read as anyone's, nor as never expiring.
+#[derive(Deserialize)]
+struct ConnectionRecord {
+    user_id: String,
+    expires_at: i64,
+    /// Absent when it follows nothing (DynamoDB stores no empty set).
+    #[serde(default)]
+    subs: Vec<String>,
+}
+
 pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Result<Connection, StoreError> {
+    let record: ConnectionRecord = decode(item)?;
     Ok(Connection {
         id: connection_id.to_string(),
-        user_id: require_s(item, "user_id")?,
-        expires_at: require_n(item, "expires_at")?,
-        // A connection that follows nothing has no `subs` (DynamoDB stores no empty set).
-        subscriptions: match item.get("subs") {
-            None => Vec::new(),
-            Some(subs) => subs.as_ss().cloned().map_err(|_| malformed(item, "subs"))?,
-        },
+        user_id: record.user_id,
+        expires_at: record.expires_at,
+        subscriptions: record.subs,
     })
+}
+
+/// What a send needs of a connection or subscription entry: when its token expires (required)
+/// and, for a connection, when it was stored.
+#[derive(Deserialize)]
+struct RecipientRecord {
+    expires_at: i64,
+    #[serde(default)]
+    connected_at: Option<i64>,
 }
 
 impl Table {
@@ -295,9 +311,10 @@ impl Table {
             .iter()
             .filter_map(|item| {
                 let id = get_s(item, sk_attr)?.strip_prefix(PREFIX)?.to_string();
+                let record: RecipientRecord = decode(item).ok()?;
                 Some(Recipient {
-                    expires_at: require_n(item, "expires_at").ok()?,
-                    connected_at: optional_n(item, "connected_at").ok()?,
+                    expires_at: record.expires_at,
+                    connected_at: record.connected_at,
                     connection_id: id,
                 })
             })

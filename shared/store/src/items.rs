@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::Item;
 use super::error::StoreError;
 use super::keys;
-use forum_domain::model::MediaType;
-use forum_domain::model::username_key;
-use forum_domain::model::{Comment, Media, MediaStatus, Post, Profile};
+use forum_domain::model::{Comment, Media, MediaStatus, MediaType, Post, Profile, username_key};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -34,162 +34,310 @@ pub(super) fn get_s(item: &Item, name: &str) -> Option<String> {
 /// A stored item that lacks an attribute every item of its kind has, or holds one of the wrong
 /// type: an error, logged and counted, never a default (a counter read as 0, a connection read
 /// as never expiring).
-pub(super) fn malformed(item: &Item, name: &str) -> StoreError {
+pub(super) fn malformed(item: &Item, why: &str) -> StoreError {
     let key = |attr: &str| get_s(item, attr).unwrap_or_default();
-    tracing::error!(pk = %key(keys::PK), sk = %key(keys::SK), attribute = name, "stored item lacks a required attribute");
+    tracing::error!(pk = %key(keys::PK), sk = %key(keys::SK), why, "stored item is malformed");
     crate::metrics::emit(crate::metrics::Metric::MalformedItems, 1, "store");
-    StoreError::Internal(format!("a stored item lacks `{name}`"))
+    StoreError::Internal(format!("a stored item is malformed: {why}"))
 }
 
-pub(super) fn require_s(item: &Item, name: &str) -> Result<String, StoreError> {
-    get_s(item, name).ok_or_else(|| malformed(item, name))
+/// An item read as the record type `T` (serde_dynamo): every attribute `T` requires must be
+/// there with its type, or the item is [`malformed`]; attributes `T` does not name are ignored.
+pub(super) fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item.clone()).map_err(|e| malformed(item, &e.to_string()))
 }
 
-/// A number attribute, required.
-pub(super) fn require_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| malformed(item, name))
+/// A record as an item. Records are strings and numbers: this fails only on a bug.
+pub(super) fn encode<T: Serialize>(record: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(record).map_err(|e| StoreError::Internal(format!("encoding an item: {e}")))
 }
 
-/// A number attribute that an item may lack (the size of media not processed yet).
-pub(super) fn optional_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(_) => require_n(item, name).map(Some),
+/// The keys and the item type every record carries.
+#[derive(Serialize)]
+struct Keys<'a> {
+    pk: String,
+    sk: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+fn keyed(pk: String, sk: impl Into<String>, kind: &str) -> Keys<'_> {
+    Keys {
+        pk,
+        sk: sk.into(),
+        kind,
     }
 }
 
-pub(super) fn post_item(post: &Post) -> Item {
-    let mut item = key(keys::post_pk(&post.id), keys::POST_SK);
-    item.insert("type".into(), s("post"));
-    item.insert("post_id".into(), s(&post.id));
-    item.insert("user_id".into(), s(&post.user_id));
-    item.insert("content".into(), s(&post.content));
-    if let Some(url) = &post.media_url {
-        item.insert("media_url".into(), s(url));
+/// A post item: its attributes, and its places in the feed (gsi1) and its author's items (gsi2).
+#[derive(Serialize, Deserialize)]
+struct PostRecord {
+    post_id: String,
+    user_id: String,
+    content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_url: Option<String>,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+    like_count: u64,
+    comment_count: u64,
+}
+
+#[derive(Serialize)]
+struct Indexed<'a, T> {
+    #[serde(flatten)]
+    keys: Keys<'a>,
+    #[serde(flatten)]
+    record: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+}
+
+impl<'a, T> Indexed<'a, T> {
+    fn new(keys: Keys<'a>, record: T) -> Self {
+        Indexed {
+            keys,
+            record,
+            gsi1pk: None,
+            gsi1sk: None,
+            gsi2pk: None,
+            gsi2sk: None,
+        }
     }
-    item.insert("created_at".into(), s(&post.created_at));
-    if let Some(at) = &post.edited_at {
-        item.insert("edited_at".into(), s(at));
+
+    /// Listed in the feed (gsi1).
+    fn in_feed(mut self, sk: String) -> Self {
+        self.gsi1pk = Some(keys::FEED_PARTITION.to_string());
+        self.gsi1sk = Some(sk);
+        self
     }
-    item.insert("like_count".into(), n(post.like_count));
-    item.insert("comment_count".into(), n(post.comment_count));
-    item.insert(keys::FEED_PK.into(), s(keys::FEED_PARTITION));
-    item.insert(keys::FEED_SK.into(), s(keys::post_ref(&post.id)));
-    item.insert(keys::USER_PK.into(), s(keys::user_pk(&post.user_id)));
-    item.insert(keys::USER_SK.into(), s(keys::post_ref(&post.id)));
-    item
+
+    /// Listed among a user's items (gsi2).
+    fn of_user(mut self, user_id: &str, sk: String) -> Self {
+        self.gsi2pk = Some(keys::user_pk(user_id));
+        self.gsi2sk = Some(sk);
+        self
+    }
+}
+
+pub(super) fn post_item(post: &Post) -> Result<Item, StoreError> {
+    let record = PostRecord {
+        post_id: post.id.clone(),
+        user_id: post.user_id.clone(),
+        content: post.content.clone(),
+        media_url: post.media_url.clone(),
+        created_at: post.created_at.clone(),
+        edited_at: post.edited_at.clone(),
+        like_count: post.like_count,
+        comment_count: post.comment_count,
+    };
+    encode(
+        &Indexed::new(keyed(keys::post_pk(&post.id), keys::POST_SK, "post"), record)
+            .in_feed(keys::post_ref(&post.id))
+            .of_user(&post.user_id, keys::post_ref(&post.id)),
+    )
 }
 
 pub(super) fn post_from_item(item: &Item) -> Result<Post, StoreError> {
+    let record: PostRecord = decode(item)?;
     Ok(Post {
-        id: require_s(item, "post_id")?,
-        user_id: require_s(item, "user_id")?,
-        content: require_s(item, "content")?,
-        media_url: get_s(item, "media_url"),
-        created_at: require_s(item, "created_at")?,
-        edited_at: get_s(item, "edited_at"),
-        like_count: require_n(item, "like_count")?,
-        comment_count: require_n(item, "comment_count")?,
+        id: record.post_id,
+        user_id: record.user_id,
+        content: record.content,
+        media_url: record.media_url,
+        created_at: record.created_at,
+        edited_at: record.edited_at,
+        like_count: record.like_count,
+        comment_count: record.comment_count,
     })
 }
 
-pub(super) fn comment_item(comment: &Comment) -> Item {
-    let mut item = key(keys::post_pk(&comment.post_id), keys::comment_sk(&comment.id));
-    item.insert("type".into(), s("comment"));
-    item.insert("comment_id".into(), s(&comment.id));
-    item.insert("post_id".into(), s(&comment.post_id));
-    item.insert("user_id".into(), s(&comment.user_id));
-    item.insert("content".into(), s(&comment.content));
-    item.insert("created_at".into(), s(&comment.created_at));
-    if let Some(at) = &comment.edited_at {
-        item.insert("edited_at".into(), s(at));
-    }
-    item.insert(keys::USER_PK.into(), s(keys::user_pk(&comment.user_id)));
-    item.insert(keys::USER_SK.into(), s(keys::comment_sk(&comment.id)));
-    item
+#[derive(Serialize, Deserialize)]
+struct CommentRecord {
+    comment_id: String,
+    post_id: String,
+    user_id: String,
+    content: String,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+}
+
+pub(super) fn comment_item(comment: &Comment) -> Result<Item, StoreError> {
+    let record = CommentRecord {
+        comment_id: comment.id.clone(),
+        post_id: comment.post_id.clone(),
+        user_id: comment.user_id.clone(),
+        content: comment.content.clone(),
+        created_at: comment.created_at.clone(),
+        edited_at: comment.edited_at.clone(),
+    };
+    encode(
+        &Indexed::new(
+            keyed(
+                keys::post_pk(&comment.post_id),
+                keys::comment_sk(&comment.id),
+                "comment",
+            ),
+            record,
+        )
+        .of_user(&comment.user_id, keys::comment_sk(&comment.id)),
+    )
 }
 
 pub(super) fn comment_from_item(item: &Item) -> Result<Comment, StoreError> {
+    let record: CommentRecord = decode(item)?;
     Ok(Comment {
-        id: require_s(item, "comment_id")?,
-        post_id: require_s(item, "post_id")?,
-        user_id: require_s(item, "user_id")?,
-        content: require_s(item, "content")?,
-        created_at: require_s(item, "created_at")?,
-        edited_at: get_s(item, "edited_at"),
+        id: record.comment_id,
+        post_id: record.post_id,
+        user_id: record.user_id,
+        content: record.content,
+        created_at: record.created_at,
+        edited_at: record.edited_at,
     })
 }
 
-pub(super) fn like_item(post_id: &str, user_id: &str, now: &str) -> Item {
-    let mut item = key(keys::post_pk(post_id), keys::like_sk(user_id));
-    item.insert("type".into(), s("like"));
-    item.insert("post_id".into(), s(post_id));
-    item.insert("user_id".into(), s(user_id));
-    item.insert("created_at".into(), s(now));
-    item.insert(keys::USER_PK.into(), s(keys::user_pk(user_id)));
-    item.insert(keys::USER_SK.into(), s(keys::like_ref(post_id)));
-    item
+#[derive(Serialize)]
+struct LikeRecord<'a> {
+    post_id: &'a str,
+    user_id: &'a str,
+    created_at: &'a str,
 }
 
-pub(super) fn media_item(media: &Media) -> Item {
-    let mut item = key(keys::media_pk(&media.id), keys::MEDIA_SK);
-    item.insert("type".into(), s("media"));
-    item.insert("media_id".into(), s(&media.id));
-    item.insert("user_id".into(), s(&media.user_id));
-    item.insert("status".into(), s(media.status.as_str()));
-    item.insert("content_type".into(), s(media.media_type.content_type()));
-    item.insert("size".into(), n(media.size));
-    item.insert("created_at".into(), s(&media.created_at));
-    item.insert(keys::USER_PK.into(), s(keys::user_pk(&media.user_id)));
-    item.insert(keys::USER_SK.into(), s(format!("MEDIA#{}", media.id)));
-    if let Some(post_id) = &media.post_id {
-        item.insert("post_id".into(), s(post_id));
-    }
-    item
+pub(super) fn like_item(post_id: &str, user_id: &str, now: &str) -> Result<Item, StoreError> {
+    let record = LikeRecord {
+        post_id,
+        user_id,
+        created_at: now,
+    };
+    encode(
+        &Indexed::new(keyed(keys::post_pk(post_id), keys::like_sk(user_id), "like"), record)
+            .of_user(user_id, keys::like_ref(post_id)),
+    )
+}
+
+/// A post's like counter alone (what a like toggle reads back).
+#[derive(Deserialize)]
+pub(super) struct LikeCount {
+    pub(super) like_count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MediaRecord {
+    media_id: String,
+    user_id: String,
+    status: MediaStatus,
+    /// `image/jpeg` or `image/png`.
+    content_type: String,
+    size: u64,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    post_id: Option<String>,
+}
+
+pub(super) fn media_item(media: &Media) -> Result<Item, StoreError> {
+    let record = MediaRecord {
+        media_id: media.id.clone(),
+        user_id: media.user_id.clone(),
+        status: media.status,
+        content_type: media.media_type.content_type().to_string(),
+        size: media.size,
+        created_at: media.created_at.clone(),
+        width: media.width,
+        height: media.height,
+        reason: media.reason.clone(),
+        post_id: media.post_id.clone(),
+    };
+    encode(
+        &Indexed::new(keyed(keys::media_pk(&media.id), keys::MEDIA_SK, "media"), record)
+            .of_user(&media.user_id, format!("MEDIA#{}", media.id)),
+    )
 }
 
 pub(super) fn media_from_item(item: &Item) -> Result<Media, StoreError> {
-    let status = require_s(item, "status")?;
-    let content_type = require_s(item, "content_type")?;
+    let record: MediaRecord = decode(item)?;
+    let media_type =
+        MediaType::from_content_type(&record.content_type).ok_or_else(|| malformed(item, "content_type"))?;
     Ok(Media {
-        id: require_s(item, "media_id")?,
-        user_id: require_s(item, "user_id")?,
-        status: MediaStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("media status {status}")))?,
-        media_type: MediaType::from_content_type(&content_type)
-            .ok_or_else(|| StoreError::Internal(format!("media type {content_type}")))?,
-        size: require_n(item, "size")?,
-        created_at: require_s(item, "created_at")?,
-        width: optional_n(item, "width")?,
-        height: optional_n(item, "height")?,
-        reason: get_s(item, "reason"),
-        post_id: get_s(item, "post_id"),
+        id: record.media_id,
+        user_id: record.user_id,
+        status: record.status,
+        media_type,
+        size: record.size,
+        created_at: record.created_at,
+        width: record.width,
+        height: record.height,
+        reason: record.reason,
+        post_id: record.post_id,
     })
 }
 
-pub(super) fn profile_item(profile: &Profile, now: &str) -> Item {
-    let mut item = key(keys::user_pk(&profile.user_id), keys::PROFILE_SK);
-    item.insert("type".into(), s("profile"));
-    item.insert("user_id".into(), s(&profile.user_id));
-    item.insert("username".into(), s(&profile.username));
-    item.insert("token_name".into(), s(&profile.token_name));
-    item.insert("name_key".into(), s(username_key(&profile.username)));
-    if let Some(url) = &profile.avatar_url {
-        item.insert("avatar_url".into(), s(url));
-    }
-    item.insert("updated_at".into(), s(now));
-    item
+#[derive(Serialize, Deserialize)]
+struct ProfileRecord {
+    user_id: String,
+    username: String,
+    token_name: String,
+    /// The username's key ([`username_key`]): what the name claim item is keyed by.
+    name_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    avatar_url: Option<String>,
+    updated_at: String,
+}
+
+pub(super) fn profile_item(profile: &Profile, now: &str) -> Result<Item, StoreError> {
+    let record = ProfileRecord {
+        user_id: profile.user_id.clone(),
+        username: profile.username.clone(),
+        token_name: profile.token_name.clone(),
+        name_key: username_key(&profile.username),
+        avatar_url: profile.avatar_url.clone(),
+        updated_at: now.to_string(),
+    };
+    encode(&Indexed::new(
+        keyed(keys::user_pk(&profile.user_id), keys::PROFILE_SK, "profile"),
+        record,
+    ))
+}
+
+/// What a profile item must hold to be shown (its `name_key` and `updated_at` are the
+/// store's own bookkeeping).
+#[derive(Deserialize)]
+struct ProfileView {
+    user_id: String,
+    username: String,
+    token_name: String,
+    #[serde(default)]
+    avatar_url: Option<String>,
+}
+
+/// A profile's owner and the key of the name it is shown under (what a rename changes).
+#[derive(Deserialize)]
+pub(super) struct ProfileName {
+    pub(super) user_id: String,
+    #[serde(default)]
+    pub(super) name_key: Option<String>,
 }
 
 pub(super) fn profile_from_item(item: &Item) -> Result<Profile, StoreError> {
-    let username = require_s(item, "username")?;
+    let record: ProfileView = decode(item)?;
     Ok(Profile {
-        user_id: require_s(item, "user_id")?,
-        token_name: require_s(item, "token_name")?,
-        username,
-        avatar_url: get_s(item, "avatar_url"),
+        user_id: record.user_id,
+        username: record.username,
+        avatar_url: record.avatar_url,
+        token_name: record.token_name,
     })
 }
 
@@ -226,7 +374,7 @@ mod tests {
     #[test]
     fn a_post_item_carries_its_index_keys_and_round_trips() {
         let post = sample_post();
-        let item = post_item(&post);
+        let item = post_item(&post).unwrap();
         assert_eq!(
             get_s(&item, keys::PK).as_deref(),
             Some("POST#01JD0000000000000000000000")
@@ -243,7 +391,13 @@ mod tests {
             media_url: None,
             ..sample_post()
         };
-        assert!(!post_item(&without_media).contains_key("media_url"));
+        assert!(!post_item(&without_media).unwrap().contains_key("media_url"));
+        // What every post has is required: never read as a default.
+        let mut broken = item.clone();
+        broken.remove("like_count");
+        assert!(post_from_item(&broken).is_err());
+        broken.insert("like_count".into(), s("three"));
+        assert!(post_from_item(&broken).is_err());
     }
 
     #[test]
@@ -254,7 +408,7 @@ mod tests {
             avatar_url: None,
             token_name: "alice".into(),
         };
-        let item = profile_item(&profile, "2026-01-01T00:00:00.000Z");
+        let item = profile_item(&profile, "2026-01-01T00:00:00.000Z").unwrap();
         assert_eq!(get_s(&item, keys::PK).as_deref(), Some("USER#u1"));
         assert_eq!(profile_from_item(&item).unwrap(), profile);
     }

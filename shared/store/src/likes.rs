@@ -1,6 +1,6 @@
 //! Likes: exact counts under concurrency, and whether a viewer likes a post.
 
-use super::items::{key, like_item, require_n};
+use super::items::{LikeCount, decode, key, like_item};
 use super::rate::RateToken;
 use super::tx::{TRANSACTION_ATTEMPTS, built};
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
@@ -28,7 +28,7 @@ impl Table {
             let like = vec![
                 self.take_rate_token(rate)?,
                 self.bump_post(post_id, "like_count", 1)?,
-                self.put(like_item(post_id, user_id, now), Some("attribute_not_exists(pk)"))?,
+                self.put(like_item(post_id, user_id, now)?, Some("attribute_not_exists(pk)"))?,
             ];
             let cancelled = match self.transact(like).await? {
                 Ok(()) => return self.committed_likes(post_id, true).await,
@@ -71,10 +71,8 @@ impl Table {
             .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("like_count"))
             .await?
             .ok_or(StoreError::NotFound(Entity::Post))?;
-        Ok(LikeState {
-            is_liked,
-            like_count: require_n(&item, "like_count")?,
-        })
+        let LikeCount { like_count } = decode(&item)?;
+        Ok(LikeState { is_liked, like_count })
     }
 
     /// Whether `user_id` likes a post.

@@ -75,7 +75,7 @@ impl Table {
     /// post claims it, the record expires [`UNCLAIMED_MEDIA_TTL_SECS`] after the request (TTL),
     /// and the stream then deletes its objects.
     pub async fn create_media(&self, media: &Media, rate: &RateToken) -> Result<(), StoreError> {
-        let mut item = media_item(media);
+        let mut item = media_item(media)?;
         item.insert("ttl".into(), signed(rate.now + UNCLAIMED_MEDIA_TTL_SECS));
         let actions = vec![
             self.take_rate_token(rate)?,

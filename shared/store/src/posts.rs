@@ -90,7 +90,7 @@ impl Table {
     ) -> Result<Option<Profile>, StoreError> {
         let mut actions = vec![
             self.take_rate_token(rate)?,
-            self.put(post_item(post), Some("attribute_not_exists(pk)"))?,
+            self.put(post_item(post)?, Some("attribute_not_exists(pk)"))?,
         ];
         if let Some(media) = media {
             actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);

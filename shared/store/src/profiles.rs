@@ -34,7 +34,7 @@ impl Table {
                 ..author.clone()
             };
             let mut all = actions.clone();
-            all.push(self.put(profile_item(&shown, now), None)?);
+            all.push(self.put(profile_item(&shown, now)?, None)?);
             all.push(self.claim_name(&shown, now)?);
             match self.transact(all).await? {
                 Ok(()) => return Ok(Ok(Some(shown))),

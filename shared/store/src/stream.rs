@@ -1,6 +1,6 @@
 //! The table's stream: a record's images (items) to domain changes.
 
-use super::items::{comment_from_item, get_s, media_from_item, post_from_item, require_s};
+use super::items::{ProfileName, comment_from_item, decode, get_s, media_from_item, post_from_item};
 
 use super::Item;
 use super::error::StoreError;
@@ -50,13 +50,16 @@ impl Change {
                 new: media_from_item(n)?,
             },
             (Some("media"), Some(o), None) => Change::MediaRemoved(media_from_item(o)?),
-            (Some("profile"), Some(o), Some(n)) => match (get_s(o, "name_key"), get_s(n, "name_key")) {
-                (Some(old_key), new_key) if Some(&old_key) != new_key.as_ref() => Change::Renamed {
-                    user_id: require_s(n, "user_id")?,
-                    old_key,
-                },
-                _ => Change::Other,
-            },
+            (Some("profile"), Some(o), Some(n)) => {
+                let (old, new): (ProfileName, ProfileName) = (decode(o)?, decode(n)?);
+                match old.name_key {
+                    Some(old_key) if Some(&old_key) != new.name_key.as_ref() => Change::Renamed {
+                        user_id: new.user_id,
+                        old_key,
+                    },
+                    _ => Change::Other,
+                }
+            }
             _ => Change::Other,
         })
     }
