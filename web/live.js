@@ -16,6 +16,8 @@ export class Live {
   constructor(url, token, { onMessage, onStatus }) {
     Object.assign(this, { url, token, onMessage, onStatus });
     this.following = new Set();
+    /** Posts the server confirmed following on this socket (`subscribed`). */
+    this.confirmed = new Set();
     this.attempt = 0;
     this.closed = false;
     this.connect();
@@ -32,16 +34,25 @@ export class Live {
     this.socket = socket;
     socket.onopen = () => {
       this.attempt = 0;
+      this.confirmed = new Set();
       this.onStatus("online");
       this.subscribe([...this.following]);
       this.keepalive = setInterval(() => this.send({ action: "ping" }), KEEPALIVE_MS);
     };
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
+      if (message.type === "subscribed") message.post_ids.forEach((id) => this.confirmed.add(id));
+      // The server could not act on a message just now (its deadline passed): what is not
+      // confirmed yet is asked for again, after a second.
+      if (message.type === "error" && message.code === "unavailable") {
+        clearTimeout(this.retry);
+        this.retry = setTimeout(() => this.subscribe([...this.following].filter((id) => !this.confirmed.has(id))), 1000);
+      }
       if (message.type !== "pong") this.onMessage(message);
     };
     socket.onclose = () => {
       clearInterval(this.keepalive);
+      clearTimeout(this.retry);
       this.onStatus("offline");
       if (this.closed) return;
       // 1 s, 2 s, 4 s ... 30 s, each with jitter, so a restarted server is not stampeded. The
@@ -73,6 +84,7 @@ export class Live {
   close() {
     this.closed = true;
     clearInterval(this.keepalive);
+    clearTimeout(this.retry);
     this.socket?.close();
   }
 }

@@ -71,6 +71,7 @@ pub struct ParameterDef {
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
     pub min_value: Option<f64>,
+    pub max_value: Option<f64>,
 }
 
 impl ParameterDef {
@@ -106,6 +107,9 @@ impl ParameterDef {
                 .map_err(|_| TemplateError::Invalid(format!("parameter {name}: `{value}` is not a number")))?;
             if self.min_value.is_some_and(|min| number < min) {
                 return refuse(format!("{value} is below its MinValue"));
+            }
+            if self.max_value.is_some_and(|max| number > max) {
+                return refuse(format!("{value} is above its MaxValue"));
             }
         }
         Ok(())
@@ -256,6 +260,7 @@ fn parameter_def(value: &Value) -> ParameterDef {
         min_length: number("MinLength").map(|n| n as usize),
         max_length: number("MaxLength").map(|n| n as usize),
         min_value: number("MinValue"),
+        max_value: number("MaxValue"),
     }
 }
 

@@ -127,34 +127,74 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
     assert_eq!(bob.post("/api/forum/upload/presign/", presign).await.status, 201);
 }
 
+/// The table of limits is the one source: every limit a deployment may set is a template
+/// parameter with the table's default and bounds (which CloudFormation, and forum-local,
+/// enforce), every function reads it from that parameter, and docs/limits.md shows the table
+/// as the code has it (`FORUM_WRITE_DOCS=1` rewrites it).
 #[test]
-fn the_templates_default_limits_are_the_codes_defaults() {
-    // A function given no FORUM_RATE_* variable and a stack deployed with default parameters
-    // must enforce the same limits.
-    let template = forum_local::template::StackTemplate::parse(forum_local::template::BUNDLED_TEMPLATE).unwrap();
-    let default_of = |name: &str| {
-        template.parameters[name]
-            .default
-            .clone()
-            .unwrap()
-            .parse::<u32>()
-            .unwrap()
-    };
-    let code = forum_api::config::RateLimits::default();
-    assert_eq!(
-        (
-            default_of("RatePostsPerMinute"),
-            default_of("RateCommentsPerMinute"),
-            default_of("RateLikesPerMinute"),
-            default_of("RateEditsPerMinute"),
-            default_of("RateUploadsPerMinute")
-        ),
-        (
-            code.posts_per_min,
-            code.comments_per_min,
-            code.likes_per_min,
-            code.edits_per_min,
-            code.uploads_per_min
-        )
+fn the_template_and_the_docs_hold_the_table_of_limits() {
+    use forum_domain::limits;
+    use forum_local::template::{BUNDLED_TEMPLATE, StackTemplate};
+
+    let template = StackTemplate::parse(BUNDLED_TEMPLATE).expect("template.yaml parses");
+    for (limit, parameter) in limits::settable() {
+        let def = template
+            .parameters
+            .get(parameter.name)
+            .unwrap_or_else(|| panic!("template.yaml has no parameter {}", parameter.name));
+        assert_eq!(def.kind, "Number", "{}", parameter.name);
+        assert_eq!(
+            def.default.as_deref(),
+            Some(limit.value.to_string().as_str()),
+            "{}",
+            parameter.name
+        );
+        assert_eq!(def.min_value, Some(parameter.min as f64), "{}", parameter.name);
+        assert_eq!(def.max_value, parameter.max.map(|m| m as f64), "{}", parameter.name);
+        for function in &template.functions {
+            if let Some(value) = function.environment.get(parameter.variable) {
+                assert_eq!(
+                    value,
+                    &serde_yaml::from_str::<serde_yaml::Value>(&format!("!Ref {}", parameter.name)).unwrap(),
+                    "{}: {}",
+                    function.logical_id,
+                    parameter.variable
+                );
+            }
+        }
+        assert!(
+            template
+                .functions
+                .iter()
+                .any(|f| f.environment.contains_key(parameter.variable)),
+            "no function reads {}",
+            parameter.variable
+        );
+    }
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/limits.md");
+    let docs = std::fs::read_to_string(&path).unwrap_or_default();
+    let (start, end) = (
+        "<!-- limits: generated from forum-domain's table -->\n",
+        "<!-- /limits -->",
     );
+    let table = limits::markdown_table();
+    let current = docs
+        .split_once(start)
+        .and_then(|(_, rest)| rest.split_once(end))
+        .map(|(inside, _)| inside);
+    if current != Some(table.as_str()) {
+        if std::env::var("FORUM_WRITE_DOCS").as_deref() == Ok("1") {
+            let (before, after) = match docs.split_once(start) {
+                Some((before, rest)) => (
+                    before.to_string(),
+                    rest.split_once(end).map_or("", |(_, a)| a).to_string(),
+                ),
+                None => (docs.clone(), "\n".to_string()),
+            };
+            std::fs::write(&path, format!("{before}{start}{table}{end}{after}")).expect("docs/limits.md written");
+        } else {
+            panic!("docs/limits.md does not hold the table of limits; run with FORUM_WRITE_DOCS=1 to rewrite it");
+        }
+    }
 }

@@ -44,6 +44,15 @@ async function apiAs(username) {
   };
 }
 
+/// Waits until `condition()` holds, polling; a step that never comes fails with what was awaited.
+async function until(page, what, condition, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "function" ? what() : what}`);
+    await page.waitForTimeout(100);
+  }
+}
+
 async function person(name, { token, keepaliveMs } = {}) {
   const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
   if (keepaliveMs) await context.addInitScript((ms) => (globalThis.FORUM_KEEPALIVE_MS = ms), keepaliveMs);
@@ -158,28 +167,29 @@ try {
   const c = await person("cat", { token: shortLived, keepaliveMs: 1000 });
   check(c.sockets[0].url.includes(encodeURIComponent(shortLived)), "the first socket uses the token she signed in with");
   const more = c.locator("#more");
-  while ((await c.locator(".post", { hasText: `followed` }).count()) < followed) {
+  await until(c, `all ${followed} followed posts loaded`, async () => {
+    if ((await c.locator(".post", { hasText: `followed` }).count()) >= followed) return true;
     await more.scrollIntoViewIfNeeded();
-    await c.waitForTimeout(200);
-  }
+    return false;
+  });
   const subscribed = (socket) => socket.sent.filter((m) => m.action === "subscribe");
   const followedIds = () => new Set(subscribed(c.sockets.at(-1)).flatMap((m) => m.post_ids));
   check(followedIds().size > 50, `she follows more than 50 posts (${followedIds().size})`);
   check(subscribed(c.sockets[0]).every((m) => m.post_ids.length <= 50), "no subscribe message holds more than 50 ids");
   // The keepalive: pings, answered and never shown.
-  while (!c.sockets[0].sent.some((m) => m.action === "ping")) await c.waitForTimeout(200);
+  await until(c, "a keepalive ping", () => c.sockets[0].sent.some((m) => m.action === "ping"));
 
   // Once her token has run out, the next event the server would send her closes her socket.
   await c.waitForTimeout(Math.max(0, 11_000 - (Date.now() - started)));
   await dan("POST", "/posts/", { content: `after her token ran out ${suffix}` });
-  while (!c.sockets[0].closed) await c.waitForTimeout(200);
-  while (c.sockets.length < 2) await c.waitForTimeout(200);
+  await until(c, "the server to close the expired socket", () => c.sockets[0].closed);
+  await until(c, "a second socket", () => c.sockets.length >= 2);
   await c.locator("#live.online").waitFor();
   const second = c.sockets[1];
   check(!second.url.includes(encodeURIComponent(shortLived)), "the page reconnected with a fresh token");
   // Resubscribed to every post on screen, 50 at most per message.
   const shown = await c.locator(".post").evaluateAll((posts) => posts.map((p) => p.dataset.id));
-  while (subscribed(second).flatMap((m) => m.post_ids).length < Math.min(shown.length, 200)) await c.waitForTimeout(200);
+  await until(c, "resubscription to every post shown", () => subscribed(second).flatMap((m) => m.post_ids).length >= Math.min(shown.length, 200));
   check(subscribed(second).every((m) => m.post_ids.length <= 50), "resubscribed in messages of at most 50 ids");
   check(subscribed(second).length >= 2, `resubscribed in ${subscribed(second).length} messages`);
   // The oldest post, beyond the first 50 she resubscribed to, still reaches her live.
@@ -188,7 +198,7 @@ try {
   check(subscribed(second).slice(1).some((m) => m.post_ids.includes(oldestId)), "the oldest post is in a later message");
   // Events flow once the server has confirmed the subscription (not when the page sent it).
   const confirmed = () => second.received.some((m) => m.type === "subscribed" && m.post_ids.includes(oldestId));
-  while (!confirmed()) await c.waitForTimeout(100);
+  await until(c, () => `the server's confirmation of ${oldestId} (received: ${JSON.stringify(second.received).slice(0, 800)})`, confirmed);
   await dan("POST", `/posts/${oldestId}/comments/`, { content: "still there?" });
   await oldest.locator(".comment-count", { hasText: "1" }).waitFor();
   check(await c.locator("#sign-in").isHidden(), "she stayed signed in");

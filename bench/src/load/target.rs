@@ -123,10 +123,12 @@ impl Target {
             ws: ws.trim_end_matches('/').to_string(),
             tokens,
             local: None,
-            staleness_bound: Duration::from_millis(
-                args.read_cache_ttl_ms
-                    .unwrap_or(forum_api::config::MAX_READ_CACHE_TTL_MS),
-            ),
+            staleness_bound: Duration::from_millis(args.read_cache_ttl_ms.unwrap_or_else(|| {
+                forum_domain::limits::READ_CACHE_TTL_MS
+                    .parameter
+                    .and_then(|p| p.max)
+                    .unwrap_or(forum_domain::limits::READ_CACHE_TTL_MS.value)
+            })),
         })
     }
 

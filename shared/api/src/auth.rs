@@ -6,6 +6,7 @@
 //! shape (HTTP APIs cannot restyle an authorizer's denial). Handlers never run for a caller
 //! without checking it: [`Caller::from_request`] is the only way to get one.
 
+use forum_domain::limits;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use forum_domain::validate;
 use forum_store::secrets::{SecretError, SecretSource};
 
 /// Clock skew tolerated on `exp` and `nbf`, everywhere a token's times are checked.
-pub const TOKEN_LEEWAY_SECS: i64 = 30;
+pub const TOKEN_LEEWAY_SECS: i64 = limits::TOKEN_LEEWAY_SECS.i64();
 
 /// The algorithm is pinned by configuration; the token's own `alg` header is never trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -525,7 +526,7 @@ pub struct Caller {
     pub expires_at: i64,
 }
 
-const MAX_USER_ID_LEN: usize = 128;
+const MAX_USER_ID_LEN: usize = limits::USER_ID_BYTES.usize();
 pub use forum_domain::model::MAX_USERNAME_CHARS;
 
 impl Caller {

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use forum_domain::limits::{self, Limit};
+use forum_domain::model::RateAction;
 use forum_store::aws::AwsTarget;
 
 use forum_domain::validate::ProfanityMode;
@@ -30,6 +32,9 @@ pub struct ConfigError(pub String);
 
 /// The template parameter a variable comes from, so an init error tells the deployer what to set.
 fn parameter_of(var: &str) -> &'static str {
+    if let Some((_, parameter)) = limits::settable().find(|(_, p)| p.variable == var) {
+        return parameter.name;
+    }
     match var {
         "FORUM_JWT_SECRET_ARN" => "JwtSecretArn",
         "FORUM_JWT_PUBLIC_KEY" => "JwtPublicKey",
@@ -39,12 +44,6 @@ fn parameter_of(var: &str) -> &'static str {
         "FORUM_JWT_AUDIENCE" => "JwtAudience",
         "FORUM_CURSOR_SECRET_ARN" => "CursorSecretArn",
         "FORUM_PROFANITY" => "ProfanityMode",
-        "FORUM_RATE_POSTS_PER_MIN" => "RatePostsPerMinute",
-        "FORUM_RATE_COMMENTS_PER_MIN" => "RateCommentsPerMinute",
-        "FORUM_RATE_LIKES_PER_MIN" => "RateLikesPerMinute",
-        "FORUM_RATE_EDITS_PER_MIN" => "RateEditsPerMinute",
-        "FORUM_RATE_UPLOADS_PER_MIN" => "RateUploadsPerMinute",
-        "FORUM_READ_CACHE_TTL_MS" => "ReadCacheTtlMs",
         _ => "",
     }
 }
@@ -103,29 +102,26 @@ impl Env {
         Ok(Some(arn))
     }
 
-    fn positive(&self, name: &str, default: u32) -> Result<u32, ConfigError> {
-        match self.optional(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError(format!("{} must be a positive whole number, not `{v}`", named(name)))),
-        }
-    }
-
-    /// A number of milliseconds no larger than `max` (zero allowed).
-    fn millis(&self, name: &str, default: u64, max: u64) -> Result<std::time::Duration, ConfigError> {
-        let ms = match self.optional(name) {
-            None => default,
-            Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                ConfigError(format!(
-                    "{} must be a whole number of milliseconds from 0 to {max}, not `{v}`",
-                    named(name)
-                ))
-            })?,
+    /// A settable limit ([`forum_domain::limits`]): its variable's whole number within the
+    /// parameter's bounds, or the table's default when unset.
+    pub fn limit(&self, limit: &Limit) -> Result<u64, ConfigError> {
+        let Some(parameter) = limit.parameter else {
+            return Ok(limit.value);
         };
-        Ok(std::time::Duration::from_millis(ms))
+        let Some(raw) = self.optional(parameter.variable) else {
+            return Ok(limit.value);
+        };
+        let within = |n: &u64| *n >= parameter.min && parameter.max.is_none_or(|max| *n <= max);
+        raw.parse::<u64>().ok().filter(within).ok_or_else(|| {
+            let range = match parameter.max {
+                Some(max) => format!("from {} to {max}", parameter.min),
+                None => format!("of at least {}", parameter.min),
+            };
+            ConfigError(format!(
+                "{} must be a whole number {range}, not `{raw}`",
+                named(parameter.variable)
+            ))
+        })
     }
 
     /// An http(s) base URL without a trailing slash; deployed functions accept https only.
@@ -184,51 +180,43 @@ pub struct Config {
 /// (Lambda always sets it): Lambda's smallest, so a decode budget is never larger than real.
 pub const MIN_FUNCTION_MEMORY_MB: u64 = 128;
 
-/// The read cache's default TTL and the largest a deployment may set.
-pub const READ_CACHE_TTL_MS: u64 = 1000;
-pub const MAX_READ_CACHE_TTL_MS: u64 = 10_000;
-
-/// Writes a user may make per minute, per action. Kept in the table, taken in the same
+/// Writes a user may make per minute, per action ([`RateAction::limit`]: each from its
+/// parameter's variable, or the table's default). Kept in the table, taken in the same
 /// transaction as the write, so a refused write changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// `FORUM_RATE_POSTS_PER_MIN` (default 10): new posts.
-    pub posts_per_min: u32,
-    /// `FORUM_RATE_COMMENTS_PER_MIN` (default 30): new comments.
-    pub comments_per_min: u32,
-    /// `FORUM_RATE_LIKES_PER_MIN` (default 120): like toggles.
-    pub likes_per_min: u32,
-    /// `FORUM_RATE_EDITS_PER_MIN` (default 30): edits of posts and comments together (each
-    /// edit is broadcast to the post's subscribers).
-    pub edits_per_min: u32,
-    /// `FORUM_RATE_UPLOADS_PER_MIN` (default 10): direct and presigned uploads together (each
-    /// may cost a `process-media` run).
-    pub uploads_per_min: u32,
+    per_minute: [u32; RateAction::ALL.len()],
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
-            posts_per_min: 10,
-            comments_per_min: 30,
-            likes_per_min: 120,
-            edits_per_min: 30,
-            uploads_per_min: 10,
+            per_minute: RateAction::ALL.map(|action| action.limit().u32()),
         }
     }
 }
 
 impl RateLimits {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let d = RateLimits::default();
-        Ok(RateLimits {
-            posts_per_min: env.positive("FORUM_RATE_POSTS_PER_MIN", d.posts_per_min)?,
-            comments_per_min: env.positive("FORUM_RATE_COMMENTS_PER_MIN", d.comments_per_min)?,
-            likes_per_min: env.positive("FORUM_RATE_LIKES_PER_MIN", d.likes_per_min)?,
-            edits_per_min: env.positive("FORUM_RATE_EDITS_PER_MIN", d.edits_per_min)?,
-            uploads_per_min: env.positive("FORUM_RATE_UPLOADS_PER_MIN", d.uploads_per_min)?,
-        })
+        let mut per_minute = [0; RateAction::ALL.len()];
+        for (slot, action) in per_minute.iter_mut().zip(RateAction::ALL) {
+            *slot = u32::try_from(env.limit(action.limit())?)
+                .map_err(|_| ConfigError(format!("{} is too large", named(variable_of(action.limit())))))?;
+        }
+        Ok(RateLimits { per_minute })
     }
+
+    /// The limit on `action` per user and minute.
+    pub fn of(&self, action: RateAction) -> u32 {
+        RateAction::ALL
+            .iter()
+            .position(|a| *a == action)
+            .map_or(0, |i| self.per_minute[i])
+    }
+}
+
+fn variable_of(limit: &Limit) -> &'static str {
+    limit.parameter.map_or("", |p| p.variable)
 }
 
 impl Config {
@@ -257,7 +245,7 @@ impl Config {
             media_bucket: env.required("MEDIA_BUCKET")?.to_string(),
             media_base_url: env.base_url("MEDIA_BASE_URL")?,
             ws_endpoint,
-            read_cache_ttl: env.millis("FORUM_READ_CACHE_TTL_MS", READ_CACHE_TTL_MS, MAX_READ_CACHE_TTL_MS)?,
+            read_cache_ttl: std::time::Duration::from_millis(env.limit(&limits::READ_CACHE_TTL_MS)?),
             memory_mb: match env.optional("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
                 None => MIN_FUNCTION_MEMORY_MB,
                 Some(v) => v

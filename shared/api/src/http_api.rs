@@ -1,5 +1,6 @@
 //! Small helpers shared by the HTTP handlers: request ids, JSON in and out, query parameters.
 
+use forum_domain::limits;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
@@ -8,10 +9,10 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// Default and largest page sizes.
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-pub const MAX_PAGE_SIZE: usize = 100;
+pub const DEFAULT_PAGE_SIZE: usize = limits::PAGE_SIZE_DEFAULT.usize();
+pub const MAX_PAGE_SIZE: usize = limits::PAGE_SIZE_MAX.usize();
 /// Largest JSON body accepted; posts and comments are far smaller.
-pub const MAX_JSON_BODY: usize = 64 * 1024;
+pub const MAX_JSON_BODY: usize = limits::JSON_BODY_BYTES.usize();
 
 /// API Gateway's request id (what clients and logs correlate on), else Lambda's.
 pub fn request_id(req: &Request) -> String {

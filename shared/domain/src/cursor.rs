@@ -16,7 +16,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Signature bytes kept in a cursor: 128 bits is ample against forgery and keeps URLs short.
 const TAG_LEN: usize = 16;
 /// Cursors longer than this are refused before any decoding work.
-const MAX_CURSOR_LEN: usize = 512;
+const MAX_CURSOR_LEN: usize = crate::limits::CURSOR_BYTES.usize();
 
 /// Which way a page reads from its cursor's position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! type of its own, which the API crate maps to HTTP.
 
 pub mod cursor;
+pub mod limits;
 pub mod messages;
 pub mod model;
 pub mod profanity;

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{CommentView, PostView};
 
 /// Connections live two hours (API Gateway's own limit); their items expire with them.
-pub const CONNECTION_TTL_SECS: i64 = 2 * 3600;
+pub const CONNECTION_TTL_SECS: i64 = crate::limits::CONNECTION_SECS.i64();
 /// Post ids one `subscribe`/`unsubscribe` message may carry.
-pub const MAX_POSTS_PER_MESSAGE: usize = 50;
+pub const MAX_POSTS_PER_MESSAGE: usize = crate::limits::POSTS_PER_MESSAGE.usize();
 
 /// Everything the server sends; `type` names it.
 #[derive(Clone, Debug, Serialize, PartialEq)]

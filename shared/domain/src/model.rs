@@ -49,7 +49,7 @@ pub struct Post {
 }
 
 /// Longest display name kept (characters).
-pub const MAX_USERNAME_CHARS: usize = 64;
+pub const MAX_USERNAME_CHARS: usize = crate::limits::USERNAME_CHARS.usize();
 
 /// A user's public profile, kept from the claims of their token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,7 +249,47 @@ pub struct Media {
     pub post_id: Option<String>,
 }
 
-pub use forum_media::MediaType;
+/// The accepted image types: a domain type (records, URLs and the pipeline all name it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaType {
+    Jpeg,
+    Png,
+}
+
+impl MediaType {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MediaType::Jpeg => "image/jpeg",
+            MediaType::Png => "image/png",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            MediaType::Jpeg => "jpg",
+            MediaType::Png => "png",
+        }
+    }
+
+    pub fn from_content_type(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "image/jpeg" | "image/jpg" => Some(MediaType::Jpeg),
+            "image/png" => Some(MediaType::Png),
+            _ => None,
+        }
+    }
+
+    /// Judges the type by magic bytes alone.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(MediaType::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(MediaType::Png)
+        } else {
+            None
+        }
+    }
+}
 
 /// The form under which display names are unique: names a reader could take for one another
 /// share a key. NFKC (fullwidth forms, ligatures), lower case, the UTS #39 skeleton
@@ -277,4 +317,25 @@ pub enum RateAction {
     Edit,
     /// Direct and presigned uploads.
     Upload,
+}
+
+impl RateAction {
+    pub const ALL: [RateAction; 5] = [
+        RateAction::Post,
+        RateAction::Comment,
+        RateAction::LikeToggle,
+        RateAction::Edit,
+        RateAction::Upload,
+    ];
+
+    /// Its limit in the table of limits (its default, and the parameter that sets it).
+    pub const fn limit(self) -> &'static crate::limits::Limit {
+        match self {
+            RateAction::Post => &crate::limits::POSTS_PER_MINUTE,
+            RateAction::Comment => &crate::limits::COMMENTS_PER_MINUTE,
+            RateAction::LikeToggle => &crate::limits::LIKES_PER_MINUTE,
+            RateAction::Edit => &crate::limits::EDITS_PER_MINUTE,
+            RateAction::Upload => &crate::limits::UPLOADS_PER_MINUTE,
+        }
+    }
 }

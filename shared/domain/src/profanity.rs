@@ -177,7 +177,7 @@ fn is_mask(c: char) -> bool {
 const MAX_MASKS: usize = 2;
 /// Words that hide letters a text may hold: each costs up to 2 x 26^2 judgements, so a text
 /// with more is refused (`validate`) rather than read slowly or let through unread.
-pub const MAX_MASKED_WORDS: usize = 8;
+pub const MAX_MASKED_WORDS: usize = crate::limits::MASKED_WORDS.usize();
 
 /// How many words of `text` hide letters behind masks (the ones read letter by letter).
 pub fn masked_words(text: &str) -> usize {

@@ -7,11 +7,11 @@
 use unicode_normalization::UnicodeNormalization;
 
 /// Longest post body, in Unicode scalar values after cleaning.
-pub const MAX_POST_CHARS: usize = 5_000;
+pub const MAX_POST_CHARS: usize = crate::limits::POST_CHARS.usize();
 /// Longest comment body, in Unicode scalar values after cleaning.
-pub const MAX_COMMENT_CHARS: usize = 2_000;
+pub const MAX_COMMENT_CHARS: usize = crate::limits::COMMENT_CHARS.usize();
 /// Longest accepted URL, in bytes.
-pub const MAX_URL_LEN: usize = 2_048;
+pub const MAX_URL_LEN: usize = crate::limits::URL_BYTES.usize();
 
 /// What to do with text that `rustrict` finds inappropriate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

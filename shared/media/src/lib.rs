@@ -11,6 +11,7 @@
 //!   reduction that still covers the largest thumbnail, so a 12 MP photo never exists at full
 //!   size in memory.
 
+use forum_domain::limits;
 use std::io::Cursor;
 
 use fast_image_resize::images::Image as ResizeImage;
@@ -18,56 +19,16 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::DynamicImage;
 use image::metadata::Orientation;
 
-/// The accepted image types: a domain type (records, URLs and the pipeline all name it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaType {
-    Jpeg,
-    Png,
-}
-
-impl MediaType {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            MediaType::Jpeg => "image/jpeg",
-            MediaType::Png => "image/png",
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            MediaType::Jpeg => "jpg",
-            MediaType::Png => "png",
-        }
-    }
-
-    pub fn from_content_type(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "image/jpeg" | "image/jpg" => Some(MediaType::Jpeg),
-            "image/png" => Some(MediaType::Png),
-            _ => None,
-        }
-    }
-
-    /// Judges the type by magic bytes alone.
-    pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(MediaType::Jpeg)
-        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Some(MediaType::Png)
-        } else {
-            None
-        }
-    }
-}
+pub use forum_domain::model::MediaType;
 
 /// Largest upload through a presigned URL.
-pub const MAX_UPLOAD_BYTES: u64 = 15 * 1024 * 1024;
+pub const MAX_UPLOAD_BYTES: u64 = limits::PRESIGNED_UPLOAD_BYTES.value;
 /// Largest upload through `POST /upload/`: Lambda's 6 MB request limit, after base64, bounds it.
-pub const MAX_DIRECT_UPLOAD_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_DIRECT_UPLOAD_BYTES: u64 = limits::DIRECT_UPLOAD_BYTES.value;
 /// Largest image, in pixels, accepted: checked from the header, before any decoding.
-pub const MAX_PIXELS: u64 = 50_000_000;
+pub const MAX_PIXELS: u64 = limits::IMAGE_PIXELS.value;
 /// Largest side, in pixels.
-pub const MAX_SIDE: u32 = 20_000;
+pub const MAX_SIDE: u32 = limits::IMAGE_SIDE.u32();
 /// Longest side of the sanitized display image.
 pub const DISPLAY_MAX: u32 = 2048;
 /// Longest side of each thumbnail (never upscaled).
@@ -96,7 +57,7 @@ pub enum MediaError {
 /// clients (about 20 MB), the request or downloaded object and its copies (a 4 MB direct
 /// upload arrives as 5.6 MB of base64 in a JSON event; a presigned one is read whole, 15 MB).
 /// Measured by `functions/tests/lambda/memory.rs`.
-pub const PROCESS_RESERVE_MB: u64 = 48;
+pub const PROCESS_RESERVE_MB: u64 = limits::DECODE_RESERVE_MB.value;
 
 /// The bytes decoding and processing may allocate in a function of `memory_mb` megabytes
 /// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, which Lambda sets, and forum-local from the template):

@@ -1,6 +1,7 @@
 //! The media bucket: the only place that knows its keys (`uploads/<id>` for what clients send,
 //! `media/<id>/<variant>.<ext>` for what the CDN serves) and how media URLs are formed.
 
+use forum_domain::limits;
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -13,7 +14,7 @@ use forum_media::{MediaType, VARIANTS};
 /// Processed media never changes under its URL: browsers and the CDN may keep it forever.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// How long a presigned upload URL is valid.
-pub const PRESIGN_TTL: Duration = Duration::from_secs(15 * 60);
+pub const PRESIGN_TTL: Duration = limits::PRESIGN_TTL_SECS.duration();
 
 pub fn upload_key(media_id: &str) -> String {
     format!("uploads/{media_id}")

@@ -24,7 +24,7 @@ pub struct Connection {
 }
 
 /// Most subscriptions one connection may hold.
-pub const MAX_SUBSCRIPTIONS: usize = 200;
+pub const MAX_SUBSCRIPTIONS: usize = forum_domain::limits::SUBSCRIPTIONS_PER_CONNECTION.usize();
 
 /// A connection to push to, and when the token it was opened with expires.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Recipient {
 }
 
 /// Live WebSocket connections one user may hold at once.
-pub const MAX_CONNECTIONS_PER_USER: u32 = 10;
+pub const MAX_CONNECTIONS_PER_USER: u32 = forum_domain::limits::CONNECTIONS_PER_USER.u32();
 
 /// A connection item as stored. Its owner and its token's expiry are required: a connection
 /// that says neither is never read as anyone's, nor as never expiring.

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 
 /// An API request's budget: its answer (or its 503) comes within this. The HTTP functions'
 /// Lambda timeout is 10 s (template.yaml), API Gateway's integration timeout 30 s.
-pub const REQUEST_BUDGET: Duration = Duration::from_millis(2_500);
+pub const REQUEST_BUDGET: Duration = forum_domain::limits::REQUEST_BUDGET_MS.duration();
 /// A stream record's budget: its sends and clean-up, well below stream-fanout's 60 s timeout.
-pub const RECORD_BUDGET: Duration = Duration::from_secs(20);
+pub const RECORD_BUDGET: Duration = forum_domain::limits::RECORD_BUDGET_SECS.duration();
 /// What a retry must leave of the deadline to be worth starting: a DynamoDB call's usual time
 /// with room to spare.
 const LEAST_FOR_AN_ATTEMPT: Duration = Duration::from_millis(100);

@@ -35,7 +35,7 @@ pub(super) fn media_refused(seen: Option<&Item>, caller: &str, post_id: &str) ->
 
 /// How long an upload no post has claimed is kept (its record expires by TTL, and the stream
 /// then deletes its objects).
-pub const UNCLAIMED_MEDIA_TTL_SECS: i64 = 24 * 3600;
+pub const UNCLAIMED_MEDIA_TTL_SECS: i64 = forum_domain::limits::UNCLAIMED_MEDIA_SECS.i64();
 
 impl Table {
     /// Claims an upload for a post: it must be the caller's, of the type its URL names, not

@@ -18,7 +18,7 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
 /// The shortest secret (JWT HS256 or cursor key) a function accepts: HS256 keys should carry
 /// at least the hash's 256 bits, and 32 characters is the least that can.
-pub const MIN_SECRET_LEN: usize = 32;
+pub const MIN_SECRET_LEN: usize = forum_domain::limits::SECRET_CHARS.usize();
 
 /// Secrets this repository publishes: the values forum-local's Secrets Manager stand-in holds
 /// for samconfig.toml's local parameter set (which forum-local and `sam local` run with), and

@@ -87,7 +87,7 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         edited_at: None,
     };
     let author = app.author(caller);
-    let rate = app.rate_token(caller, RateAction::Comment, app.rate_limits.comments_per_min);
+    let rate = app.rate_token(caller, RateAction::Comment);
     let written = app.table.create_comment(&comment, author.to_write(), &rate).await?;
     app.forget_post(&comment.post_id);
     let author = app.shown_author(author, written);
@@ -111,7 +111,7 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let body: CommentBody = json_body(req)?;
     let content = validate::clean_text(&body.content, content_rules(app))?;
     let edited_at = now_rfc3339();
-    let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
+    let rate = app.rate_token(caller, RateAction::Edit);
     let author = app.author(caller);
     let written = app
         .table

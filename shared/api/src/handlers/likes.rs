@@ -12,7 +12,7 @@ use forum_store::RateAction;
 /// Toggles the caller's like; answers `{"is_liked", "like_count"}` with the committed count.
 pub async fn toggle_like(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let post_id = path_id(req, "id", "post")?;
-    let rate = app.rate_token(caller, RateAction::LikeToggle, app.rate_limits.likes_per_min);
+    let rate = app.rate_token(caller, RateAction::LikeToggle);
     let state = app
         .table
         .toggle_like(&post_id, &caller.user_id, &rate, &now_rfc3339())

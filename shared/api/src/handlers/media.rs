@@ -116,7 +116,7 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         reason: None,
         post_id: None,
     };
-    let rate = app.rate_token(caller, RateAction::Upload, app.rate_limits.uploads_per_min);
+    let rate = app.rate_token(caller, RateAction::Upload);
     app.table.create_media(&record, &rate).await?;
     if let Err(err) = app
         .bucket
@@ -178,7 +178,7 @@ pub async fn presign_upload(app: &App, req: &Request, caller: &Caller) -> Result
         .bucket
         .presign_put(&upload_key(&id), kind, body.content_length)
         .await?;
-    let rate = app.rate_token(caller, RateAction::Upload, app.rate_limits.uploads_per_min);
+    let rate = app.rate_token(caller, RateAction::Upload);
     app.table.create_media(&record, &rate).await?;
     Ok(json(
         201,

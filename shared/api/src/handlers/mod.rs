@@ -151,11 +151,12 @@ impl App {
         }
     }
 
-    fn rate_token(&self, caller: &Caller, action: RateAction, limit: u32) -> RateToken {
+    /// A write's rate token: `action` by `caller`, under this function's limit for it.
+    fn rate_token(&self, caller: &Caller, action: RateAction) -> RateToken {
         RateToken {
             user_id: caller.user_id.clone(),
             action,
-            limit,
+            limit: self.rate_limits.of(action),
             now: chrono::Utc::now().timestamp(),
         }
     }

@@ -92,7 +92,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         comment_count: 0,
     };
     let author = app.author(caller);
-    let rate = app.rate_token(caller, RateAction::Post, app.rate_limits.posts_per_min);
+    let rate = app.rate_token(caller, RateAction::Post);
     let own_media = media.as_ref().map(|(_, own)| own);
     let written = app
         .table
@@ -143,7 +143,7 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
     };
     let new_url = media.as_ref().map(|m| m.as_ref().map(|(url, _)| url.as_str()));
     let new_media = media.as_ref().and_then(|m| m.as_ref().map(|(_, own)| own));
-    let rate = app.rate_token(caller, RateAction::Edit, app.rate_limits.edits_per_min);
+    let rate = app.rate_token(caller, RateAction::Edit);
     let author = app.author(caller);
     let (post, is_liked, written) = app
         .table
