@@ -2,7 +2,7 @@
 //! the stack's parameters (`AllowedOrigins`), so a page is allowed locally exactly when a
 //! deployment with the same parameters would allow it.
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::environment::Resolver;
 use crate::template::TemplateError;

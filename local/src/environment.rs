@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::template::{StackTemplate, TemplateError, scalar_string};
 

@@ -15,7 +15,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationI
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::environment::Resolver;
 use crate::template::TemplateError;
@@ -212,7 +212,7 @@ impl Manifest {
                     // The function does not read that secret with this parameter set.
                     None => continue,
                 },
-                "queue" => resolver.string(&serde_yaml::from_str(&format!("!GetAtt {rest}.Arn"))?)?,
+                "queue" => resolver.string(&serde_yaml_ng::from_str(&format!("!GetAtt {rest}.Arn"))?)?,
                 _ => {
                     return Err(TemplateError::Invalid(format!(
                         "local/aws-calls.json: {binary}: unknown resource kind `{kind}`"

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// The compiled-in template (the workspace's `template.yaml`); `--template` reads another.
 pub const BUNDLED_TEMPLATE: &str = include_str!("../../template.yaml");
@@ -13,7 +13,7 @@ pub const BUNDLED_TEMPLATE: &str = include_str!("../../template.yaml");
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("template.yaml is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_yaml_ng::Error),
     #[error("template.yaml: {0}")]
     Invalid(String),
 }
@@ -291,7 +291,7 @@ fn to_json(value: &Value) -> serde_json::Value {
 
 impl StackTemplate {
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        let doc: Value = serde_yaml::from_str(text)?;
+        let doc: Value = serde_yaml_ng::from_str(text)?;
         let resources = get(&doc, "Resources")
             .and_then(Value::as_mapping)
             .ok_or_else(|| TemplateError::Invalid("no Resources".into()))?;

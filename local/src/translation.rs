@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
 
 use crate::template::{HttpRoute, TemplateError};
@@ -111,7 +111,7 @@ impl Translation {
     /// Reads `translation` (the JSON `{"template": ..., "nested": {...}}`), refusing it unless
     /// it was made from exactly `source` (template.yaml's text).
     pub fn parse(translation: &str, source: &str) -> Result<Self, TemplateError> {
-        let doc: Value = serde_yaml::from_str(translation)?;
+        let doc: Value = serde_yaml_ng::from_str(translation)?;
         let template = get(&doc, "template").ok_or_else(|| invalid("no `template`"))?;
         let made_from = get(template, "Metadata")
             .and_then(|m| get(m, "ForumLocal"))

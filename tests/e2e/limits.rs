@@ -155,7 +155,7 @@ fn the_template_and_the_docs_hold_the_table_of_limits() {
             if let Some(value) = function.environment.get(parameter.variable) {
                 assert_eq!(
                     value,
-                    &serde_yaml::from_str::<serde_yaml::Value>(&format!("!Ref {}", parameter.name)).unwrap(),
+                    &serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&format!("!Ref {}", parameter.name)).unwrap(),
                     "{}: {}",
                     function.logical_id,
                     parameter.variable

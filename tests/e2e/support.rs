@@ -334,7 +334,7 @@ pub fn openapi() -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
         let text = include_str!("../../openapi.yaml");
-        let doc: Value = serde_yaml::from_str(text).expect("openapi.yaml parses");
+        let doc: Value = serde_yaml_ng::from_str(text).expect("openapi.yaml parses");
         OpenApi {
             doc,
             validators: Default::default(),
