@@ -10,10 +10,11 @@
 //! fails the test: add it to the corpus once fixed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use forum_media::{self as media, MediaError, Probe};
@@ -394,11 +395,14 @@ fn judge(input: &[u8]) -> Result<bool, String> {
     let budget = fuzz_budget();
     let panics_before = PANICS.load(Ordering::SeqCst);
     let (outcome, peak) = peak_of(|| {
-        std::panic::catch_unwind(|| {
+        JUDGING.with(|judging| judging.set(true));
+        let outcome = std::panic::catch_unwind(|| {
             let verified = media::verify(input, media::MAX_UPLOAD_BYTES, budget);
             let processed = media::process(input, media::MAX_UPLOAD_BYTES, budget);
             (verified, processed)
-        })
+        });
+        JUDGING.with(|judging| judging.set(false));
+        outcome
     });
     if PANICS.load(Ordering::SeqCst) != panics_before {
         return Err("panicked".into());
@@ -436,16 +440,26 @@ fn judge(input: &[u8]) -> Result<bool, String> {
 }
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static JUDGING: Cell<bool> = const { Cell::new(false) };
+}
+type PanicHook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static;
 
 #[test]
 fn mutated_images_are_refused_or_processed_within_budget_and_never_panic() {
     let _only = exclusive();
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-    }));
     let corpus = corpus();
     assert!(corpus.len() >= 10, "the seed corpus is in {}", corpus_dir().display());
+    // Panics are counted; those of the pipeline under judgement are not printed (each is a
+    // finding, reported below), any other (the test's own) still is.
+    let previous_hook: Arc<PanicHook> = Arc::from(std::panic::take_hook());
+    let printing_hook = Arc::clone(&previous_hook);
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        if !JUDGING.with(Cell::get) {
+            printing_hook(info);
+        }
+    }));
     let mut findings = Vec::new();
     for (name, bytes) in &corpus {
         if let Err(problem) = judge(bytes) {
@@ -480,7 +494,8 @@ fn mutated_images_are_refused_or_processed_within_budget_and_never_panic() {
             Ok(false) => {}
         }
     }
-    std::panic::set_hook(previous_hook);
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| previous_hook(info)));
     let summary = format!(
         "mutation loop: seed {seed}, {runs} mutants of {} corpus files in {:.1} s, {accepted} accepted, {} findings\n",
         corpus.len(),
