@@ -1,4 +1,4 @@
-//! Lambda for the `upload-media` route: wiring only, the handler lives in `shared`.
+//! Lambda for the `upload-media` route: wiring only, the handler lives in `forum-api`.
 #[tokio::main]
 async fn main() -> Result<(), forum_api::lambda::Error> {
     forum_api::lambda::serve_http(forum_api::Route::Upload).await

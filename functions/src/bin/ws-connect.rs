@@ -1,4 +1,4 @@
-//! Lambda for the WebSocket API's `ws-connect` route: wiring only, the handler lives in `shared`.
+//! Lambda for the WebSocket API's `ws-connect` route: wiring only, the handler lives in `forum-api`.
 #[tokio::main]
 async fn main() -> Result<(), forum_api::lambda::Error> {
     forum_api::lambda::serve_ws(forum_api::lambda::WsRoute::Connect).await
