@@ -61,6 +61,7 @@ async fn every_sample_event_runs_through_its_handler() {
         edited_at: None,
         like_count: 0,
         comment_count: 0,
+        removed: None,
     };
     let rate = |action| RateToken {
         user_id: caller.user_id.clone(),
@@ -82,6 +83,7 @@ async fn every_sample_event_runs_through_its_handler() {
         content: "seeded comment".into(),
         created_at: forum_domain::model::timestamp_of(&comment_id).unwrap(),
         edited_at: None,
+        removed: None,
     };
     app.table
         .create_comment(&comment, None, &rate(RateAction::Comment))
@@ -122,6 +124,8 @@ async fn every_sample_event_runs_through_its_handler() {
         ("upload-media.json", Route::Upload, 201),
         ("presign-upload.json", Route::PresignUpload, 201),
         ("get-media.json", Route::GetMedia, 200),
+        ("moderate.json", Route::Moderate, 201),
+        ("moderation-log.json", Route::ModerationLog, 200),
     ] {
         let request = lambda_http::request::from_str(&read_event(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let response = handlers::handle(app, route, request).await;

@@ -83,7 +83,7 @@ async fn likes_on_missing_or_deleted_posts_are_404() {
 }
 
 /// Counts what the table holds for a post: like items, and the counter on the post.
-async fn like_truth(stack: &crate::support::TestStack, post_id: &str) -> (usize, u64) {
+pub(crate) async fn like_truth(stack: &crate::support::TestStack, post_id: &str) -> (usize, u64) {
     let client = &stack.stack.dynamodb;
     let table = &stack.table_name;
     let mut likes = 0;

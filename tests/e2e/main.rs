@@ -13,6 +13,7 @@ mod hot_reads;
 mod likes;
 mod limits;
 mod media;
+mod moderation;
 mod pagination;
 mod posts;
 mod realtime;

@@ -146,6 +146,34 @@ impl TestStack {
         }
     }
 
+    /// A client for a new user whose token carries `claims` beside the usual ones.
+    pub fn user_with_claims(&self, name: &str, claims: Value) -> Client {
+        let username = unique(name);
+        let user_id = forum_testkit::local_user_id(&username);
+        let extra = claims.as_object().cloned().unwrap_or_default();
+        let token = forum_testkit::issue_token_with(&self.jwt, &user_id, &username, None, 3600, extra).expect("token");
+        Client {
+            base: self.base.clone(),
+            token: Some(token),
+            user_id,
+            username,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    /// A client for a new moderator: the group claim and group the template configures
+    /// (`RoleClaim`, `ModeratorGroups`), as the identity provider would issue it.
+    pub fn moderator(&self, name: &str) -> Client {
+        let authorizer = &self.stack.environments["authorizer"];
+        let claim = &authorizer["FORUM_ROLE_CLAIM"];
+        let group = authorizer["FORUM_MODERATOR_GROUPS"]
+            .split(',')
+            .next()
+            .expect("a moderator group")
+            .trim();
+        self.user_with_claims(name, serde_json::json!({ claim.as_str(): [group] }))
+    }
+
     /// A client that sends no token at all.
     pub fn anonymous(&self) -> Client {
         Client {

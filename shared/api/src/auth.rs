@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, Deployment, Env, named};
 use crate::error::ApiError;
+use forum_domain::moderation::Role;
 use forum_domain::validate;
 use forum_store::secrets::{SecretError, SecretSource};
 
@@ -65,6 +66,60 @@ pub struct JwtSettings {
     pub keys: JwtKeys,
     pub issuer: String,
     pub audience: String,
+    /// Which claim names the caller's groups, and which groups moderate.
+    pub roles: RoleClaim,
+}
+
+/// Where a token says who moderates: a claim holding group names (Cognito's
+/// `cognito:groups`: an array; a space-separated string is read too), and the groups that make
+/// a moderator or an admin. Unset, nobody moderates (fails closed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleClaim {
+    pub claim: Option<String>,
+    pub moderator_groups: Vec<String>,
+    pub admin_groups: Vec<String>,
+}
+
+impl RoleClaim {
+    /// `FORUM_ROLE_CLAIM`, `FORUM_MODERATOR_GROUPS` and `FORUM_ADMIN_GROUPS` (comma-separated).
+    pub fn from_env(env: &Env) -> Self {
+        let groups = |name: &str| {
+            env.optional(name)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        RoleClaim {
+            claim: env.optional("FORUM_ROLE_CLAIM").map(str::to_string),
+            moderator_groups: groups("FORUM_MODERATOR_GROUPS"),
+            admin_groups: groups("FORUM_ADMIN_GROUPS"),
+        }
+    }
+
+    /// The role a token's claims give: the highest of its groups, exact names only.
+    pub fn role_of(&self, claims: &serde_json::Map<String, Value>) -> Role {
+        let Some(value) = self.claim.as_deref().and_then(|name| claims.get(name)) else {
+            return Role::User;
+        };
+        let groups: Vec<&str> = match value {
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            Value::String(list) => list.split_whitespace().collect(),
+            _ => Vec::new(),
+        };
+        let member = |of: &[String]| groups.iter().any(|g| of.iter().any(|name| name == g));
+        if member(&self.admin_groups) {
+            Role::Admin
+        } else if member(&self.moderator_groups) {
+            Role::Moderator
+        } else {
+            Role::User
+        }
+    }
 }
 
 impl JwtSettings {
@@ -130,6 +185,7 @@ impl JwtSettings {
             keys,
             issuer: env.required("FORUM_JWT_ISSUER")?.to_string(),
             audience: env.required("FORUM_JWT_AUDIENCE")?.to_string(),
+            roles: RoleClaim::from_env(env),
         })
     }
 }
@@ -151,6 +207,9 @@ pub struct Claims {
     pub iss: String,
     /// One audience or several (OIDC allows both); `jsonwebtoken` checks ours is among them.
     pub aud: Value,
+    /// Every other claim (the role claim is among them, under its configured name).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 /// Verification keys: one, or a key set chosen by the token's `kid`.
@@ -358,6 +417,7 @@ enum KeySource {
 pub struct TokenVerifier {
     keys: KeySource,
     validation: Validation,
+    roles: RoleClaim,
 }
 
 impl TokenVerifier {
@@ -392,6 +452,7 @@ impl TokenVerifier {
         Ok(TokenVerifier {
             keys,
             validation: validation(settings),
+            roles: settings.roles.clone(),
         })
     }
 
@@ -402,10 +463,12 @@ impl TokenVerifier {
             keys: JwtKeys::Secret { arn: String::new() },
             issuer: issuer.to_string(),
             audience: audience.to_string(),
+            roles: RoleClaim::default(),
         };
         TokenVerifier {
             keys: KeySource::Fixed(VerificationKeys::One(DecodingKey::from_secret(secret.as_bytes()))),
             validation: validation(&settings),
+            roles: settings.roles.clone(),
         }
     }
 
@@ -467,7 +530,8 @@ impl TokenVerifier {
                 _ => AuthFailure::Invalid("malformed token".into()),
             }
         })?;
-        Caller::from_claims(data.claims)
+        let role = self.roles.role_of(&data.claims.other);
+        Caller::from_claims(data.claims, role)
     }
 }
 
@@ -524,23 +588,30 @@ pub struct Caller {
     pub avatar_url: Option<String>,
     /// Token expiry (Unix seconds): re-checked by handlers because the gateway caches answers.
     pub expires_at: i64,
+    /// From the token's role claim, as the authorizer read it; only it can set one.
+    pub role: Role,
 }
 
 const MAX_USER_ID_LEN: usize = limits::USER_ID_BYTES.usize();
 pub use forum_domain::model::MAX_USERNAME_CHARS;
 
+/// Whether a token's `sub` (or a user id a request names) can be a user id here: non-empty,
+/// bounded, no key separator, no whitespace, control or invisible characters.
+pub fn usable_user_id(user_id: &str) -> bool {
+    !user_id.is_empty()
+        && user_id.len() <= MAX_USER_ID_LEN
+        && !user_id.contains('#')
+        && !user_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || validate::is_invisible(c))
+}
+
 impl Caller {
-    fn from_claims(claims: Claims) -> Result<Self, AuthFailure> {
+    fn from_claims(claims: Claims, role: Role) -> Result<Self, AuthFailure> {
         // `sub` is the user exactly as signed: never trimmed or folded, so " alice" is not
         // "alice". Whitespace and control characters make it unusable rather than ambiguous.
         let user_id = claims.sub;
-        if user_id.is_empty()
-            || user_id.len() > MAX_USER_ID_LEN
-            || user_id.contains('#')
-            || user_id
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || validate::is_invisible(c))
-        {
+        if !usable_user_id(&user_id) {
             return Err(AuthFailure::Invalid("unusable `sub` claim".into()));
         }
         let username = claims
@@ -557,6 +628,7 @@ impl Caller {
             username,
             avatar_url,
             expires_at: claims.exp,
+            role,
         })
     }
 
@@ -570,6 +642,7 @@ impl Caller {
                 Value::from(self.avatar_url.clone().unwrap_or_default()),
             ),
             ("expires_at".to_string(), Value::from(self.expires_at)),
+            ("role".to_string(), Value::from(self.role.as_str())),
         ])
     }
 
@@ -602,11 +675,14 @@ impl Caller {
             return Err(ApiError::Unauthorized(AuthFailure::Expired.to_string()));
         }
         let avatar_url = text("avatar_url").filter(|a| !a.is_empty());
+        // Anything but a role the authorizer names is an ordinary user.
+        let role = text("role").map_or(Role::User, |r| Role::parse(&r));
         Ok(Caller {
             user_id,
             username,
             avatar_url,
             expires_at,
+            role,
         })
     }
 }
@@ -888,6 +964,7 @@ mod tests {
             keys: JwtKeys::Secret { arn: String::new() },
             issuer: "https://issuer.test".into(),
             audience: "forum".into(),
+            roles: RoleClaim::default(),
         }
     }
 
@@ -1204,6 +1281,7 @@ mod tests {
             username: "n".into(),
             avatar_url: None,
             expires_at: chrono::Utc::now().timestamp() - 3600,
+            role: Role::User,
         }
         .to_context();
         assert_eq!(Caller::from_context(&context).unwrap_err().status(), 401);
@@ -1214,5 +1292,50 @@ mod tests {
         );
         assert!(Caller::from_context(&context).is_ok());
         assert!(Caller::from_context(&HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn roles_come_only_from_the_configured_claim_and_groups() {
+        let roles = RoleClaim {
+            claim: Some("cognito:groups".into()),
+            moderator_groups: vec!["moderators".into()],
+            admin_groups: vec!["admins".into()],
+        };
+        let role = |claims: serde_json::Value| roles.role_of(claims.as_object().unwrap());
+        assert_eq!(role(json!({"cognito:groups": ["moderators"]})), Role::Moderator);
+        assert_eq!(role(json!({"cognito:groups": ["readers", "admins"]})), Role::Admin);
+        assert_eq!(role(json!({"cognito:groups": "readers moderators"})), Role::Moderator);
+        // Another claim, another spelling, another shape: an ordinary user.
+        assert_eq!(role(json!({"groups": ["moderators"]})), Role::User);
+        assert_eq!(role(json!({"cognito:groups": ["Moderators"]})), Role::User);
+        assert_eq!(role(json!({"cognito:groups": {"moderators": true}})), Role::User);
+        assert_eq!(role(json!({"role": "moderator"})), Role::User);
+        assert_eq!(role(json!({})), Role::User);
+        // Unconfigured: nobody moderates, whatever the token says.
+        let none = RoleClaim::default();
+        assert_eq!(
+            none.role_of(json!({"cognito:groups": ["moderators"]}).as_object().unwrap()),
+            Role::User
+        );
+
+        // Signed with the right key, the claim is read; the context carries it to handlers.
+        let verifier = TokenVerifier {
+            roles: roles.clone(),
+            ..hs256_verifier()
+        };
+        let mut moderator = claims(600);
+        moderator["cognito:groups"] = json!(["moderators"]);
+        let caller = verifier.check(&hs(&moderator, "test-secret")).unwrap();
+        assert_eq!(caller.role, Role::Moderator);
+        assert_eq!(
+            Caller::from_context(&caller.to_context()).unwrap().role,
+            Role::Moderator
+        );
+        // A context without a role, or with one the authorizer never writes, is a user.
+        let mut context = caller.to_context();
+        context.insert("role".into(), json!("superuser"));
+        assert_eq!(Caller::from_context(&context).unwrap().role, Role::User);
+        context.remove("role");
+        assert_eq!(Caller::from_context(&context).unwrap().role, Role::User);
     }
 }

@@ -7,9 +7,10 @@ use serde_json::json;
 use forum_domain::cursor::InvalidCursor;
 use forum_domain::messages::InvalidMessage;
 use forum_domain::model::RateAction;
+use forum_domain::moderation::InvalidUntil;
 use forum_domain::validate::TextError;
 use forum_media::MediaError;
-use forum_store::{Entity, MediaRefusal, StoreError};
+use forum_store::{Entity, MediaRefusal, ModerationConflict, StoreError};
 
 /// Everything a request can fail with. Each variant knows its status and code;
 /// [`ApiError::to_response`] is the only place that turns one into HTTP.
@@ -24,6 +25,9 @@ pub enum ApiError {
     /// 403: the caller is known but may not do this (not their post).
     #[error("{0}")]
     Forbidden(String),
+    /// 403 `suspended`: a moderator suspended the caller's writes until `until` (RFC 3339).
+    #[error("your account is suspended until {until}: {reason}")]
+    Suspended { until: String, reason: String },
     /// 404: no such resource (or no such route).
     #[error("{0}")]
     NotFound(String),
@@ -73,7 +77,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => 400,
             ApiError::Unauthorized(_) => 401,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::Suspended { .. } => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge(_) | ApiError::TooLarge { .. } => 413,
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Suspended { .. } => "suspended",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -139,6 +144,10 @@ impl ApiError {
                 "start": found.start,
                 "end": found.end,
             });
+        }
+        if let ApiError::Suspended { until, .. } = self {
+            // When writing may start again, for clients to show or schedule.
+            body["error"]["until"] = json!(until);
         }
         let mut builder = Response::builder()
             .status(self.status())
@@ -227,6 +236,19 @@ impl From<StoreError> for ApiError {
             StoreError::TooLarge { key, size, max } => {
                 ApiError::PayloadTooLarge(format!("{key} is {size} bytes; the limit is {max}"))
             }
+            StoreError::Suspended { until, reason } => ApiError::Suspended { until, reason },
+            StoreError::Moderation(ModerationConflict::AlreadyRemoved) => ApiError::Conflict {
+                code: "already_removed",
+                message: "a moderator has removed it already".into(),
+            },
+            StoreError::Moderation(ModerationConflict::NotRemoved) => ApiError::Conflict {
+                code: "not_removed",
+                message: "it is not removed, so there is nothing to restore".into(),
+            },
+            StoreError::Moderation(ModerationConflict::NotSuspended) => ApiError::Conflict {
+                code: "not_suspended",
+                message: "the user has no suspension in force".into(),
+            },
             StoreError::Unavailable(why) => ApiError::Unavailable(why),
             StoreError::Internal(why) => ApiError::Internal(why),
         }
@@ -260,6 +282,12 @@ impl From<TextError> for ApiError {
             TextError::Profanity { field, found } => ApiError::Profanity { field, found },
             other => ApiError::bad_request(other.code(), other.to_string()),
         }
+    }
+}
+
+impl From<InvalidUntil> for ApiError {
+    fn from(err: InvalidUntil) -> Self {
+        ApiError::bad_request("invalid_until", err.to_string())
     }
 }
 

@@ -6,5 +6,6 @@ pub mod cursor;
 pub mod limits;
 pub mod messages;
 pub mod model;
+pub mod moderation;
 pub mod profanity;
 pub mod validate;

@@ -18,6 +18,7 @@ pub enum Unit {
     PerUserPerMinute,
     Seconds,
     Milliseconds,
+    Days,
 }
 
 impl Unit {
@@ -30,6 +31,7 @@ impl Unit {
             Unit::PerUserPerMinute => "per user per minute",
             Unit::Seconds => "s",
             Unit::Milliseconds => "ms",
+            Unit::Days => "days",
         }
     }
 }
@@ -103,6 +105,20 @@ const fn rate(what: &'static str, value: u64, name: &'static str, variable: &'st
         enforced: "forum-store `rate` (in the write's own transaction): `429 rate_limited` with `Retry-After`",
     }
 }
+
+// ---- moderation ----
+pub const MODERATION_REASON_CHARS: Limit = fixed(
+    "a moderator's `reason`, after cleaning",
+    500,
+    Unit::Characters,
+    "forum-domain `moderation`: `400 content_too_long`",
+);
+pub const SUSPENSION_DAYS: Limit = fixed(
+    "how far ahead a suspension may end",
+    3_650,
+    Unit::Days,
+    "forum-domain `moderation`: `400 invalid_until`",
+);
 
 // ---- text ----
 pub const POST_CHARS: Limit = fixed(
@@ -328,6 +344,8 @@ pub const ALL: &[Limit] = &[
     CONNECTION_SECS,
     READ_CACHE_TTL_MS,
     SECRET_CHARS,
+    MODERATION_REASON_CHARS,
+    SUSPENSION_DAYS,
 ];
 
 /// The limits a deployment may set, with their parameters.

@@ -24,6 +24,12 @@ pub enum ServerMessage {
     /// To every connection.
     #[serde(rename = "post.deleted")]
     PostDeleted { post_id: String },
+    /// To every connection: a moderator removed the post (clients drop it as if deleted).
+    #[serde(rename = "post.removed")]
+    PostRemoved { post_id: String },
+    /// To every connection: a moderator restored a removed post.
+    #[serde(rename = "post.restored")]
+    PostRestored { post: PostView },
     #[serde(rename = "like.updated")]
     LikeUpdated { post_id: String, like_count: u64 },
     #[serde(rename = "comment.created")]
@@ -36,6 +42,20 @@ pub enum ServerMessage {
     CommentDeleted {
         post_id: String,
         comment_id: String,
+        comment_count: u64,
+    },
+    /// To the post's audience: a moderator removed a comment.
+    #[serde(rename = "comment.removed")]
+    CommentRemoved {
+        post_id: String,
+        comment_id: String,
+        comment_count: u64,
+    },
+    /// To the post's audience: a moderator restored a removed comment.
+    #[serde(rename = "comment.restored")]
+    CommentRestored {
+        post_id: String,
+        comment: CommentView,
         comment_count: u64,
     },
     /// To the uploader's connections.

@@ -46,6 +46,8 @@ pub struct Post {
     pub edited_at: Option<String>,
     pub like_count: u64,
     pub comment_count: u64,
+    /// Set while a moderator has removed it: then only moderators read it.
+    pub removed: Option<crate::moderation::Removal>,
 }
 
 /// Longest display name kept (characters).
@@ -123,6 +125,9 @@ pub struct PostView {
     pub like_count: u64,
     pub comment_count: u64,
     pub is_liked: bool,
+    /// Only in a moderator's view of a removed post (no one else sees one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<crate::moderation::Removal>,
 }
 
 impl PostView {
@@ -137,6 +142,7 @@ impl PostView {
             like_count: post.like_count,
             comment_count: post.comment_count,
             is_liked,
+            removed: post.removed,
         }
     }
 }
@@ -159,6 +165,8 @@ pub struct Comment {
     pub content: String,
     pub created_at: String,
     pub edited_at: Option<String>,
+    /// Set while a moderator has removed it: then only moderators see it.
+    pub removed: Option<crate::moderation::Removal>,
 }
 
 /// A comment as the API returns it (openapi.yaml's `Comment`).
@@ -170,6 +178,9 @@ pub struct CommentView {
     pub content: String,
     pub timestamp: String,
     pub edited_at: Option<String>,
+    /// Only in a moderator's view of a removed comment (no one else sees one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<crate::moderation::Removal>,
 }
 
 impl CommentView {
@@ -181,6 +192,7 @@ impl CommentView {
             content: comment.content,
             timestamp: comment.created_at,
             edited_at: comment.edited_at,
+            removed: comment.removed,
         }
     }
 }

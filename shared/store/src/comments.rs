@@ -2,7 +2,7 @@
 
 use super::items::{comment_from_item, comment_item, key, s};
 use super::page::{ListSpec, Order, Page, comments_scope};
-use super::posts::Editor;
+use super::posts::{Editor, OWN_LIVE};
 use super::rate::RateToken;
 use super::tx::{Cancelled, built};
 use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
@@ -19,7 +19,7 @@ pub(super) fn comment_write_failure(c: &Cancelled) -> StoreError {
     // Action 0 is the post check/counter, action 1 the comment.
     if c.failed(0) {
         StoreError::NotFound(Entity::Post)
-    } else if c.failed(1) && c.item(1).is_some() {
+    } else if c.failed(1) && c.item(1).is_some_and(|seen| !seen.contains_key(keys::REMOVED_ATTR)) {
         StoreError::NotOwner(Entity::Comment)
     } else {
         StoreError::NotFound(Entity::Comment)
@@ -40,7 +40,10 @@ impl Table {
             self.bump_post(&comment.post_id, "comment_count", 1)?,
             self.put(comment_item(comment)?, Some("attribute_not_exists(pk)"))?,
         ];
-        match self.transact_as_author(actions, author, &comment.created_at).await? {
+        match self
+            .transact_as_author(actions, author, &comment.created_at, rate)
+            .await?
+        {
             Ok(written) => Ok(written),
             Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
             Err(c) if c.failed(0) => Err(rate.refused()),
@@ -68,7 +71,7 @@ impl Table {
                 .table_name(&self.name)
                 .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
                 .update_expression("SET content = :content, edited_at = :edited_at")
-                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .condition_expression(OWN_LIVE)
                 .expression_attribute_values(":content", s(content))
                 .expression_attribute_values(":edited_at", s(edited_at))
                 .expression_attribute_values(":caller", s(caller))
@@ -80,7 +83,7 @@ impl Table {
             TransactWriteItem::builder().update(update).build(),
             self.take_rate_token(rate)?,
         ];
-        match self.transact_as_author(actions, author, edited_at).await? {
+        match self.transact_as_author(actions, author, edited_at, rate).await? {
             Ok(written) => Ok(written),
             // Over the limit only matters for an edit that could otherwise have happened.
             Err(c) if c.failed(2) && !c.failed(0) && !c.failed(1) => Err(rate.refused()),
@@ -94,7 +97,7 @@ impl Table {
             Delete::builder()
                 .table_name(&self.name)
                 .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
-                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .condition_expression(OWN_LIVE)
                 .expression_attribute_values(":caller", s(caller))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build(),
@@ -109,12 +112,14 @@ impl Table {
         }
     }
 
-    /// One page of a post's comments, oldest first.
+    /// One page of a post's comments, oldest first; those a moderator removed are left out
+    /// unless `with_removed` (a moderator's view, where they come marked).
     pub async fn comments_page(
         &self,
         post_id: &str,
         position: Option<&PageCursor>,
         limit: usize,
+        with_removed: bool,
     ) -> Result<Page<Comment>, StoreError> {
         let spec = ListSpec {
             scope: comments_scope(post_id),
@@ -124,6 +129,7 @@ impl Table {
             sk_attr: keys::SK,
             sk_prefix: "COMMENT#",
             order: Order::OldestFirst,
+            hide_removed: !with_removed,
         };
         self.page(&spec, position, limit, comment_from_item).await
     }

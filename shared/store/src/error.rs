@@ -23,6 +23,15 @@ pub enum MediaRefusal {
     ShownByAnotherPost,
 }
 
+/// A moderator's action that the target's state does not allow (another moderator's action
+/// got there first, or there is nothing to undo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModerationConflict {
+    AlreadyRemoved,
+    NotRemoved,
+    NotSuspended,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0:?} not found")]
@@ -47,6 +56,11 @@ pub enum StoreError {
     /// An object is larger than the caller may read (`Bucket::get`'s limit).
     #[error("{key} is {size} bytes; at most {max} may be read")]
     TooLarge { key: String, size: u64, max: u64 },
+    /// The writer is suspended until `until` (RFC 3339).
+    #[error("suspended until {until}: {reason}")]
+    Suspended { until: String, reason: String },
+    #[error("{0:?}")]
+    Moderation(ModerationConflict),
     /// The service is unreachable, slow or throttling: worth retrying later.
     #[error("{0}")]
     Unavailable(String),

@@ -8,6 +8,7 @@ use super::Item;
 use super::error::StoreError;
 use super::keys;
 use forum_domain::model::{Comment, Media, MediaStatus, MediaType, Post, Profile, username_key};
+use forum_domain::moderation::{LogEntry, Removal, Suspension};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,8 @@ struct PostRecord {
     edited_at: Option<String>,
     like_count: u64,
     comment_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed: Option<Removal>,
 }
 
 #[derive(Serialize)]
@@ -137,12 +140,16 @@ pub(super) fn post_item(post: &Post) -> Result<Item, StoreError> {
         edited_at: post.edited_at.clone(),
         like_count: post.like_count,
         comment_count: post.comment_count,
+        removed: post.removed.clone(),
     };
-    encode(
-        &Indexed::new(keyed(keys::post_pk(&post.id), keys::POST_SK, "post"), record)
-            .in_feed(keys::post_ref(&post.id))
-            .of_user(&post.user_id, keys::post_ref(&post.id)),
-    )
+    // A removed post is not in the feed (restoring it puts its keys back).
+    let indexed = Indexed::new(keyed(keys::post_pk(&post.id), keys::POST_SK, "post"), record);
+    let indexed = if post.removed.is_some() {
+        indexed
+    } else {
+        indexed.in_feed(keys::post_ref(&post.id))
+    };
+    encode(&indexed.of_user(&post.user_id, keys::post_ref(&post.id)))
 }
 
 pub(super) fn post_from_item(item: &Item) -> Result<Post, StoreError> {
@@ -156,6 +163,7 @@ pub(super) fn post_from_item(item: &Item) -> Result<Post, StoreError> {
         edited_at: record.edited_at,
         like_count: record.like_count,
         comment_count: record.comment_count,
+        removed: record.removed,
     })
 }
 
@@ -168,6 +176,8 @@ struct CommentRecord {
     created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     edited_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed: Option<Removal>,
 }
 
 pub(super) fn comment_item(comment: &Comment) -> Result<Item, StoreError> {
@@ -178,6 +188,7 @@ pub(super) fn comment_item(comment: &Comment) -> Result<Item, StoreError> {
         content: comment.content.clone(),
         created_at: comment.created_at.clone(),
         edited_at: comment.edited_at.clone(),
+        removed: comment.removed.clone(),
     };
     encode(
         &Indexed::new(
@@ -201,6 +212,7 @@ pub(super) fn comment_from_item(item: &Item) -> Result<Comment, StoreError> {
         content: record.content,
         created_at: record.created_at,
         edited_at: record.edited_at,
+        removed: record.removed,
     })
 }
 
@@ -341,6 +353,61 @@ pub(super) fn profile_from_item(item: &Item) -> Result<Profile, StoreError> {
     })
 }
 
+/// A moderation log entry (`MODLOG` / `ACTION#<id>`): the entry as the API shows it.
+pub(super) fn log_item(entry: &LogEntry) -> Result<Item, StoreError> {
+    #[derive(Serialize)]
+    struct Record<'a> {
+        #[serde(flatten)]
+        keys: Keys<'a>,
+        #[serde(flatten)]
+        entry: &'a LogEntry,
+    }
+    encode(&Record {
+        keys: keyed(keys::MODLOG_PARTITION.to_string(), keys::log_sk(&entry.id), "modlog"),
+        entry,
+    })
+}
+
+pub(super) fn log_entry_from_item(item: &Item) -> Result<LogEntry, StoreError> {
+    decode(item)
+}
+
+/// A suspension (`USER#<uid>` / `SUSPENSION`): `until_epoch` is what write conditions compare,
+/// and its `ttl`, so DynamoDB removes it once over.
+#[derive(Serialize, Deserialize)]
+struct SuspensionRecord {
+    #[serde(flatten)]
+    suspension: Suspension,
+    until_epoch: i64,
+    by: String,
+    ttl: i64,
+}
+
+pub(super) fn suspension_item(suspension: &Suspension, until_epoch: i64, by: &str) -> Result<Item, StoreError> {
+    #[derive(Serialize)]
+    struct Record<'a> {
+        #[serde(flatten)]
+        keys: Keys<'a>,
+        #[serde(flatten)]
+        record: SuspensionRecord,
+    }
+    encode(&Record {
+        keys: keyed(keys::user_pk(&suspension.user_id), keys::SUSPENSION_SK, "suspension"),
+        record: SuspensionRecord {
+            suspension: suspension.clone(),
+            until_epoch,
+            by: by.to_string(),
+            ttl: until_epoch,
+        },
+    })
+}
+
+/// A suspension item and when it ends (Unix seconds).
+pub(super) fn suspension_from_item(item: &Item) -> Result<(Suspension, i64), StoreError> {
+    let record: SuspensionRecord = decode(item)?;
+    Ok((record.suspension, record.until_epoch))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +427,7 @@ mod tests {
             edited_at: None,
             like_count: 3,
             comment_count: 2,
+            removed: None,
         }
     }
 

@@ -66,3 +66,13 @@ pub fn name_pk(username_key: &str) -> String {
     format!("NAME#{username_key}")
 }
 pub const NAME_SK: &str = "NAME";
+/// The moderation log: one partition (moderators act rarely), newest first by action id.
+pub const MODLOG_PARTITION: &str = "MODLOG";
+pub const LOG_PREFIX: &str = "ACTION#";
+pub fn log_sk(action_id: &str) -> String {
+    format!("{LOG_PREFIX}{action_id}")
+}
+/// A user's suspension, while one is in force (`USER#<uid>` / `SUSPENSION`).
+pub const SUSPENSION_SK: &str = "SUSPENSION";
+/// The attribute a removed post or comment carries (and conditions test).
+pub const REMOVED_ATTR: &str = "removed";

@@ -30,7 +30,7 @@ impl Table {
                 self.bump_post(post_id, "like_count", 1)?,
                 self.put(like_item(post_id, user_id, now)?, Some("attribute_not_exists(pk)"))?,
             ];
-            let cancelled = match self.transact(like).await? {
+            let cancelled = match self.transact_as_writer(like, rate).await? {
                 Ok(()) => return self.committed_likes(post_id, true).await,
                 Err(c) => c,
             };
@@ -53,7 +53,7 @@ impl Table {
                 self.bump_post(post_id, "like_count", -1)?,
                 TransactWriteItem::builder().delete(delete).build(),
             ];
-            match self.transact(unlike).await? {
+            match self.transact_as_writer(unlike, rate).await? {
                 Ok(()) => return self.committed_likes(post_id, false).await,
                 Err(c) if c.failed(1) => return Err(StoreError::NotFound(Entity::Post)),
                 Err(c) if c.failed(0) => return Err(rate.refused()),

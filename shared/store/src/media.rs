@@ -81,7 +81,7 @@ impl Table {
             self.take_rate_token(rate)?,
             self.put(item, Some("attribute_not_exists(pk)"))?,
         ];
-        match self.transact(actions).await? {
+        match self.transact_as_writer(actions, rate).await? {
             Ok(()) => Ok(()),
             Err(c) if c.failed(0) => Err(rate.refused()),
             Err(c) => Err(StoreError::Internal(format!("media write refused: {:?}", c.codes))),

@@ -2,7 +2,7 @@
 
 use super::error::StoreError;
 use super::items::s;
-use super::{Item, Table};
+use super::{Item, Table, keys};
 use forum_domain::cursor::{Direction, PageCursor};
 use forum_domain::model::Comment;
 
@@ -31,7 +31,12 @@ pub(super) struct ListSpec<'a> {
     pub(super) sk_attr: &'a str,
     pub(super) sk_prefix: &'a str,
     pub(super) order: Order,
+    /// Leave out items a moderator removed (everyone's view but a moderator's).
+    pub(super) hide_removed: bool,
 }
+
+/// Queries one page may take when removed items are filtered out of it.
+const MAX_QUERIES_PER_PAGE: usize = 5;
 
 /// Sort keys are `<prefix><ULID>`; ULIDs use `0-9A-Z`, so `~` bounds every id from above.
 pub(super) const SK_UPPER: &str = "~";
@@ -44,6 +49,11 @@ pub fn feed_scope() -> String {
 /// The scope a comment cursor is bound to: one post's comments.
 pub fn comments_scope(post_id: &str) -> String {
     format!("comments:{post_id}")
+}
+
+/// The scope a moderation log cursor is bound to.
+pub fn log_scope() -> String {
+    "moderation-log".to_string()
 }
 
 /// Items a list is sorted by: their ULID.
@@ -100,21 +110,52 @@ impl Table {
             .scan_index_forward(ascending)
             // +1 to learn whether more exist, +1 for the position's own item if it still exists.
             .limit(limit as i32 + 2);
+        if spec.hide_removed {
+            query = query
+                .filter_expression("attribute_not_exists(#removed)")
+                .expression_attribute_names("#removed", keys::REMOVED_ATTR);
+        }
         match spec.index {
             Some(index) => query = query.index_name(index),
             // Base-table lists read consistently: a comment just written is on the next page read.
             None => query = query.consistent_read(true),
         }
-        let out = query.send().await?;
         let mut items = Vec::with_capacity(limit + 1);
-        for item in out.items() {
-            let parsed = parse(item)?;
-            if position.is_some_and(|c| c.key == parsed.sort_id()) {
-                continue;
+        // A filter applies after `Limit`: removed items read leave a page short, so it reads on
+        // from where DynamoDB stopped until the page is full or the list ends (bounded; a list
+        // that still has more says so, and the next page goes on from there).
+        let mut unread_left = false;
+        for read in 0..MAX_QUERIES_PER_PAGE {
+            let out = query.clone().send().await?;
+            for item in out.items() {
+                let parsed = parse(item)?;
+                if position.is_some_and(|c| c.key == parsed.sort_id()) {
+                    continue;
+                }
+                items.push(parsed);
             }
-            items.push(parsed);
+            let resume = out.last_evaluated_key().cloned();
+            unread_left = resume.is_some();
+            match resume {
+                Some(start) if items.len() <= limit && read + 1 < MAX_QUERIES_PER_PAGE => {
+                    query = query.set_exclusive_start_key(Some(start));
+                }
+                _ => break,
+            }
         }
-        let more = items.len() > limit;
+        // Stopped at the bound (or DynamoDB's 1 MB) with items unread: more may exist that way.
+        let more = items.len() > limit || unread_left;
+        Ok(Self::finish_page(spec, position, items, limit, more))
+    }
+
+    /// A page's items in list order and its cursors either way.
+    fn finish_page<T: HasSortId>(
+        spec: &ListSpec<'_>,
+        position: Option<&PageCursor>,
+        mut items: Vec<T>,
+        limit: usize,
+        more: bool,
+    ) -> Page<T> {
         items.truncate(limit);
         let reading_backwards = position.is_some_and(|c| c.direction == Direction::Before);
         if reading_backwards {
@@ -144,6 +185,6 @@ impl Table {
                     .flatten(),
             ),
         };
-        Ok(Page { items, next, previous })
+        Page { items, next, previous }
     }
 }

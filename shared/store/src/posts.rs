@@ -34,8 +34,13 @@ pub(super) enum OwnedWriteFailure {
     NotOwner,
 }
 
-pub(super) fn owned_write_failure(item_exists: bool) -> OwnedWriteFailure {
-    if item_exists {
+/// A post or comment that exists and no moderator has removed.
+pub(super) const POST_LIVE: &str = "attribute_exists(pk) AND attribute_not_exists(removed)";
+pub(super) const OWN_LIVE: &str = "attribute_exists(pk) AND attribute_not_exists(removed) AND user_id = :caller";
+
+/// What a failed ownership condition saw: a removed item is gone for its author too.
+pub(super) fn owned_write_failure(seen: Option<&super::Item>) -> OwnedWriteFailure {
+    if seen.is_some_and(|item| !item.contains_key(keys::REMOVED_ATTR)) {
         OwnedWriteFailure::NotOwner
     } else {
         OwnedWriteFailure::Missing
@@ -52,14 +57,28 @@ impl OwnedWriteFailure {
 }
 
 impl Table {
-    /// Adds `delta` to a post's counter, only if the post exists.
+    /// Adds `delta` to a post's counter, only if the post exists and is not removed: while a
+    /// moderator has removed it, no like or comment changes it (so its counters move exactly
+    /// once, whatever the order of removal, restore and writes).
     pub(super) fn bump_post(&self, post_id: &str, counter: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        self.bump_post_if(post_id, counter, delta, POST_LIVE)
+    }
+
+    /// Adds `delta` to a post's counter under `condition` (a moderator's removal of a comment
+    /// counts on a removed post too).
+    pub(super) fn bump_post_if(
+        &self,
+        post_id: &str,
+        counter: &str,
+        delta: i64,
+        condition: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
         let update = built(
             Update::builder()
                 .table_name(&self.name)
                 .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
                 .update_expression("ADD #counter :delta")
-                .condition_expression("attribute_exists(pk)")
+                .condition_expression(condition)
                 .expression_attribute_names("#counter", counter)
                 .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()))
                 .build(),
@@ -72,7 +91,7 @@ impl Table {
             ConditionCheck::builder()
                 .table_name(&self.name)
                 .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
-                .condition_expression("attribute_exists(pk)")
+                .condition_expression(POST_LIVE)
                 .build(),
         )?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
@@ -95,7 +114,7 @@ impl Table {
         if let Some(media) = media {
             actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);
         }
-        match self.transact_as_author(actions, author, &post.created_at).await? {
+        match self.transact_as_author(actions, author, &post.created_at, rate).await? {
             Ok(written) => Ok(written),
             Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
             Err(c) if c.failed(0) => Err(rate.refused()),
@@ -130,12 +149,13 @@ impl Table {
         item.as_ref().map(post_from_item).transpose()
     }
 
-    /// Whether a post exists (strongly consistent: a deleted post is gone at once).
-    pub async fn post_exists(&self, post_id: &str) -> Result<bool, StoreError> {
+    /// Whether a post exists and, unless `with_removed`, no moderator removed it (strongly
+    /// consistent: a deleted or removed post is gone at once).
+    pub async fn post_visible(&self, post_id: &str, with_removed: bool) -> Result<bool, StoreError> {
         let item = self
-            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("pk"))
+            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("pk, removed"))
             .await?;
-        Ok(item.is_some())
+        Ok(item.is_some_and(|item| with_removed || !item.contains_key(keys::REMOVED_ATTR)))
     }
 
     /// A post and whether `viewer` likes it, in one BatchGetItem.
@@ -173,6 +193,8 @@ impl Table {
             sk_attr: keys::FEED_SK,
             sk_prefix: keys::POST_PREFIX,
             order: Order::NewestFirst,
+            // A removed post has no feed keys: the index never lists it.
+            hide_removed: false,
         };
         let ids = self.page(&spec, position, limit, feed_entry).await?;
         let mut wanted: Vec<_> = ids
@@ -202,7 +224,13 @@ impl Table {
             }
         }
         // In the page's order; a post deleted since the Query is left out.
-        let items = ids.items.into_iter().filter_map(|e| posts.remove(&e.0)).collect();
+        // A post removed since the Query (its feed keys go with the removal) is left out too.
+        let items = ids
+            .items
+            .into_iter()
+            .filter_map(|e| posts.remove(&e.0))
+            .filter(|post| post.removed.is_none())
+            .collect();
         Ok((
             Page {
                 items,
@@ -258,7 +286,7 @@ impl Table {
                 .table_name(&self.name)
                 .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
                 .update_expression(expression)
-                .condition_expression("attribute_exists(pk) AND user_id = :caller")
+                .condition_expression(OWN_LIVE)
                 .set_expression_attribute_values(Some(values))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build(),
@@ -271,12 +299,12 @@ impl Table {
             actions.push(self.claim_media(media, caller, post_id, rate.now)?);
         }
         let (written, read) = tokio::join!(
-            self.transact_as_author(actions, author, edited_at),
+            self.transact_as_author(actions, author, edited_at, rate),
             self.get_post(post_id, caller)
         );
         let author = match written? {
             Ok(author) => author,
-            Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0).is_some()).into_error()),
+            Err(c) if c.failed(0) => return Err(owned_write_failure(c.item(0)).into_error()),
             Err(c) if c.failed(2) => return Err(media_refused(c.item(2), caller, post_id)),
             Err(c) if c.failed(1) => return Err(rate.refused()),
             Err(c) => return Err(StoreError::Internal(format!("post edit refused: {:?}", c.codes))),
@@ -301,7 +329,7 @@ impl Table {
             .delete_item()
             .table_name(&self.name)
             .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
-            .condition_expression("attribute_exists(pk) AND user_id = :caller")
+            .condition_expression(OWN_LIVE)
             .expression_attribute_values(":caller", s(caller))
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -314,7 +342,7 @@ impl Table {
             },
             Err(err) => match err.as_service_error() {
                 Some(DeleteItemError::ConditionalCheckFailedException(e)) => {
-                    Err(owned_write_failure(e.item().is_some()).into_error())
+                    Err(owned_write_failure(e.item()).into_error())
                 }
                 _ => Err(err.into()),
             },

@@ -1,6 +1,7 @@
 //! Profiles and display names: written with the author's writes, names claimed uniquely.
 
 use super::items::{get_s, key, profile_from_item, profile_item, s};
+use super::rate::RateToken;
 use super::tx::{Cancelled, Guard, built};
 use std::collections::{HashMap, HashSet};
 
@@ -23,11 +24,13 @@ impl Table {
         actions: Vec<TransactWriteItem>,
         author: Option<&Profile>,
         now: &str,
+        rate: &RateToken,
     ) -> Result<Result<Option<Profile>, Cancelled>, StoreError> {
         let Some(author) = author else {
-            return Ok(self.transact(actions).await?.map(|()| None));
+            return Ok(self.transact_as_writer(actions, rate).await?.map(|()| None));
         };
-        let own = actions.len();
+        // The writer's standing check comes right after `actions`, then the profile and name.
+        let own = actions.len() + 1;
         for name in [author.token_name.clone(), author.fallback_name()] {
             let shown = Profile {
                 username: name,
@@ -36,7 +39,7 @@ impl Table {
             let mut all = actions.clone();
             all.push(self.put(profile_item(&shown, now)?, None)?);
             all.push(self.claim_name(&shown, now)?);
-            match self.transact(all).await? {
+            match self.transact_as_writer_then(all, actions.len(), rate).await? {
                 Ok(()) => return Ok(Ok(Some(shown))),
                 // Only the name was refused: try the next one.
                 Err(c) if c.failed(own + 1) && (0..own).all(|i| !c.failed(i)) => continue,

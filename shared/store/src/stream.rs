@@ -16,6 +16,11 @@ pub enum Change {
     },
     PostDeleted(Post),
     CommentCreated(Comment),
+    /// Edited, or removed or restored by a moderator.
+    CommentChanged {
+        old: Comment,
+        new: Comment,
+    },
     CommentDeleted(Comment),
     MediaChanged {
         old: Option<Media>,
@@ -44,6 +49,10 @@ impl Change {
             },
             (Some("post"), Some(o), None) => Change::PostDeleted(post_from_item(o)?),
             (Some("comment"), None, Some(n)) => Change::CommentCreated(comment_from_item(n)?),
+            (Some("comment"), Some(o), Some(n)) => Change::CommentChanged {
+                old: comment_from_item(o)?,
+                new: comment_from_item(n)?,
+            },
             (Some("comment"), Some(o), None) => Change::CommentDeleted(comment_from_item(o)?),
             (Some("media"), o, Some(n)) => Change::MediaChanged {
                 old: o.map(media_from_item).transpose()?,

@@ -23,6 +23,9 @@ struct Claims<'a> {
     exp: i64,
     iss: &'a str,
     aud: &'a str,
+    /// Any other claims (a role claim, e.g. `cognito:groups`).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Signs an HS256 token with `mint`'s secret, valid for `ttl_secs` (negative: already expired).
@@ -33,6 +36,19 @@ pub fn issue_token(
     picture: Option<&str>,
     ttl_secs: i64,
 ) -> Result<String, String> {
+    issue_token_with(mint, sub, username, picture, ttl_secs, serde_json::Map::new())
+}
+
+/// As [`issue_token`], with `extra` claims beside the usual ones (a group claim that makes a
+/// moderator, or a forged one that must not).
+pub fn issue_token_with(
+    mint: &TokenMint,
+    sub: &str,
+    username: &str,
+    picture: Option<&str>,
+    ttl_secs: i64,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<String, String> {
     let claims = Claims {
         sub,
         preferred_username: username,
@@ -40,6 +56,7 @@ pub fn issue_token(
         exp: chrono::Utc::now().timestamp() + ttl_secs,
         iss: &mint.issuer,
         aud: &mint.audience,
+        extra,
     };
     encode(
         &Header::new(Algorithm::HS256),

@@ -32,7 +32,7 @@ fn content_rules(app: &App) -> TextRules {
 
 /// `GET /posts/{id}/comments/`: oldest first, keyset-paginated. The post must exist: the
 /// comments of a deleted post are unreachable at once.
-pub async fn list_comments(app: &App, req: &Request, _caller: &Caller) -> Result<Response<Body>, ApiError> {
+pub async fn list_comments(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let post_id = path_id(req, "id", "post")?;
     let limit = page_limit(req)?;
     let cursors = app.cursors().await?;
@@ -40,9 +40,11 @@ pub async fn list_comments(app: &App, req: &Request, _caller: &Caller) -> Result
         .map(|raw| cursors.decode(raw, &comments_scope(&post_id)))
         .transpose()?;
     // The existence check and the page are independent: one round trip of latency for both.
+    // What a moderator removed (the post, or comments) only moderators see, marked.
+    let moderator = caller.role.moderates();
     let (exists, page) = tokio::join!(
-        app.table.post_exists(&post_id),
-        app.table.comments_page(&post_id, position.as_ref(), limit)
+        app.table.post_visible(&post_id, moderator),
+        app.table.comments_page(&post_id, position.as_ref(), limit, moderator)
     );
     if !exists? {
         return Err(ApiError::NotFound("post not found".into()));
@@ -85,6 +87,7 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         content,
         created_at,
         edited_at: None,
+        removed: None,
     };
     let author = app.author(caller);
     let rate = app.rate_token(caller, RateAction::Comment);
@@ -138,6 +141,7 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
         content,
         created_at,
         edited_at: Some(edited_at),
+        removed: None,
     };
     Ok(json(200, &CommentView::new(comment, &author)))
 }

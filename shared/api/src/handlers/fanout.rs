@@ -170,6 +170,19 @@ async fn handle_change(
             broadcast(app, &app.table.all_connections().await?, &message).await?;
             Ok(())
         }
+        Change::PostChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
+            // Removed or restored by a moderator: everyone drops it, or gets it back.
+            let message = if new.removed.is_some() {
+                ServerMessage::PostRemoved { post_id: new.id }
+            } else {
+                let author = author(app, &new.user_id).await?;
+                ServerMessage::PostRestored {
+                    post: PostView::new(new, &author, false),
+                }
+            };
+            broadcast(app, &app.table.all_connections().await?, &message).await?;
+            Ok(())
+        }
         Change::PostChanged { old, new } => {
             let media_changed = old.media_url != new.media_url;
             let like_news = old.like_count != new.like_count && !like_superseded;
@@ -221,6 +234,29 @@ async fn handle_change(
             };
             reads.tell_audience(app, &post.id, &post.user_id, &message).await
         }
+        Change::CommentChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
+            // The post's count as now stored; a post deleted since has nothing to tell.
+            let Some(post) = reads.post_now(app, &new.post_id).await? else {
+                return Ok(());
+            };
+            let message = if new.removed.is_some() {
+                ServerMessage::CommentRemoved {
+                    post_id: post.id.clone(),
+                    comment_id: new.id,
+                    comment_count: post.comment_count,
+                }
+            } else {
+                let author = author(app, &new.user_id).await?;
+                ServerMessage::CommentRestored {
+                    post_id: post.id.clone(),
+                    comment: CommentView::new(new, &author),
+                    comment_count: post.comment_count,
+                }
+            };
+            reads.tell_audience(app, &post.id, &post.user_id, &message).await
+        }
+        // An edit of a comment is not pushed (clients read it with the list).
+        Change::CommentChanged { .. } => Ok(()),
         Change::CommentDeleted(comment) => {
             // Comments removed with their post are not news.
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {

@@ -7,6 +7,7 @@ mod fanout;
 mod hot;
 mod likes;
 mod media;
+mod moderation;
 mod posts;
 pub mod route_table;
 mod ws;

@@ -90,6 +90,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         edited_at: None,
         like_count: 0,
         comment_count: 0,
+        removed: None,
     };
     let author = app.author(caller);
     let rate = app.rate_token(caller, RateAction::Post);
@@ -113,6 +114,10 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
 pub async fn get_post(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let id = path_id(req, "id", "post")?;
     let (post, author, is_liked) = app.post_for(&id, &caller.user_id).await?;
+    // Removed by a moderator: gone for everyone but moderators, who see it marked.
+    if post.removed.is_some() && !caller.role.moderates() {
+        return Err(ApiError::NotFound("post not found".into()));
+    }
     Ok(json(200, &PostView::new(post, &author, is_liked)))
 }
 

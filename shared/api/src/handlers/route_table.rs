@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
 
-use super::{App, comments, likes, media, posts};
+use super::{App, comments, likes, media, moderation, posts};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::match_path;
@@ -27,6 +27,8 @@ pub enum Route {
     Upload,
     PresignUpload,
     GetMedia,
+    Moderate,
+    ModerationLog,
     /// The `$default` route: answers unknown paths 404 and known paths with a wrong method 405.
     Fallback,
 }
@@ -224,6 +226,22 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/forum/media/{id}",
         uses: DYNAMODB,
         handler: handler!(media::get_media),
+    },
+    RouteSpec {
+        route: Route::Moderate,
+        binary: "moderate",
+        method: "POST",
+        path: "/api/forum/moderation/actions",
+        uses: TEXT,
+        handler: handler!(moderation::moderate),
+    },
+    RouteSpec {
+        route: Route::ModerationLog,
+        binary: "moderation-log",
+        method: "GET",
+        path: "/api/forum/moderation/actions",
+        uses: PAGES,
+        handler: handler!(moderation::moderation_log),
     },
     RouteSpec {
         route: Route::Fallback,

@@ -1,0 +1,333 @@
+//! Moderation: removing and restoring posts and comments, suspensions (and the check every
+//! write makes against them), and the moderation log. Each action and its log entry are one
+//! transaction: the log never misses an action, and never records one that did not happen.
+
+use super::items::{
+    comment_from_item, key, log_entry_from_item, log_item, post_from_item, s, signed, suspension_from_item,
+    suspension_item,
+};
+use super::page::{HasSortId, ListSpec, Order, Page, log_scope};
+use super::posts::POST_LIVE;
+use super::rate::RateToken;
+use super::tx::{Cancelled, built};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+use super::error::{Entity, ModerationConflict, StoreError};
+use super::keys;
+use super::{Item, Table};
+use forum_domain::cursor::PageCursor;
+use forum_domain::moderation::{LogEntry, Removal, Suspension};
+
+impl HasSortId for LogEntry {
+    fn sort_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// What a removal or restore changes on the item, and the condition it holds under.
+struct Toggle {
+    update: String,
+    condition: &'static str,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl Table {
+    /// The writer is not suspended now: a condition of every write that takes a rate token
+    /// (one ConditionCheck in the write's own transaction: no extra round trip).
+    pub(super) fn standing_check(&self, rate: &RateToken) -> Result<TransactWriteItem, StoreError> {
+        let check = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(&rate.user_id), keys::SUSPENSION_SK)))
+                .condition_expression("attribute_not_exists(pk) OR until_epoch <= :now")
+                .expression_attribute_values(":now", signed(rate.now))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Runs a writer's transaction with [`Table::standing_check`] appended: a suspended
+    /// writer is refused whatever else failed; otherwise the cancellation, indices unchanged.
+    pub(super) async fn transact_as_writer(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        rate: &RateToken,
+    ) -> Result<Result<(), Cancelled>, StoreError> {
+        let at = actions.len();
+        self.transact_as_writer_then(actions, at, rate).await
+    }
+
+    /// As [`Table::transact_as_writer`], with the standing check inserted at `check` (before
+    /// actions that follow the writer's own, such as a profile refresh).
+    pub(super) async fn transact_as_writer_then(
+        &self,
+        mut actions: Vec<TransactWriteItem>,
+        check: usize,
+        rate: &RateToken,
+    ) -> Result<Result<(), Cancelled>, StoreError> {
+        actions.insert(check, self.standing_check(rate)?);
+        match self.transact(actions).await? {
+            Ok(()) => Ok(Ok(())),
+            Err(c) if c.failed(check) => Err(suspended(c.item(check))),
+            Err(c) => Ok(Err(c)),
+        }
+    }
+
+    /// Removes a post: it leaves the feed (its index keys go), every read but a moderator's
+    /// answers 404, and likes and comments stop changing its counters. Logged in the same
+    /// transaction; `entry.user_id` is filled in with the author.
+    pub async fn remove_post(&self, post_id: &str, mut entry: LogEntry) -> Result<LogEntry, StoreError> {
+        let post = self.post_for_moderation(post_id).await?;
+        if post.removed.is_some() {
+            return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
+        }
+        entry.user_id = Some(post.user_id);
+        let toggle = Toggle {
+            update: format!("SET removed = :removal REMOVE {}, {}", keys::FEED_PK, keys::FEED_SK),
+            condition: POST_LIVE,
+            values: vec![(":removal", removal_value(&entry)?)],
+        };
+        self.toggle_post(post_id, toggle, &entry, true).await?;
+        Ok(entry)
+    }
+
+    /// Restores a removed post: back in the feed where it was, readable by all again.
+    pub async fn restore_post(&self, post_id: &str, mut entry: LogEntry) -> Result<LogEntry, StoreError> {
+        let post = self.post_for_moderation(post_id).await?;
+        if post.removed.is_none() {
+            return Err(StoreError::Moderation(ModerationConflict::NotRemoved));
+        }
+        entry.user_id = Some(post.user_id);
+        let toggle = Toggle {
+            update: format!("REMOVE removed SET {} = :feed, {} = :ref", keys::FEED_PK, keys::FEED_SK),
+            condition: "attribute_exists(pk) AND attribute_exists(removed)",
+            values: vec![(":feed", s(keys::FEED_PARTITION)), (":ref", s(keys::post_ref(post_id)))],
+        };
+        self.toggle_post(post_id, toggle, &entry, false).await?;
+        Ok(entry)
+    }
+
+    /// Removes a comment and uncounts it on its post, in one transaction with the log entry.
+    /// Its author's delete conditions on the comment not being removed, so whichever of the
+    /// two commits first is the one that moves the counter.
+    pub async fn remove_comment(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        mut entry: LogEntry,
+    ) -> Result<LogEntry, StoreError> {
+        let comment = self.comment_for_moderation(post_id, comment_id).await?;
+        if comment.removed.is_some() {
+            return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
+        }
+        entry.user_id = Some(comment.user_id);
+        let toggle = Toggle {
+            update: "SET removed = :removal".into(),
+            condition: "attribute_exists(pk) AND attribute_not_exists(removed)",
+            values: vec![(":removal", removal_value(&entry)?)],
+        };
+        self.toggle_comment(post_id, comment_id, toggle, -1, &entry, true)
+            .await?;
+        Ok(entry)
+    }
+
+    /// Restores a removed comment and counts it on its post again.
+    pub async fn restore_comment(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        mut entry: LogEntry,
+    ) -> Result<LogEntry, StoreError> {
+        let comment = self.comment_for_moderation(post_id, comment_id).await?;
+        if comment.removed.is_none() {
+            return Err(StoreError::Moderation(ModerationConflict::NotRemoved));
+        }
+        entry.user_id = Some(comment.user_id);
+        let toggle = Toggle {
+            update: "REMOVE removed".into(),
+            condition: "attribute_exists(pk) AND attribute_exists(removed)",
+            values: Vec::new(),
+        };
+        self.toggle_comment(post_id, comment_id, toggle, 1, &entry, false)
+            .await?;
+        Ok(entry)
+    }
+
+    /// Suspends a user until `until_epoch` (a later suspension replaces an earlier one; both
+    /// are logged). Their writes are refused from the moment this commits.
+    pub async fn suspend_user(
+        &self,
+        suspension: &Suspension,
+        until_epoch: i64,
+        entry: &LogEntry,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            self.put(suspension_item(suspension, until_epoch, &entry.moderator_id)?, None)?,
+            self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) => Err(StoreError::Internal(format!("suspension refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Lifts a suspension in force; `409` when there is none (never suspended, or over).
+    pub async fn lift_suspension(&self, user_id: &str, entry: &LogEntry, now: i64) -> Result<(), StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(user_id), keys::SUSPENSION_SK)))
+                .condition_expression("attribute_exists(pk) AND until_epoch > :now")
+                .expression_attribute_values(":now", signed(now))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed(0) => Err(StoreError::Moderation(ModerationConflict::NotSuspended)),
+            Err(c) => Err(StoreError::Internal(format!(
+                "lifting a suspension refused: {:?}",
+                c.codes
+            ))),
+        }
+    }
+
+    /// A user's suspension if one is in force at `now`.
+    pub async fn suspension(&self, user_id: &str, now: i64) -> Result<Option<Suspension>, StoreError> {
+        let item = self
+            .get_one(key(keys::user_pk(user_id), keys::SUSPENSION_SK), true, None)
+            .await?;
+        Ok(match item.as_ref().map(suspension_from_item).transpose()? {
+            Some((suspension, until)) if until > now => Some(suspension),
+            _ => None,
+        })
+    }
+
+    /// One page of the moderation log, newest first.
+    pub async fn log_page(&self, position: Option<&PageCursor>, limit: usize) -> Result<Page<LogEntry>, StoreError> {
+        let spec = ListSpec {
+            scope: log_scope(),
+            index: None,
+            pk_attr: keys::PK,
+            pk: keys::MODLOG_PARTITION.to_string(),
+            sk_attr: keys::SK,
+            sk_prefix: keys::LOG_PREFIX,
+            order: Order::NewestFirst,
+            hide_removed: false,
+        };
+        self.page(&spec, position, limit, log_entry_from_item).await
+    }
+
+    async fn post_for_moderation(&self, post_id: &str) -> Result<forum_domain::model::Post, StoreError> {
+        let item = self
+            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, None)
+            .await?
+            .ok_or(StoreError::NotFound(Entity::Post))?;
+        post_from_item(&item)
+    }
+
+    async fn comment_for_moderation(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+    ) -> Result<forum_domain::model::Comment, StoreError> {
+        let item = self
+            .get_one(key(keys::post_pk(post_id), keys::comment_sk(comment_id)), true, None)
+            .await?
+            .ok_or(StoreError::NotFound(Entity::Comment))?;
+        comment_from_item(&item)
+    }
+
+    async fn toggle_post(
+        &self,
+        post_id: &str,
+        toggle: Toggle,
+        entry: &LogEntry,
+        removing: bool,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            self.toggle_action(key(keys::post_pk(post_id), keys::POST_SK), toggle)?,
+            self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed(0) => Err(toggle_refused(c.item(0), Entity::Post, removing)),
+            Err(c) => Err(StoreError::Internal(format!("moderation refused: {:?}", c.codes))),
+        }
+    }
+
+    async fn toggle_comment(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        toggle: Toggle,
+        delta: i64,
+        entry: &LogEntry,
+        removing: bool,
+    ) -> Result<(), StoreError> {
+        let actions = vec![
+            self.toggle_action(key(keys::post_pk(post_id), keys::comment_sk(comment_id)), toggle)?,
+            // The post's count is of comments no moderator removed, on a removed post too.
+            self.bump_post_if(post_id, "comment_count", delta, "attribute_exists(pk)")?,
+            self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed(0) => Err(toggle_refused(c.item(0), Entity::Comment, removing)),
+            Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
+            Err(c) => Err(StoreError::Internal(format!("moderation refused: {:?}", c.codes))),
+        }
+    }
+
+    fn toggle_action(&self, item_key: Item, toggle: Toggle) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(item_key))
+            .update_expression(toggle.update)
+            .condition_expression(toggle.condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in toggle.values {
+            update = update.expression_attribute_values(name, value);
+        }
+        Ok(TransactWriteItem::builder().update(built(update.build())?).build())
+    }
+}
+
+/// The removal a log entry makes, as the item's `removed` attribute.
+fn removal_value(entry: &LogEntry) -> Result<AttributeValue, StoreError> {
+    let removal = Removal {
+        action_id: entry.id.clone(),
+        by: entry.moderator_id.clone(),
+        reason: entry.reason.clone(),
+        at: entry.created_at.clone(),
+    };
+    serde_dynamo::to_attribute_value(removal).map_err(|e| StoreError::Internal(format!("encoding a removal: {e}")))
+}
+
+/// A removal or restore whose condition failed: the item went away, or another moderator's
+/// action got there first.
+fn toggle_refused(seen: Option<&Item>, entity: Entity, removing: bool) -> StoreError {
+    match (seen, removing) {
+        (None, _) => StoreError::NotFound(entity),
+        (Some(_), true) => StoreError::Moderation(ModerationConflict::AlreadyRemoved),
+        (Some(_), false) => StoreError::Moderation(ModerationConflict::NotRemoved),
+    }
+}
+
+/// The refusal of a suspended writer, with the suspension's end.
+fn suspended(seen: Option<&Item>) -> StoreError {
+    match seen.map(suspension_from_item) {
+        Some(Ok((suspension, _))) => StoreError::Suspended {
+            until: suspension.until,
+            reason: suspension.reason,
+        },
+        Some(Err(e)) => e,
+        None => StoreError::Internal("a failed standing check returned no item".into()),
+    }
+}

@@ -1,0 +1,452 @@
+//! Moderation: who may moderate (a claim only the authorizer reads), removal and restore with
+//! counters that move exactly once whatever races them, suspensions, and the log.
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::likes::like_truth;
+use crate::support::{Client, TestStack, isolated_stack, shared_stack};
+
+const ACTIONS: &str = "/api/forum/moderation/actions/";
+
+fn post_path(post_id: &str) -> String {
+    format!("/api/forum/posts/{post_id}/")
+}
+
+fn comments_path(post_id: &str) -> String {
+    format!("/api/forum/posts/{post_id}/comments/")
+}
+
+async fn act(moderator: &Client, body: Value) -> Value {
+    let answer = moderator.post(ACTIONS, body).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    answer.body
+}
+
+/// The post's `comment_count` as stored, and the comments a reader sees (every page).
+async fn comment_truth(stack: &TestStack, reader: &Client, post_id: &str) -> (u64, usize) {
+    let item = stack
+        .stack
+        .dynamodb
+        .get_item()
+        .table_name(&stack.table_name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("POST#{post_id}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("POST".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let count = item.item().unwrap()["comment_count"].as_n().unwrap().parse().unwrap();
+    let mut seen = 0;
+    let mut page = reader.get(&format!("{}?limit=7", comments_path(post_id))).await;
+    loop {
+        assert_eq!(page.status, 200, "{}", page.body);
+        seen += page.body["comments"].as_array().unwrap().len();
+        match page.body["next_page"].as_str() {
+            Some(next) => page = reader.get(next).await,
+            None => return (count, seen),
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_moderators_moderate_and_a_forged_or_missing_role_is_an_ordinary_user() {
+    let stack = shared_stack().await;
+    let author = stack.user("author");
+    let post = author.create_post("moderate me if you can").await;
+    let post_id = post["id"].as_str().unwrap();
+    let remove = json!({"action": "remove_post", "post_id": post_id, "reason": "test"});
+
+    let claim = stack.stack.environments["authorizer"]["FORUM_ROLE_CLAIM"].clone();
+    let impostors = [
+        stack.user("plain"),
+        // The right group under another claim, the right claim with another spelling or shape,
+        // a role claim the forum never reads.
+        stack.user_with_claims("other_claim", json!({"groups": ["moderators"]})),
+        stack.user_with_claims("capitalised", json!({ claim.as_str(): ["Moderators"] })),
+        stack.user_with_claims("object", json!({ claim.as_str(): {"moderators": true} })),
+        stack.user_with_claims("role", json!({"role": "moderator", "custom:role": "admin"})),
+        // A header or query can never carry a role: only the authorizer's context does.
+        stack.user("header").with_header("x-forum-role", "moderator"),
+    ];
+    for impostor in &impostors {
+        impostor
+            .post(ACTIONS, remove.clone())
+            .await
+            .assert_error(403, "forbidden");
+        impostor.get(ACTIONS).await.assert_error(403, "forbidden");
+        impostor
+            .get(&format!("{ACTIONS}?role=moderator"))
+            .await
+            .assert_error(403, "forbidden");
+    }
+    // The moderator's claim in a token signed by anyone else is no token at all.
+    let moderator = stack.moderator("mod");
+    let forged_mint = forum_testkit::TokenMint {
+        secret: "an attacker's own key, long enough to sign anything".into(),
+        ..stack.jwt.clone()
+    };
+    let forged = forum_testkit::issue_token_with(
+        &forged_mint,
+        &moderator.user_id,
+        &moderator.username,
+        None,
+        600,
+        json!({ claim.as_str(): ["moderators"] }).as_object().unwrap().clone(),
+    )
+    .unwrap();
+    moderator
+        .with_token(&forged)
+        .post(ACTIONS, remove.clone())
+        .await
+        .assert_error(401, "unauthorized");
+    // Nothing above changed the post.
+    assert_eq!(author.get(&post_path(post_id)).await.status, 200);
+    assert_eq!(moderator.get(ACTIONS).await.status, 200);
+
+    // A moderator's malformed actions: each a clear 400, nothing written.
+    for (body, code) in [
+        (json!({"action": "delete_everything", "reason": "x"}), "invalid_action"),
+        (json!({"action": "remove_post", "reason": "x"}), "invalid_action"),
+        (
+            json!({"action": "remove_post", "post_id": "nope", "reason": "x"}),
+            "invalid_action",
+        ),
+        (
+            json!({"action": "remove_post", "post_id": post_id, "user_id": "u", "reason": "x"}),
+            "invalid_action",
+        ),
+        (
+            json!({"action": "remove_post", "post_id": post_id, "reason": " \u{200B} "}),
+            "content_required",
+        ),
+        (json!({"action": "remove_post", "post_id": post_id}), "invalid_json"),
+        (
+            json!({"action": "suspend_user", "user_id": "u", "reason": "x"}),
+            "invalid_until",
+        ),
+        (
+            json!({"action": "suspend_user", "user_id": "u", "until": "soon", "reason": "x"}),
+            "invalid_until",
+        ),
+        (
+            json!({"action": "suspend_user", "user_id": "u", "until": "2001-01-01T00:00:00Z", "reason": "x"}),
+            "invalid_until",
+        ),
+        (
+            json!({"action": "suspend_user", "user_id": "a#b", "until": "2099-01-01T00:00:00Z", "reason": "x"}),
+            "invalid_action",
+        ),
+    ] {
+        moderator.post(ACTIONS, body.clone()).await.assert_error(400, code);
+    }
+    let missing = json!({"action": "remove_post", "post_id": "01JDQ8Z6Y0X9W8V7T6S5R4Q3P2", "reason": "x"});
+    moderator.post(ACTIONS, missing).await.assert_error(404, "not_found");
+    assert_eq!(author.get(&post_path(post_id)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_removed_post_is_gone_for_everyone_but_moderators_until_restored() {
+    let stack = isolated_stack().await;
+    let alice = stack.user("alice");
+    let bob = stack.user("bob");
+    let moderator = stack.moderator("mod");
+    let post = alice.create_post("a post to remove").await;
+    let post_id = post["id"].as_str().unwrap();
+    assert_eq!(
+        bob.post(&format!("{}like/", post_path(post_id)), json!(null))
+            .await
+            .status,
+        200
+    );
+    let comment = bob.post(&comments_path(post_id), json!({"content": "a reply"})).await;
+    assert_eq!(comment.status, 201);
+
+    let entry = act(
+        &moderator,
+        json!({"action": "remove_post", "post_id": post_id, "reason": "off-topic <b>spam</b>"}),
+    )
+    .await;
+    assert_eq!(entry["action"], "remove_post");
+    assert_eq!(entry["reason"], "off-topic spam");
+    assert_eq!(entry["user_id"], alice.user_id.as_str());
+    assert_eq!(entry["moderator_id"], moderator.user_id.as_str());
+
+    // Gone for the author and everyone else, from reads and from the feed.
+    let path = post_path(post_id);
+    for reader in [&alice, &bob] {
+        stack
+            .within_staleness_bound("the removal", || reader.get(&path), |a| a.status == 404)
+            .await
+            .assert_error(404, "not_found");
+        reader.get(&comments_path(post_id)).await.assert_error(404, "not_found");
+        stack
+            .within_staleness_bound(
+                "the feed without it",
+                || reader.get("/api/forum/posts/"),
+                |a| {
+                    a.body["posts"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().all(|p| p["id"] != post_id))
+                },
+            )
+            .await;
+    }
+    // A moderator reads it, marked, with its comments.
+    let seen = moderator.get(&post_path(post_id)).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["removed"]["reason"], "off-topic spam");
+    assert_eq!(seen.body["removed"]["action_id"], entry["id"]);
+    assert_eq!(moderator.get(&comments_path(post_id)).await.status, 200);
+
+    // While removed, nothing changes it: no like, comment, edit or delete (all 404).
+    bob.post(&format!("{}like/", post_path(post_id)), json!(null))
+        .await
+        .assert_error(404, "not_found");
+    bob.post(&comments_path(post_id), json!({"content": "still here?"}))
+        .await
+        .assert_error(404, "not_found");
+    alice
+        .patch(&post_path(post_id), json!({"content": "edited away"}))
+        .await
+        .assert_error(404, "not_found");
+    alice.delete(&post_path(post_id)).await.assert_error(404, "not_found");
+    // Removing it twice is a conflict, and logs nothing.
+    moderator
+        .post(
+            ACTIONS,
+            json!({"action": "remove_post", "post_id": post_id, "reason": "again"}),
+        )
+        .await
+        .assert_error(409, "already_removed");
+
+    let restored = act(
+        &moderator,
+        json!({"action": "restore_post", "post_id": post_id, "reason": "appeal upheld"}),
+    )
+    .await;
+    let back = stack
+        .within_staleness_bound("the restore", || bob.get(&path), |a| a.status == 200)
+        .await;
+    assert_eq!(
+        (back.body["like_count"].as_u64(), back.body["comment_count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(back.body["content"], "a post to remove");
+    assert!(back.body.get("removed").is_none());
+    stack
+        .within_staleness_bound(
+            "the feed with it again",
+            || bob.get("/api/forum/posts/"),
+            |a| {
+                a.body["posts"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["id"] == post_id))
+            },
+        )
+        .await;
+    moderator
+        .post(
+            ACTIONS,
+            json!({"action": "restore_post", "post_id": post_id, "reason": "again"}),
+        )
+        .await
+        .assert_error(409, "not_removed");
+
+    // The log: both actions, newest first; nothing of the refused ones.
+    let log = moderator.get(&format!("{ACTIONS}?limit=1")).await;
+    assert_eq!(log.body["actions"][0]["id"], restored["id"]);
+    let older = moderator.get(log.body["next_page"].as_str().unwrap()).await;
+    assert_eq!(older.body["actions"][0]["id"], entry["id"]);
+    assert!(older.body["next_page"].is_null());
+    let newer = moderator.get(older.body["previous_page"].as_str().unwrap()).await;
+    assert_eq!(newer.body["actions"][0]["id"], restored["id"]);
+}
+
+#[tokio::test]
+async fn removal_racing_the_authors_delete_likes_and_comments_moves_each_counter_once() {
+    let stack = shared_stack().await;
+    let author = stack.user("author");
+    let moderator = stack.moderator("mod");
+    let post = author.create_post("a contested thread").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let commenters: Vec<Client> = (0..12).map(|i| stack.user(&format!("c{i}"))).collect();
+    let mut comments = Vec::new();
+    for user in &commenters {
+        let c = user.post(&comments_path(&post_id), json!({"content": "mine"})).await;
+        assert_eq!(c.status, 201, "{}", c.body);
+        comments.push((user.clone(), c.body["id"].as_str().unwrap().to_string()));
+    }
+
+    // Each comment: its author deletes it while a moderator removes it. One wins.
+    let races = comments.iter().map(|(user, cid)| {
+        let (post_id, moderator) = (post_id.clone(), moderator.clone());
+        async move {
+            let comment_path = format!("{}{cid}/", comments_path(&post_id));
+            let delete = user.delete(&comment_path);
+            let remove = moderator.post(
+                ACTIONS,
+                json!({"action": "remove_comment", "post_id": post_id, "comment_id": cid, "reason": "race"}),
+            );
+            let (deleted, removed) = tokio::join!(delete, remove);
+            (cid.clone(), deleted.status, removed.status, removed.body)
+        }
+    });
+    let outcomes = join_all(races).await;
+    let mut removed_ids = Vec::new();
+    for (cid, deleted, removed, body) in &outcomes {
+        match (deleted, removed) {
+            (204, 404) => {}
+            (404, 201) => removed_ids.push(cid.clone()),
+            other => panic!("comment {cid}: delete and removal both or neither won: {other:?} {body}"),
+        }
+    }
+    let (count, seen) = comment_truth(stack, &author, &post_id).await;
+    assert_eq!(
+        (count, seen),
+        (0, 0),
+        "every comment is deleted or removed, and uncounted once"
+    );
+    let (_, moderators_view) = comment_truth(stack, &moderator, &post_id).await;
+    assert_eq!(
+        moderators_view,
+        removed_ids.len(),
+        "moderators still see the removed ones"
+    );
+
+    // Restoring them counts them again, once each, even when restored twice at once.
+    let restores = removed_ids.iter().flat_map(|cid| {
+        let body = json!({"action": "restore_comment", "post_id": post_id, "comment_id": cid, "reason": "ok"});
+        [moderator.post(ACTIONS, body.clone()), moderator.post(ACTIONS, body)]
+    });
+    let answers = join_all(restores).await;
+    let won = answers.iter().filter(|a| a.status == 201).count();
+    assert_eq!(won, removed_ids.len(), "each removal is restored exactly once");
+    for lost in answers.iter().filter(|a| a.status != 201) {
+        lost.assert_error(409, "not_removed");
+    }
+    let (count, seen) = comment_truth(stack, &author, &post_id).await;
+    assert_eq!((count, seen), (removed_ids.len() as u64, removed_ids.len()));
+
+    // Likes racing a removal and a restore of the post: the count equals the like items.
+    let fans: Vec<Client> = (0..20).map(|i| stack.user(&format!("fan{i}"))).collect();
+    let like = format!("{}like/", post_path(&post_id));
+    let mut calls = Vec::new();
+    for fan in &fans {
+        calls.push(fan.post(&like, json!(null)));
+    }
+    let (likes, _) = tokio::join!(join_all(calls), async {
+        act(
+            &moderator,
+            json!({"action": "remove_post", "post_id": post_id, "reason": "race"}),
+        )
+        .await;
+        act(
+            &moderator,
+            json!({"action": "restore_post", "post_id": post_id, "reason": "race"}),
+        )
+        .await;
+    });
+    for answer in &likes {
+        assert!(matches!(answer.status, 200 | 404 | 503), "{}", answer.body);
+    }
+    let (items, counter) = like_truth(stack, &post_id).await;
+    assert_eq!(counter as usize, items, "the like counter drifted from the like items");
+    let liked = likes.iter().filter(|a| a.status == 200).count();
+    if likes.iter().all(|a| a.status != 503) {
+        assert_eq!(items, liked, "every like that answered 200 is counted, no other");
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_user_reads_but_cannot_write_until_lifted() {
+    let stack = shared_stack().await;
+    let moderator = stack.moderator("mod");
+    let troll = stack.user("troll");
+    let other = stack.user("other");
+    let own = troll.create_post("before the suspension").await;
+    let target = other.create_post("a post to reply to").await;
+    let target_id = target["id"].as_str().unwrap();
+    let own_id = own["id"].as_str().unwrap();
+
+    let until = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let entry = act(
+        &moderator,
+        json!({"action": "suspend_user", "user_id": troll.user_id, "until": until, "reason": "flooding"}),
+    )
+    .await;
+    assert_eq!(entry["user_id"], troll.user_id.as_str());
+    let until_stored = entry["until"].as_str().unwrap().to_string();
+
+    // Every write is refused with when it may write again; nothing is written.
+    let refusals = [
+        troll.post("/api/forum/posts/", json!({"content": "let me in"})).await,
+        troll.post(&format!("{}like/", post_path(target_id)), json!(null)).await,
+        troll
+            .post(&comments_path(target_id), json!({"content": "hello?"}))
+            .await,
+        troll.patch(&post_path(own_id), json!({"content": "edited"})).await,
+        troll
+            .post(
+                "/api/forum/upload/presign/",
+                json!({"content_type": "image/png", "content_length": 1000}),
+            )
+            .await,
+    ];
+    for refused in &refusals {
+        refused.assert_error(403, "suspended");
+        assert_eq!(
+            refused.body["error"]["until"],
+            until_stored.as_str(),
+            "{}",
+            refused.body
+        );
+    }
+    let (count, seen) = comment_truth(stack, &other, target_id).await;
+    assert_eq!((count, seen), (0, 0));
+    // Reads stay open.
+    assert_eq!(troll.get(&post_path(target_id)).await.status, 200);
+    assert_eq!(troll.get("/api/forum/posts/").await.status, 200);
+    // Others write as before.
+    assert_eq!(
+        other
+            .post(&comments_path(target_id), json!({"content": "fine"}))
+            .await
+            .status,
+        201
+    );
+
+    // Lifting it is logged, and writes work again at once.
+    let lifted = act(
+        &moderator,
+        json!({"action": "lift_suspension", "user_id": troll.user_id, "reason": "appeal"}),
+    )
+    .await;
+    assert_eq!(lifted["action"], "lift_suspension");
+    assert_eq!(
+        troll
+            .post(&comments_path(target_id), json!({"content": "sorry"}))
+            .await
+            .status,
+        201
+    );
+    moderator
+        .post(
+            ACTIONS,
+            json!({"action": "lift_suspension", "user_id": troll.user_id, "reason": "again"}),
+        )
+        .await
+        .assert_error(409, "not_suspended");
+    // A suspension that is over refuses nothing (the check compares its end with now).
+    let log = moderator.get(&format!("{ACTIONS}?limit=100")).await;
+    let ids: Vec<&str> = log.body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(ids.contains(&entry["id"].as_str().unwrap()) && ids.contains(&lifted["id"].as_str().unwrap()));
+}
