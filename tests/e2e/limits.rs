@@ -11,7 +11,8 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
         .parameter("RateCommentsPerMinute", "2")
         .parameter("RateLikesPerMinute", "4")
         .parameter("RateEditsPerMinute", "3")
-        .parameter("RateUploadsPerMinute", "2");
+        .parameter("RateUploadsPerMinute", "2")
+        .parameter("RateReportsPerMinute", "2");
     let stack = start_stack(options, None).await;
     // Windows are whole minutes: start early in one so the test never straddles two.
     let into_minute = chrono::Utc::now().timestamp().rem_euclid(60);
@@ -125,6 +126,21 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
         refused.body
     );
     assert_eq!(bob.post("/api/forum/upload/presign/", presign).await.status, 201);
+
+    // Reports: two, then refused; a repeat of one already made answers as it did and takes no
+    // token (it writes nothing).
+    let report = |post: &serde_json::Value| format!("/api/forum/posts/{}/report/", post["id"].as_str().unwrap());
+    let first = bob.post(&report(&posts[0]), json!({"reason": "spam"})).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(
+        bob.post(&report(&posts[1]), json!({"reason": "spam"})).await.status,
+        201
+    );
+    let refused = bob.post(&report(&posts[2]), json!({"reason": "spam"})).await;
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("reports"));
+    let repeat = bob.post(&report(&posts[0]), json!({"reason": "hate"})).await;
+    assert_eq!((repeat.status, &repeat.body), (201, &first.body));
 }
 
 /// The table of limits is the one source: every limit a deployment may set is a template

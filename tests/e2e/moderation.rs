@@ -450,3 +450,210 @@ async fn a_suspended_user_reads_but_cannot_write_until_lifted() {
         .collect();
     assert!(ids.contains(&entry["id"].as_str().unwrap()) && ids.contains(&lifted["id"].as_str().unwrap()));
 }
+
+const QUEUE: &str = "/api/forum/moderation/reports/";
+
+fn report_post_path(post_id: &str) -> String {
+    format!("/api/forum/posts/{post_id}/report/")
+}
+
+/// The queue's entries as (target id, status, report count), in order.
+async fn queue(moderator: &Client) -> Vec<(String, String, u64)> {
+    let page = moderator.get(&format!("{QUEUE}?limit=100")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let target = &e["target"];
+            let id = target["comment_id"].as_str().or(target["post_id"].as_str()).unwrap();
+            (
+                id.to_string(),
+                e["status"].as_str().unwrap().to_string(),
+                e["report_count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn reports_count_once_per_user_queue_open_first_and_close_with_the_removal() {
+    let stack = isolated_stack().await;
+    let alice = stack.user("alice");
+    let moderator = stack.moderator("mod");
+    let reporters: Vec<Client> = (0..4).map(|i| stack.user(&format!("r{i}"))).collect();
+    let p1 = alice.create_post("first reported").await;
+    let p2 = alice.create_post("reported later").await;
+    let (p1, p2) = (p1["id"].as_str().unwrap(), p2["id"].as_str().unwrap());
+    let c1 = alice.post(&comments_path(p2), json!({"content": "a comment"})).await;
+    let c1 = c1.body["id"].as_str().unwrap().to_string();
+    let report_c1 = format!("{}{c1}/report/", comments_path(p2));
+
+    let first = reporters[0]
+        .post(
+            &report_post_path(p1),
+            json!({"reason": "spam", "note": "same link everywhere"}),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["target"], json!({"type": "post", "post_id": p1}));
+    assert_eq!(
+        reporters[1]
+            .post(&report_post_path(p1), json!({"reason": "hate"}))
+            .await
+            .status,
+        201
+    );
+    // A repeat, even with another reason, changes nothing and answers as the first did.
+    let repeat = reporters[0]
+        .post(&report_post_path(p1), json!({"reason": "violence"}))
+        .await;
+    assert_eq!((repeat.status, &repeat.body), (201, &first.body));
+    // Bad reports: clear errors, nothing counted.
+    reporters[2]
+        .post(&report_c1, json!({"reason": "other"}))
+        .await
+        .assert_error(400, "content_required");
+    reporters[2]
+        .post(&report_c1, json!({"reason": "boring"}))
+        .await
+        .assert_error(400, "invalid_reason");
+    reporters[2]
+        .post(&report_c1, json!({"reason": "spam", "extra": 1}))
+        .await
+        .assert_error(400, "invalid_json");
+    reporters[2]
+        .post(
+            &report_post_path("01JDQ8Z6Y0X9W8V7T6S5R4Q3P2"),
+            json!({"reason": "spam"}),
+        )
+        .await
+        .assert_error(404, "not_found");
+    reporters[2]
+        .post(&format!("{}{c1}/report/", comments_path(p1)), json!({"reason": "spam"}))
+        .await
+        .assert_error(404, "not_found");
+    let comment_report = reporters[2]
+        .post(&report_c1, json!({"reason": "other", "note": "off-topic advert"}))
+        .await;
+    assert_eq!(comment_report.status, 201, "{}", comment_report.body);
+    assert_eq!(
+        reporters[0]
+            .post(&report_post_path(p2), json!({"reason": "spam"}))
+            .await
+            .status,
+        201
+    );
+
+    // Only moderators read the queue.
+    reporters[0].get(QUEUE).await.assert_error(403, "forbidden");
+    let page = moderator.get(QUEUE).await;
+    let entry = &page.body["reports"][0];
+    assert_eq!(entry["reasons"], json!({"spam": 1, "hate": 1}));
+    assert_eq!(entry["post"]["content"], "first reported");
+    assert!(entry["comment"].is_null());
+    assert_eq!(page.body["reports"][1]["comment"]["content"], "a comment");
+    let open = |id: &str, n| (id.to_string(), "open".to_string(), n);
+    let resolved = |id: &str, n| (id.to_string(), "resolved".to_string(), n);
+    assert_eq!(queue(&moderator).await, vec![open(p1, 2), open(&c1, 1), open(p2, 1)]);
+
+    // Removing the target resolves its entry in the same write.
+    act(
+        &moderator,
+        json!({"action": "remove_post", "post_id": p1, "reason": "spam"}),
+    )
+    .await;
+    assert_eq!(
+        queue(&moderator).await,
+        vec![open(&c1, 1), open(p2, 1), resolved(p1, 2)]
+    );
+    let page = moderator.get(QUEUE).await;
+    let removed = &page.body["reports"][2];
+    assert_eq!(
+        (removed["outcome"].as_str(), removed["resolved_by"].as_str()),
+        (Some("removed"), Some(moderator.user_id.as_str()))
+    );
+    assert!(
+        removed["post"]["removed"].is_object(),
+        "moderators see the target marked"
+    );
+    // A removed target cannot be reported.
+    reporters[3]
+        .post(&report_post_path(p1), json!({"reason": "spam"}))
+        .await
+        .assert_error(404, "not_found");
+
+    // Resolving by hand, once; a new report reopens it.
+    let resolve =
+        json!({"action": "resolve_reports", "post_id": p2, "comment_id": c1, "outcome": "dismissed", "reason": "fine"});
+    let entry = act(&moderator, resolve.clone()).await;
+    assert_eq!(entry["outcome"], "dismissed");
+    moderator
+        .post(ACTIONS, resolve)
+        .await
+        .assert_error(409, "no_open_reports");
+    moderator
+        .post(
+            ACTIONS,
+            json!({"action": "resolve_reports", "post_id": p2, "outcome": "removed", "reason": "x"}),
+        )
+        .await
+        .assert_error(400, "invalid_action");
+    assert_eq!(
+        queue(&moderator).await,
+        vec![open(p2, 1), resolved(p1, 2), resolved(&c1, 1)]
+    );
+    assert_eq!(
+        reporters[3].post(&report_c1, json!({"reason": "spam"})).await.status,
+        201
+    );
+    assert_eq!(
+        queue(&moderator).await,
+        vec![open(p2, 1), open(&c1, 2), resolved(p1, 2)]
+    );
+}
+
+#[tokio::test]
+async fn report_floods_count_once_and_reports_racing_a_removal_are_all_resolved() {
+    let stack = isolated_stack().await;
+    let alice = stack.user("alice");
+    let moderator = stack.moderator("mod");
+    let post = alice.create_post("a target").await;
+    let post_id = post["id"].as_str().unwrap();
+    let report_path = report_post_path(post_id);
+
+    // One user, fifty concurrent reports: one report, counted once.
+    let flooder = stack.user("flooder");
+    let answers = join_all((0..50).map(|_| flooder.post(&report_path, json!({"reason": "spam"})))).await;
+    let bodies: Vec<&Value> = answers.iter().filter(|a| a.status == 201).map(|a| &a.body).collect();
+    for answer in &answers {
+        assert!(matches!(answer.status, 201 | 503), "{}", answer.body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every answer is the one report"
+    );
+    assert_eq!(queue(&moderator).await, vec![(post_id.to_string(), "open".into(), 1)]);
+
+    // Twenty users report while a moderator removes it: every report that landed is resolved
+    // with it, none after it is counted.
+    let users: Vec<Client> = (0..20).map(|i| stack.user(&format!("u{i}"))).collect();
+    let reports = join_all(users.iter().map(|u| u.post(&report_path, json!({"reason": "hate"}))));
+    let (answers, _) = tokio::join!(reports, async {
+        act(
+            &moderator,
+            json!({"action": "remove_post", "post_id": post_id, "reason": "race"}),
+        )
+        .await
+    });
+    let landed = answers.iter().filter(|a| a.status == 201).count() as u64;
+    for answer in &answers {
+        assert!(matches!(answer.status, 201 | 404 | 503), "{}", answer.body);
+    }
+    assert_eq!(
+        queue(&moderator).await,
+        vec![(post_id.to_string(), "resolved".into(), landed + 1)],
+        "the entry counts exactly the reports that landed, and the removal resolved it"
+    );
+}

@@ -39,11 +39,14 @@ const BINARIES: &[(&str, &str)] = binaries![
     "get-post",
     "list-comments",
     "list-posts",
+    "list-reports",
     "moderate",
     "moderation-log",
     "not-found",
     "presign-upload",
     "process-media",
+    "report-comment",
+    "report-post",
     "stream-fanout",
     "toggle-like",
     "update-comment",
@@ -301,7 +304,7 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, issuer: &str
     jsonwebtoken::encode(&header, &claims, key).expect("signs")
 }
 
-/// Starts all twenty-two with their environments; the authorizer gets a good token, a forged one
+/// Starts all twenty-five with their environments; the authorizer gets a good token, a forged one
 /// and one from another issuer, over both APIs. Panics with every failure.
 async fn every_function_starts(environments: &BTreeMap<String, BTreeMap<String, String>>, good: &str, forged: &str) {
     let names: Vec<&str> = BINARIES.iter().map(|(n, _)| *n).collect();

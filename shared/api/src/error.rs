@@ -245,6 +245,10 @@ impl From<StoreError> for ApiError {
                 code: "not_removed",
                 message: "it is not removed, so there is nothing to restore".into(),
             },
+            StoreError::Moderation(ModerationConflict::NoOpenReports) => ApiError::Conflict {
+                code: "no_open_reports",
+                message: "nothing reported about it is open".into(),
+            },
             StoreError::Moderation(ModerationConflict::NotSuspended) => ApiError::Conflict {
                 code: "not_suspended",
                 message: "the user has no suspension in force".into(),
@@ -272,6 +276,7 @@ fn rate_label(action: RateAction) -> &'static str {
         RateAction::LikeToggle => "like toggles",
         RateAction::Edit => "edits",
         RateAction::Upload => "uploads",
+        RateAction::Report => "reports",
     }
 }
 

@@ -8,4 +8,5 @@ pub mod messages;
 pub mod model;
 pub mod moderation;
 pub mod profanity;
+pub mod reports;
 pub mod validate;

@@ -113,6 +113,12 @@ pub const MODERATION_REASON_CHARS: Limit = fixed(
     Unit::Characters,
     "forum-domain `moderation`: `400 content_too_long`",
 );
+pub const REPORT_NOTE_CHARS: Limit = fixed(
+    "a report's `note`, after cleaning",
+    1_000,
+    Unit::Characters,
+    "forum-domain `reports`: `400 content_too_long`",
+);
 pub const SUSPENSION_DAYS: Limit = fixed(
     "how far ahead a suspension may end",
     3_650,
@@ -211,6 +217,12 @@ pub const EDITS_PER_MINUTE: Limit = rate(
     30,
     "RateEditsPerMinute",
     "FORUM_RATE_EDITS_PER_MIN",
+);
+pub const REPORTS_PER_MINUTE: Limit = rate(
+    "reports of posts and comments, together",
+    10,
+    "RateReportsPerMinute",
+    "FORUM_RATE_REPORTS_PER_MIN",
 );
 pub const UPLOADS_PER_MINUTE: Limit = rate(
     "uploads, direct and presigned, together",
@@ -331,6 +343,7 @@ pub const ALL: &[Limit] = &[
     LIKES_PER_MINUTE,
     EDITS_PER_MINUTE,
     UPLOADS_PER_MINUTE,
+    REPORTS_PER_MINUTE,
     DIRECT_UPLOAD_BYTES,
     PRESIGNED_UPLOAD_BYTES,
     IMAGE_PIXELS,
@@ -345,6 +358,7 @@ pub const ALL: &[Limit] = &[
     READ_CACHE_TTL_MS,
     SECRET_CHARS,
     MODERATION_REASON_CHARS,
+    REPORT_NOTE_CHARS,
     SUSPENSION_DAYS,
 ];
 
@@ -401,7 +415,7 @@ mod tests {
             assert!(parameter.max.is_none_or(|max| limit.value <= max), "{}", parameter.name);
             assert!(variables.insert(parameter.variable), "{} twice", parameter.variable);
         }
-        assert_eq!(settable().count(), 6);
+        assert_eq!(settable().count(), 7);
     }
 
     #[test]

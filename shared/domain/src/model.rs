@@ -329,15 +329,18 @@ pub enum RateAction {
     Edit,
     /// Direct and presigned uploads.
     Upload,
+    /// Reports of posts and comments.
+    Report,
 }
 
 impl RateAction {
-    pub const ALL: [RateAction; 5] = [
+    pub const ALL: [RateAction; 6] = [
         RateAction::Post,
         RateAction::Comment,
         RateAction::LikeToggle,
         RateAction::Edit,
         RateAction::Upload,
+        RateAction::Report,
     ];
 
     /// Its limit in the table of limits (its default, and the parameter that sets it).
@@ -348,6 +351,7 @@ impl RateAction {
             RateAction::LikeToggle => &crate::limits::LIKES_PER_MINUTE,
             RateAction::Edit => &crate::limits::EDITS_PER_MINUTE,
             RateAction::Upload => &crate::limits::UPLOADS_PER_MINUTE,
+            RateAction::Report => &crate::limits::REPORTS_PER_MINUTE,
         }
     }
 }

@@ -75,16 +75,19 @@ pub enum ActionKind {
     RestoreComment,
     SuspendUser,
     LiftSuspension,
+    /// Closes a target's open reports with an outcome (removing it closes them too).
+    ResolveReports,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 6] = [
+    pub const ALL: [ActionKind; 7] = [
         ActionKind::RemovePost,
         ActionKind::RestorePost,
         ActionKind::RemoveComment,
         ActionKind::RestoreComment,
         ActionKind::SuspendUser,
         ActionKind::LiftSuspension,
+        ActionKind::ResolveReports,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl ActionKind {
             ActionKind::RestoreComment => "restore_comment",
             ActionKind::SuspendUser => "suspend_user",
             ActionKind::LiftSuspension => "lift_suspension",
+            ActionKind::ResolveReports => "resolve_reports",
         }
     }
 
@@ -130,6 +134,9 @@ pub struct LogEntry {
     /// A suspension's end (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// How reports were resolved (`resolve_reports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<crate::reports::ReportOutcome>,
 }
 
 /// The log, a page at a time, newest first.

@@ -30,6 +30,8 @@ pub enum ModerationConflict {
     AlreadyRemoved,
     NotRemoved,
     NotSuspended,
+    /// No open reports on the target to resolve.
+    NoOpenReports,
 }
 
 #[derive(Debug, thiserror::Error)]

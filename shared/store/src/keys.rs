@@ -76,3 +76,38 @@ pub fn log_sk(action_id: &str) -> String {
 pub const SUSPENSION_SK: &str = "SUSPENSION";
 /// The attribute a removed post or comment carries (and conditions test).
 pub const REMOVED_ATTR: &str = "removed";
+/// Reports of one target (`REPORT#POST#<pid>` or `REPORT#COMMENT#<pid>#<cid>`): one item per
+/// reporter (`BY#<uid>`) and the target's queue entry (`SUMMARY`).
+pub fn report_pk(target: &forum_domain::reports::ReportTarget) -> String {
+    use forum_domain::reports::ReportTarget;
+    match target {
+        ReportTarget::Post { post_id } => format!("REPORT#POST#{post_id}"),
+        ReportTarget::Comment { post_id, comment_id } => format!("REPORT#COMMENT#{post_id}#{comment_id}"),
+    }
+}
+/// The target a report partition key names.
+pub fn target_of_report_pk(pk: &str) -> Option<forum_domain::reports::ReportTarget> {
+    use forum_domain::reports::ReportTarget;
+    if let Some(post_id) = pk.strip_prefix("REPORT#POST#") {
+        return Some(ReportTarget::Post {
+            post_id: post_id.to_string(),
+        });
+    }
+    let (post_id, comment_id) = pk.strip_prefix("REPORT#COMMENT#")?.split_once('#')?;
+    Some(ReportTarget::Comment {
+        post_id: post_id.to_string(),
+        comment_id: comment_id.to_string(),
+    })
+}
+pub fn report_by_sk(user_id: &str) -> String {
+    format!("BY#{user_id}")
+}
+pub const REPORT_SUMMARY_SK: &str = "SUMMARY";
+/// The report queue: every summary in one gsi1 partition.
+pub const REPORTS_PARTITION: &str = "REPORTS";
+pub const QUEUE_PREFIX: &str = "R#";
+/// A summary's place in the queue: open ones (`R#0#`) before resolved ones (`R#1#`), each by
+/// the id of the report that opened it or the action that resolved it.
+pub fn queue_sk(resolved: bool, id: &str) -> String {
+    format!("{QUEUE_PREFIX}{}#{id}", u8::from(resolved))
+}

@@ -24,6 +24,7 @@ mod page;
 mod posts;
 mod profiles;
 mod rate;
+mod reports;
 mod stream;
 mod tx;
 
@@ -39,9 +40,10 @@ pub use connections::{Connection, MAX_CONNECTIONS_PER_USER, MAX_SUBSCRIPTIONS, R
 pub use error::{Entity, MediaRefusal, ModerationConflict, StoreError};
 pub use forum_domain::model::RateAction;
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
-pub use page::{Order, Page, comments_scope, feed_scope, log_scope};
+pub use page::{Order, Page, comments_scope, feed_scope, log_scope, reports_scope};
 pub use posts::Editor;
 pub use rate::RateToken;
+pub use reports::QueueItem;
 pub use stream::Change;
 
 pub type Item = HashMap<String, AttributeValue>;

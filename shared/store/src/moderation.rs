@@ -19,6 +19,7 @@ use super::keys;
 use super::{Item, Table};
 use forum_domain::cursor::PageCursor;
 use forum_domain::moderation::{LogEntry, Removal, Suspension};
+use forum_domain::reports::ReportTarget;
 
 impl HasSortId for LogEntry {
     fn sort_id(&self) -> &str {
@@ -251,15 +252,12 @@ impl Table {
         entry: &LogEntry,
         removing: bool,
     ) -> Result<(), StoreError> {
-        let actions = vec![
-            self.toggle_action(key(keys::post_pk(post_id), keys::POST_SK), toggle)?,
-            self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
-        ];
-        match self.transact(actions).await? {
-            Ok(()) => Ok(()),
-            Err(c) if c.failed(0) => Err(toggle_refused(c.item(0), Entity::Post, removing)),
-            Err(c) => Err(StoreError::Internal(format!("moderation refused: {:?}", c.codes))),
-        }
+        let item_key = key(keys::post_pk(post_id), keys::POST_SK);
+        let target = ReportTarget::Post {
+            post_id: post_id.to_string(),
+        };
+        self.moderate_item(item_key, toggle, None, entry, removing.then_some(&target), Entity::Post)
+            .await
     }
 
     async fn toggle_comment(
@@ -271,18 +269,65 @@ impl Table {
         entry: &LogEntry,
         removing: bool,
     ) -> Result<(), StoreError> {
-        let actions = vec![
-            self.toggle_action(key(keys::post_pk(post_id), keys::comment_sk(comment_id)), toggle)?,
-            // The post's count is of comments no moderator removed, on a removed post too.
-            self.bump_post_if(post_id, "comment_count", delta, "attribute_exists(pk)")?,
-            self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
-        ];
-        match self.transact(actions).await? {
-            Ok(()) => Ok(()),
-            Err(c) if c.failed(0) => Err(toggle_refused(c.item(0), Entity::Comment, removing)),
-            Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
-            Err(c) => Err(StoreError::Internal(format!("moderation refused: {:?}", c.codes))),
+        let item_key = key(keys::post_pk(post_id), keys::comment_sk(comment_id));
+        // The post's count is of comments no moderator removed, on a removed post too.
+        let count = self.bump_post_if(post_id, "comment_count", delta, "attribute_exists(pk)")?;
+        let target = ReportTarget::Comment {
+            post_id: post_id.to_string(),
+            comment_id: comment_id.to_string(),
+        };
+        self.moderate_item(
+            item_key,
+            toggle,
+            Some(count),
+            entry,
+            removing.then_some(&target),
+            Entity::Comment,
+        )
+        .await
+    }
+
+    /// One moderation transaction: the item's change, its counter (a comment's), the log entry
+    /// and, for a removal, the target's reports resolved. A report landing between the read of
+    /// its queue entry and the commit cancels it; it then runs again (bounded).
+    async fn moderate_item(
+        &self,
+        item_key: Item,
+        toggle: Toggle,
+        count: Option<TransactWriteItem>,
+        entry: &LogEntry,
+        resolves: Option<&ReportTarget>,
+        entity: Entity,
+    ) -> Result<(), StoreError> {
+        let removing = resolves.is_some();
+        let change = self.toggle_action(item_key, toggle)?;
+        for _ in 0..3 {
+            let mut actions = vec![
+                change.clone(),
+                self.put(log_item(entry)?, Some("attribute_not_exists(pk)"))?,
+            ];
+            let count_at = count.as_ref().map(|c| {
+                actions.push(c.clone());
+                actions.len() - 1
+            });
+            let reports_at = match resolves {
+                Some(target) => {
+                    actions.push(self.reports_on_removal(target, entry).await?);
+                    Some(actions.len() - 1)
+                }
+                None => None,
+            };
+            match self.transact(actions).await? {
+                Ok(()) => return Ok(()),
+                Err(c) if c.failed(0) => return Err(toggle_refused(c.item(0), entity, removing)),
+                Err(c) if count_at.is_some_and(|at| c.failed(at)) => return Err(StoreError::NotFound(Entity::Post)),
+                Err(c) if reports_at.is_some_and(|at| c.failed(at)) => continue,
+                Err(c) => return Err(StoreError::Internal(format!("moderation refused: {:?}", c.codes))),
+            }
         }
+        Err(StoreError::Unavailable(
+            "reports kept arriving while the removal was written".into(),
+        ))
     }
 
     fn toggle_action(&self, item_key: Item, toggle: Toggle) -> Result<TransactWriteItem, StoreError> {

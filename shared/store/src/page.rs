@@ -56,6 +56,11 @@ pub fn log_scope() -> String {
     "moderation-log".to_string()
 }
 
+/// The scope a report queue cursor is bound to.
+pub fn reports_scope() -> String {
+    "reports".to_string()
+}
+
 /// Items a list is sorted by: their ULID.
 pub(super) trait HasSortId {
     fn sort_id(&self) -> &str;

@@ -28,6 +28,7 @@ pub(super) fn action_key(action: RateAction) -> &'static str {
         RateAction::LikeToggle => "like",
         RateAction::Edit => "edit",
         RateAction::Upload => "upload",
+        RateAction::Report => "report",
     }
 }
 

@@ -9,6 +9,7 @@ mod likes;
 mod media;
 mod moderation;
 mod posts;
+mod reports;
 pub mod route_table;
 mod ws;
 

@@ -13,6 +13,7 @@ use crate::http_api::{self, json, json_body, page_limit, page_url};
 use forum_domain::cursor::PageCursor;
 use forum_domain::model::new_id_with_timestamp;
 use forum_domain::moderation::{self, ActionKind, LogEntry, LogPage, Suspension};
+use forum_domain::reports::{ReportOutcome, ReportTarget};
 use forum_store::log_scope;
 
 #[derive(Deserialize)]
@@ -28,10 +29,12 @@ struct ActionBody {
     user_id: Option<String>,
     #[serde(default)]
     until: Option<String>,
+    #[serde(default)]
+    outcome: Option<String>,
 }
 
 /// Moderators only: anyone else is refused before the request is read.
-fn moderator(caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn moderator(caller: &Caller) -> Result<(), ApiError> {
     if caller.role.moderates() {
         Ok(())
     } else {
@@ -102,8 +105,15 @@ pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Respo
         comment_id: None,
         user_id: None,
         until: None,
+        outcome: None,
     };
     let has = (body.comment_id.is_some(), body.user_id.is_some(), body.until.is_some());
+    if body.outcome.is_some() && kind != ActionKind::ResolveReports {
+        return Err(ApiError::bad_request(
+            "invalid_action",
+            format!("`{}` takes no `outcome`", kind.as_str()),
+        ));
+    }
     let entry = match kind {
         ActionKind::RemovePost | ActionKind::RestorePost => {
             refuse_extra(kind, &[("comment_id", has.0), ("user_id", has.1), ("until", has.2)])?;
@@ -147,6 +157,34 @@ pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Respo
                 action_id: entry.id.clone(),
             };
             app.table.suspend_user(&suspension, until_epoch, &entry).await?;
+            entry
+        }
+        ActionKind::ResolveReports => {
+            refuse_extra(kind, &[("user_id", has.1), ("until", has.2)])?;
+            let post_id = required_id(body.post_id, "post_id", kind)?;
+            let target = match body.comment_id {
+                Some(cid) => ReportTarget::Comment {
+                    post_id: post_id.clone(),
+                    comment_id: required_id(Some(cid), "comment_id", kind)?,
+                },
+                None => ReportTarget::Post {
+                    post_id: post_id.clone(),
+                },
+            };
+            let outcome = body
+                .outcome
+                .as_deref()
+                .and_then(ReportOutcome::parse_resolution)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_action",
+                        "`resolve_reports` needs `outcome`: `dismissed` or `actioned` (removing the target resolves them as `removed`)",
+                    )
+                })?;
+            entry.post_id = Some(post_id);
+            entry.comment_id = target.comment_id().map(str::to_string);
+            entry.outcome = Some(outcome);
+            app.table.resolve_reports(&target, outcome, &entry).await?;
             entry
         }
         ActionKind::LiftSuspension => {

@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
 
-use super::{App, comments, likes, media, moderation, posts};
+use super::{App, comments, likes, media, moderation, posts, reports};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::match_path;
@@ -29,6 +29,9 @@ pub enum Route {
     GetMedia,
     Moderate,
     ModerationLog,
+    ReportPost,
+    ReportComment,
+    ListReports,
     /// The `$default` route: answers unknown paths 404 and known paths with a wrong method 405.
     Fallback,
 }
@@ -242,6 +245,30 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/forum/moderation/actions",
         uses: PAGES,
         handler: handler!(moderation::moderation_log),
+    },
+    RouteSpec {
+        route: Route::ReportPost,
+        binary: "report-post",
+        method: "POST",
+        path: "/api/forum/posts/{id}/report",
+        uses: TEXT,
+        handler: handler!(reports::report_post),
+    },
+    RouteSpec {
+        route: Route::ReportComment,
+        binary: "report-comment",
+        method: "POST",
+        path: "/api/forum/posts/{id}/comments/{comment_id}/report",
+        uses: TEXT,
+        handler: handler!(reports::report_comment),
+    },
+    RouteSpec {
+        route: Route::ListReports,
+        binary: "list-reports",
+        method: "GET",
+        path: "/api/forum/moderation/reports",
+        uses: PAGES,
+        handler: handler!(reports::list_reports),
     },
     RouteSpec {
         route: Route::Fallback,
