@@ -86,7 +86,7 @@ async fn every_sample_event_runs_through_its_handler() {
         removed: None,
     };
     app.table
-        .create_comment(&comment, None, &rate(RateAction::Comment))
+        .create_comment(&comment, None, &rate(RateAction::Comment), &caller.user_id)
         .await
         .unwrap();
 
@@ -128,6 +128,9 @@ async fn every_sample_event_runs_through_its_handler() {
         ("presign-upload.json", Route::PresignUpload, 201),
         ("get-media.json", Route::GetMedia, 200),
         ("moderate.json", Route::Moderate, 201),
+        ("block-user.json", Route::BlockUser, 201),
+        ("list-blocks.json", Route::ListBlocks, 200),
+        ("unblock-user.json", Route::UnblockUser, 204),
         ("moderation-log.json", Route::ModerationLog, 200),
     ] {
         let request = lambda_http::request::from_str(&read_event(file)).unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -2,6 +2,7 @@
 //! Amazon DynamoDB Local started by `support`. One test binary; one module per concern.
 
 mod auth;
+mod blocks;
 mod browser;
 mod budgets;
 mod comments;

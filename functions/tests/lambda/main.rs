@@ -31,12 +31,14 @@ macro_rules! binaries {
 }
 const BINARIES: &[(&str, &str)] = binaries![
     "authorizer",
+    "block-user",
     "create-comment",
     "create-post",
     "delete-comment",
     "delete-post",
     "get-media",
     "get-post",
+    "list-blocks",
     "list-comments",
     "list-posts",
     "list-reports",
@@ -49,6 +51,7 @@ const BINARIES: &[(&str, &str)] = binaries![
     "report-post",
     "stream-fanout",
     "toggle-like",
+    "unblock-user",
     "update-comment",
     "update-post",
     "upload-media",
@@ -304,7 +307,7 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, issuer: &str
     jsonwebtoken::encode(&header, &claims, key).expect("signs")
 }
 
-/// Starts all twenty-five with their environments; the authorizer gets a good token, a forged one
+/// Starts all twenty-eight with their environments; the authorizer gets a good token, a forged one
 /// and one from another issuer, over both APIs. Panics with every failure.
 async fn every_function_starts(environments: &BTreeMap<String, BTreeMap<String, String>>, good: &str, forged: &str) {
     let names: Vec<&str> = BINARIES.iter().map(|(n, _)| *n).collect();

@@ -237,6 +237,11 @@ impl From<StoreError> for ApiError {
                 ApiError::PayloadTooLarge(format!("{key} is {size} bytes; the limit is {max}"))
             }
             StoreError::Suspended { until, reason } => ApiError::Suspended { until, reason },
+            StoreError::TooManyBlocks { max } => ApiError::Conflict {
+                code: "too_many_blocks",
+                message: format!("a user may block at most {max} users; unblock someone first"),
+            },
+            StoreError::BlockedByAuthor => ApiError::Forbidden("the author of this post has blocked you".into()),
             StoreError::Moderation(ModerationConflict::AlreadyRemoved) => ApiError::Conflict {
                 code: "already_removed",
                 message: "a moderator has removed it already".into(),

@@ -135,3 +135,13 @@ where
 {
     serde::Deserialize::deserialize(deserializer).map(Some)
 }
+
+/// A user id path parameter (as a token's `sub`, percent-decoded by API Gateway): one that
+/// cannot be a user id names nobody, 404.
+pub fn path_user_id(req: &Request, name: &str) -> Result<String, ApiError> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .filter(|id| crate::auth::usable_user_id(id))
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))
+}

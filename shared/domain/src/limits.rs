@@ -119,6 +119,12 @@ pub const REPORT_NOTE_CHARS: Limit = fixed(
     Unit::Characters,
     "forum-domain `reports`: `400 content_too_long`",
 );
+pub const BLOCKS_PER_USER: Limit = fixed(
+    "users one user may block",
+    1_000,
+    Unit::Items,
+    "forum-store `blocks`: `409 too_many_blocks`",
+);
 pub const SUSPENSION_DAYS: Limit = fixed(
     "how far ahead a suspension may end",
     3_650,
@@ -359,6 +365,7 @@ pub const ALL: &[Limit] = &[
     SECRET_CHARS,
     MODERATION_REASON_CHARS,
     REPORT_NOTE_CHARS,
+    BLOCKS_PER_USER,
     SUSPENSION_DAYS,
 ];
 

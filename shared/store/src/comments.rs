@@ -28,17 +28,20 @@ pub(super) fn comment_write_failure(c: &Cancelled) -> StoreError {
 
 impl Table {
     /// Adds a comment, counts it on the post (which must exist), refreshes the author's
-    /// profile (when it changed) and takes a rate-limit token: one transaction.
+    /// profile (when it changed) and takes a rate-limit token: one transaction. `post_author`
+    /// wrote the post: a comment by someone they block is refused in the same transaction.
     pub async fn create_comment(
         &self,
         comment: &Comment,
         author: Option<&Profile>,
         rate: &RateToken,
+        post_author: &str,
     ) -> Result<Option<Profile>, StoreError> {
         let actions = vec![
             self.take_rate_token(rate)?,
             self.bump_post(&comment.post_id, "comment_count", 1)?,
             self.put(comment_item(comment)?, Some("attribute_not_exists(pk)"))?,
+            self.not_blocked_by(post_author, &comment.user_id)?,
         ];
         match self
             .transact_as_author(actions, author, &comment.created_at, rate)
@@ -46,6 +49,7 @@ impl Table {
         {
             Ok(written) => Ok(written),
             Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
+            Err(c) if c.failed(3) => Err(StoreError::BlockedByAuthor),
             Err(c) if c.failed(0) => Err(rate.refused()),
             Err(c) => Err(StoreError::Internal(format!("comment write refused: {:?}", c.codes))),
         }

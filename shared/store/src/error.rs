@@ -58,6 +58,12 @@ pub enum StoreError {
     /// An object is larger than the caller may read (`Bucket::get`'s limit).
     #[error("{key} is {size} bytes; at most {max} may be read")]
     TooLarge { key: String, size: u64, max: u64 },
+    /// The user holds the most blocks allowed.
+    #[error("at most {max} blocks")]
+    TooManyBlocks { max: usize },
+    /// The post's author blocks the writer.
+    #[error("blocked by the author")]
+    BlockedByAuthor,
     /// The writer is suspended until `until` (RFC 3339).
     #[error("suspended until {until}: {reason}")]
     Suspended { until: String, reason: String },

@@ -486,6 +486,10 @@ mod tests {
         let id = ulid::Ulid::new().to_string();
         assert!(id.as_str() < SK_UPPER);
         assert!(id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
+        // User ids (block lists) may hold any character but `#`: all sort below it too.
+        for user in ["local-~~~", "\u{FFFF}", "\u{10FFFE}", "ü-user"] {
+            assert!(user < SK_UPPER, "{user}");
+        }
     }
 
     #[test]

@@ -111,3 +111,10 @@ pub const QUEUE_PREFIX: &str = "R#";
 pub fn queue_sk(resolved: bool, id: &str) -> String {
     format!("{QUEUE_PREFIX}{}#{id}", u8::from(resolved))
 }
+/// Whom a user blocks: one item per block (`USER#<uid>` / `BLOCK#<blocked>`) and the set of
+/// every blocked id (`USER#<uid>` / `BLOCKS`).
+pub const BLOCK_PREFIX: &str = "BLOCK#";
+pub fn block_sk(blocked: &str) -> String {
+    format!("{BLOCK_PREFIX}{blocked}")
+}
+pub const BLOCKS_SK: &str = "BLOCKS";

@@ -12,6 +12,7 @@ pub mod notifier;
 pub mod sdk_errors;
 pub mod secrets;
 
+mod blocks;
 mod comments;
 mod connections;
 mod error;
@@ -36,11 +37,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use items::key;
 
+pub use blocks::{Block, MAX_BLOCKS, ViewerState};
 pub use connections::{Connection, MAX_CONNECTIONS_PER_USER, MAX_SUBSCRIPTIONS, Recipient};
 pub use error::{Entity, MediaRefusal, ModerationConflict, StoreError};
 pub use forum_domain::model::RateAction;
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
-pub use page::{Order, Page, comments_scope, feed_scope, log_scope, reports_scope};
+pub use page::{Order, Page, blocks_scope, comments_scope, feed_scope, log_scope, reports_scope};
 pub use posts::Editor;
 pub use rate::RateToken;
 pub use reports::QueueItem;

@@ -38,8 +38,10 @@ pub(super) struct ListSpec<'a> {
 /// Queries one page may take when removed items are filtered out of it.
 const MAX_QUERIES_PER_PAGE: usize = 5;
 
-/// Sort keys are `<prefix><ULID>`; ULIDs use `0-9A-Z`, so `~` bounds every id from above.
-pub(super) const SK_UPPER: &str = "~";
+/// Sort keys are `<prefix><id>`: ULIDs (`0-9A-Z`), or user ids (blocks), which may hold any
+/// character but `#`. DynamoDB compares UTF-8 bytes, and U+10FFFF's encoding is above every
+/// other character's, so it bounds every id from above.
+pub(super) const SK_UPPER: &str = "\u{10FFFF}";
 
 /// The scope a feed cursor is bound to.
 pub fn feed_scope() -> String {
@@ -54,6 +56,11 @@ pub fn comments_scope(post_id: &str) -> String {
 /// The scope a moderation log cursor is bound to.
 pub fn log_scope() -> String {
     "moderation-log".to_string()
+}
+
+/// The scope a block list cursor is bound to: one user's blocks.
+pub fn blocks_scope(user_id: &str) -> String {
+    format!("blocks:{user_id}")
 }
 
 /// The scope a report queue cursor is bound to.

@@ -1,5 +1,6 @@
 //! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
 
+use super::blocks::{ViewerState, blocked_set};
 use super::items::{get_s, key, post_from_item, post_item, s};
 use super::media::{OwnMedia, media_refused};
 use super::page::{HasSortId, ListSpec, Order, Page, feed_scope};
@@ -150,12 +151,40 @@ impl Table {
     }
 
     /// Whether a post exists and, unless `with_removed`, no moderator removed it (strongly
-    /// consistent: a deleted or removed post is gone at once).
-    pub async fn post_visible(&self, post_id: &str, with_removed: bool) -> Result<bool, StoreError> {
+    /// consistent: a deleted or removed post is gone at once), and whom `viewer` blocks: one
+    /// BatchGetItem.
+    pub async fn post_visible(
+        &self,
+        post_id: &str,
+        viewer: &str,
+        with_removed: bool,
+    ) -> Result<(bool, HashSet<String>), StoreError> {
+        let post_key = key(keys::post_pk(post_id), keys::POST_SK);
+        let blocks_key = key(keys::user_pk(viewer), keys::BLOCKS_SK);
+        let mut visible = false;
+        let mut blocked = HashSet::new();
+        for item in self.batch_get_consistent(vec![post_key, blocks_key]).await? {
+            match get_s(&item, keys::SK).as_deref() {
+                Some(keys::POST_SK) => visible = with_removed || !item.contains_key(keys::REMOVED_ATTR),
+                Some(keys::BLOCKS_SK) => blocked = blocked_set(&item),
+                _ => {}
+            }
+        }
+        Ok((visible, blocked))
+    }
+
+    /// Who wrote a post (its author never changes), or `None` when it is gone or removed.
+    pub async fn post_author(&self, post_id: &str) -> Result<Option<String>, StoreError> {
         let item = self
-            .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("pk, removed"))
+            .get_one(
+                key(keys::post_pk(post_id), keys::POST_SK),
+                true,
+                Some("user_id, removed"),
+            )
             .await?;
-        Ok(item.is_some_and(|item| with_removed || !item.contains_key(keys::REMOVED_ATTR)))
+        Ok(item
+            .filter(|item| !item.contains_key(keys::REMOVED_ATTR))
+            .and_then(|item| get_s(&item, "user_id")))
     }
 
     /// A post and whether `viewer` likes it, in one BatchGetItem.
@@ -184,7 +213,7 @@ impl Table {
         position: Option<&PageCursor>,
         limit: usize,
         viewer: &str,
-    ) -> Result<(Page<Post>, HashSet<String>), StoreError> {
+    ) -> Result<(Page<Post>, ViewerState), StoreError> {
         let spec = ListSpec {
             scope: feed_scope(),
             index: Some(keys::FEED_INDEX),
@@ -207,17 +236,19 @@ impl Table {
                 .iter()
                 .map(|e| key(keys::post_pk(&e.0), keys::like_sk(viewer))),
         );
+        wanted.push(key(keys::user_pk(viewer), keys::BLOCKS_SK));
         let mut posts = HashMap::new();
-        let mut liked = HashSet::new();
+        let mut state = ViewerState::default();
         for item in self.batch_get(wanted).await? {
             match get_s(&item, keys::SK).as_deref() {
                 Some(keys::POST_SK) => {
                     let post = post_from_item(&item)?;
                     posts.insert(post.id.clone(), post);
                 }
+                Some(keys::BLOCKS_SK) => state.blocked = blocked_set(&item),
                 Some(_) => {
                     if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
-                        liked.insert(pid);
+                        state.liked.insert(pid);
                     }
                 }
                 None => {}
@@ -237,7 +268,7 @@ impl Table {
                 next: ids.next,
                 previous: ids.previous,
             },
-            liked,
+            state,
         ))
     }
 

@@ -1,5 +1,6 @@
 //! Profiles and display names: written with the author's writes, names claimed uniquely.
 
+use super::blocks::{ViewerState, blocked_set};
 use super::items::{get_s, key, profile_from_item, profile_item, s};
 use super::rate::RateToken;
 use super::tx::{Cancelled, Guard, built};
@@ -91,7 +92,8 @@ impl Table {
         user_ids: &HashSet<String>,
         post_ids: &[String],
         viewer: &str,
-    ) -> Result<(HashMap<String, Profile>, HashSet<String>), StoreError> {
+        with_blocks: bool,
+    ) -> Result<(HashMap<String, Profile>, ViewerState), StoreError> {
         let mut wanted: Vec<Item> = user_ids
             .iter()
             .map(|uid| key(keys::user_pk(uid), keys::PROFILE_SK))
@@ -101,22 +103,28 @@ impl Table {
                 .iter()
                 .map(|pid| key(keys::post_pk(pid), keys::like_sk(viewer))),
         );
+        // Whom the viewer blocks (for a list) rides along with their likes: no round trip of
+        // its own.
+        if with_blocks {
+            wanted.push(key(keys::user_pk(viewer), keys::BLOCKS_SK));
+        }
         let mut profiles = HashMap::new();
-        let mut liked = HashSet::new();
+        let mut state = ViewerState::default();
         for item in self.batch_get(wanted).await? {
             match get_s(&item, keys::SK).as_deref() {
                 Some(keys::PROFILE_SK) => {
                     let profile = profile_from_item(&item)?;
                     profiles.insert(profile.user_id.clone(), profile);
                 }
+                Some(keys::BLOCKS_SK) => state.blocked = blocked_set(&item),
                 Some(sk) if sk.starts_with("LIKE#") => {
                     if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
-                        liked.insert(pid);
+                        state.liked.insert(pid);
                     }
                 }
                 _ => {}
             }
         }
-        Ok((profiles, liked))
+        Ok((profiles, state))
     }
 }

@@ -212,16 +212,29 @@ impl Table {
     /// BatchGetItem over any number of keys: chunks of 100 run concurrently, unprocessed keys
     /// are retried with backoff. Missing items are simply absent from the result.
     pub(super) async fn batch_get(&self, wanted: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_with(wanted, false).await
+    }
+
+    /// As [`Table::batch_get`], strongly consistent (a deleted item is gone at once).
+    pub(super) async fn batch_get_consistent(&self, wanted: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_with(wanted, true).await
+    }
+
+    async fn batch_get_with(&self, wanted: Vec<Item>, consistent: bool) -> Result<Vec<Item>, StoreError> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
         let chunks: Vec<Vec<Item>> = wanted.chunks(BATCH_MAX_KEYS).map(<[Item]>::to_vec).collect();
-        let calls = chunks.into_iter().map(|chunk| self.batch_get_chunk(chunk));
+        let calls = chunks.into_iter().map(|chunk| self.batch_get_chunk(chunk, consistent));
         let results = futures::future::try_join_all(calls).await?;
         Ok(results.into_iter().flatten().collect())
     }
 
-    pub(super) async fn batch_get_chunk(&self, mut pending: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn batch_get_chunk(
+        &self,
+        mut pending: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for attempt in 0..BATCH_ATTEMPTS {
             if attempt > 0 && !crate::deadline::pause_before_retry(backoff(attempt)).await {
@@ -229,6 +242,7 @@ impl Table {
             }
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
+                .consistent_read(consistent)
                 .build()
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
             let out = self

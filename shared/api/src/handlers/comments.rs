@@ -42,14 +42,19 @@ pub async fn list_comments(app: &App, req: &Request, caller: &Caller) -> Result<
     // The existence check and the page are independent: one round trip of latency for both.
     // What a moderator removed (the post, or comments) only moderators see, marked.
     let moderator = caller.role.moderates();
-    let (exists, page) = tokio::join!(
-        app.table.post_visible(&post_id, moderator),
+    let (visible, page) = tokio::join!(
+        app.table.post_visible(&post_id, &caller.user_id, moderator),
         app.table.comments_page(&post_id, position.as_ref(), limit, moderator)
     );
-    if !exists? {
+    let (exists, blocked) = visible?;
+    if !exists {
         return Err(ApiError::NotFound("post not found".into()));
     }
-    let page = page?;
+    let mut page = page?;
+    // Comments by users the caller blocks are left out (a moderator sees everything).
+    if !moderator {
+        page.items.retain(|c| !blocked.contains(&c.user_id));
+    }
     let authors: HashSet<String> = page.items.iter().map(|c| c.user_id.clone()).collect();
     let profiles = app.profiles(authors).await?;
     let comments = page
@@ -89,9 +94,14 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         edited_at: None,
         removed: None,
     };
+    // The post's author decides who may not comment (blocks): checked in the transaction.
+    let post_author = app.post_author(&comment.post_id).await?;
     let author = app.author(caller);
     let rate = app.rate_token(caller, RateAction::Comment);
-    let written = app.table.create_comment(&comment, author.to_write(), &rate).await?;
+    let written = app
+        .table
+        .create_comment(&comment, author.to_write(), &rate, &post_author)
+        .await?;
     app.forget_post(&comment.post_id);
     let author = app.shown_author(author, written);
     let location = format!(

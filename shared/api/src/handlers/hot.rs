@@ -12,11 +12,11 @@
 use std::collections::HashSet;
 
 use super::App;
-use crate::cache::{Limits, SingleFlight};
+use crate::cache::{Limits, SingleFlight, TtlCache};
 use crate::error::ApiError;
 use forum_domain::cursor::PageCursor;
 use forum_domain::model::{Post, Profile};
-use forum_store::Page;
+use forum_store::{Page, ViewerState};
 
 /// What a container keeps. Bytes bound it whatever is asked for: a 100-post page of
 /// 5,000-character posts is up to 2 MB (four-byte characters), and a container has 256 MB.
@@ -47,6 +47,8 @@ pub(super) struct HotReads {
     /// `None`: no such post (deleted, most likely), kept like a post so a deleted viral post
     /// is not read on every view either.
     posts: SingleFlight<String, Option<Post>>,
+    /// Posts' authors, which never change: kept long, whatever the read cache's TTL.
+    authors: TtlCache<String, String>,
 }
 
 impl HotReads {
@@ -54,6 +56,7 @@ impl HotReads {
         HotReads {
             feed_pages: SingleFlight::new(ttl, FEED_PAGES),
             posts: SingleFlight::new(ttl, POSTS),
+            authors: TtlCache::new(std::time::Duration::from_secs(3600), 10_000),
         }
     }
 }
@@ -67,7 +70,7 @@ impl App {
         position: Option<&PageCursor>,
         limit: usize,
         viewer: &str,
-    ) -> Result<(Page<Post>, Option<HashSet<String>>), ApiError> {
+    ) -> Result<(Page<Post>, Option<ViewerState>), ApiError> {
         let mut loaded_likes = None;
         let slot = &mut loaded_likes;
         let page = self
@@ -103,15 +106,30 @@ impl App {
             Some(liked) => (self.profiles(authors).await?, liked),
             None => {
                 let (profiles, liked) = self
-                    .profiles_and_likes(authors, std::slice::from_ref(&post.id), viewer)
+                    .profiles_and_likes(authors, std::slice::from_ref(&post.id), viewer, false)
                     .await?;
-                (profiles, liked.contains(&post.id))
+                (profiles, liked.liked.contains(&post.id))
             }
         };
         let author = profiles
             .remove(&post.user_id)
             .unwrap_or_else(|| Profile::unknown(&post.user_id));
         Ok((post, author, liked))
+    }
+
+    /// Who wrote a post: from this container's memory once known (a post's author never
+    /// changes), else one read. A missing or removed post is 404.
+    pub(super) async fn post_author(&self, post_id: &str) -> Result<String, ApiError> {
+        if let Some(known) = self.hot.authors.get(&post_id.to_string()) {
+            return Ok(known);
+        }
+        let author = self
+            .table
+            .post_author(post_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("post not found".into()))?;
+        self.hot.authors.insert(post_id.to_string(), author.clone());
+        Ok(author)
     }
 
     /// What the read cache holds now, (entries, bytes) for feed pages and for posts, and its

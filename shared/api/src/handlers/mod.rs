@@ -2,6 +2,7 @@
 //! authentication, request id, conditional-GET and error mapping. Testable without Lambda:
 //! give it a `lambda_http::Request` built from an API Gateway event.
 
+mod blocks;
 mod comments;
 mod fanout;
 mod hot;
@@ -38,7 +39,7 @@ use forum_store::bucket::Bucket;
 use forum_store::metrics::{self, Metric};
 use forum_store::notifier::Notifier;
 use forum_store::secrets::SecretSource;
-use forum_store::{RateAction, RateToken, Table};
+use forum_store::{RateAction, RateToken, Table, ViewerState};
 
 /// How long a container trusts a profile it read or wrote. Profiles change only when a user's
 /// token claims change, and a stale avatar for a minute is harmless.
@@ -170,7 +171,8 @@ impl App {
         user_ids: HashSet<String>,
         post_ids: &[String],
         viewer: &str,
-    ) -> Result<(HashMap<String, Profile>, HashSet<String>), ApiError> {
+        with_blocks: bool,
+    ) -> Result<(HashMap<String, Profile>, ViewerState), ApiError> {
         let mut profiles = HashMap::new();
         let mut missing = HashSet::new();
         for uid in user_ids {
@@ -183,10 +185,13 @@ impl App {
                 }
             }
         }
-        if missing.is_empty() && post_ids.is_empty() {
-            return Ok((profiles, HashSet::new()));
+        if missing.is_empty() && post_ids.is_empty() && !with_blocks {
+            return Ok((profiles, ViewerState::default()));
         }
-        let (fetched, liked) = self.table.profiles_and_likes(&missing, post_ids, viewer).await?;
+        let (fetched, liked) = self
+            .table
+            .profiles_and_likes(&missing, post_ids, viewer, with_blocks)
+            .await?;
         for (uid, profile) in fetched {
             self.profiles.insert(uid.clone(), profile.clone());
             profiles.insert(uid, profile);
@@ -195,29 +200,32 @@ impl App {
     }
 
     /// Posts as the caller sees them: author profiles and `is_liked`, read in one batch
-    /// (`liked`: the caller's likes among them, when already read).
+    /// (`viewer`: the caller's likes among them and whom they block, when already read).
+    /// Posts by users the caller blocks are left out, except for moderators.
     async fn post_views(
         &self,
         posts: Vec<Post>,
         caller: &Caller,
-        liked: Option<HashSet<String>>,
+        viewer: Option<ViewerState>,
     ) -> Result<Vec<PostView>, ApiError> {
         let authors: HashSet<String> = posts.iter().map(|p| p.user_id.clone()).collect();
-        let (profiles, liked) = match liked {
-            Some(liked) => (self.profiles(authors).await?, liked),
+        let (profiles, viewer) = match viewer {
+            Some(viewer) => (self.profiles(authors).await?, viewer),
             None => {
                 let ids: Vec<String> = posts.iter().map(|p| p.id.clone()).collect();
-                self.profiles_and_likes(authors, &ids, &caller.user_id).await?
+                self.profiles_and_likes(authors, &ids, &caller.user_id, true).await?
             }
         };
+        let hides_blocked = !caller.role.moderates();
         Ok(posts
             .into_iter()
+            .filter(|post| !(hides_blocked && viewer.blocked.contains(&post.user_id)))
             .map(|post| {
                 let author = profiles
                     .get(&post.user_id)
                     .cloned()
                     .unwrap_or_else(|| Profile::unknown(&post.user_id));
-                let is_liked = liked.contains(&post.id);
+                let is_liked = viewer.liked.contains(&post.id);
                 PostView::new(post, &author, is_liked)
             })
             .collect())
@@ -225,7 +233,7 @@ impl App {
 
     /// Profiles of these users (from memory when cached).
     async fn profiles(&self, user_ids: HashSet<String>) -> Result<HashMap<String, Profile>, ApiError> {
-        Ok(self.profiles_and_likes(user_ids, &[], "").await?.0)
+        Ok(self.profiles_and_likes(user_ids, &[], "", false).await?.0)
     }
 }
 

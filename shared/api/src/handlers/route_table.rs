@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
 
-use super::{App, comments, likes, media, moderation, posts, reports};
+use super::{App, blocks, comments, likes, media, moderation, posts, reports};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::match_path;
@@ -32,6 +32,9 @@ pub enum Route {
     ReportPost,
     ReportComment,
     ListReports,
+    BlockUser,
+    UnblockUser,
+    ListBlocks,
     /// The `$default` route: answers unknown paths 404 and known paths with a wrong method 405.
     Fallback,
 }
@@ -269,6 +272,30 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/forum/moderation/reports",
         uses: PAGES,
         handler: handler!(reports::list_reports),
+    },
+    RouteSpec {
+        route: Route::BlockUser,
+        binary: "block-user",
+        method: "POST",
+        path: "/api/forum/users/{id}/block",
+        uses: DYNAMODB,
+        handler: handler!(blocks::block_user),
+    },
+    RouteSpec {
+        route: Route::UnblockUser,
+        binary: "unblock-user",
+        method: "DELETE",
+        path: "/api/forum/users/{id}/block",
+        uses: DYNAMODB,
+        handler: handler!(blocks::unblock_user),
+    },
+    RouteSpec {
+        route: Route::ListBlocks,
+        binary: "list-blocks",
+        method: "GET",
+        path: "/api/forum/users/me/blocks",
+        uses: PAGES,
+        handler: handler!(blocks::list_blocks),
     },
     RouteSpec {
         route: Route::Fallback,

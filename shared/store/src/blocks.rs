@@ -1,0 +1,177 @@
+//! Blocks: whom a user blocks. One item per block (`USER#<uid>` / `BLOCK#<blocked>`, for the
+//! paginated list and "once") and a set of every blocked id on one item (`USER#<uid>` /
+//! `BLOCKS`), written in the same transaction: lists read the set beside the viewer's likes
+//! (no round trip of its own), and a comment's transaction checks the post author's set.
+
+use std::collections::HashSet;
+
+use super::items::{decode, encode, key, s};
+use super::page::{HasSortId, ListSpec, Order, Page, blocks_scope};
+use super::tx::built;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+use super::keys;
+use super::{Item, Table};
+use forum_domain::cursor::PageCursor;
+use forum_domain::limits;
+
+/// Blocks one user may hold (the set item stays far below DynamoDB's 400 KB).
+pub const MAX_BLOCKS: usize = limits::BLOCKS_PER_USER.usize();
+
+/// What a list read knows about its viewer: the posts they like among those read, and whom
+/// they block.
+#[derive(Clone, Debug, Default)]
+pub struct ViewerState {
+    pub liked: HashSet<String>,
+    pub blocked: HashSet<String>,
+}
+
+/// One block, as the list shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub blocked_id: String,
+    pub blocked_at: String,
+}
+
+impl HasSortId for Block {
+    fn sort_id(&self) -> &str {
+        &self.blocked_id
+    }
+}
+
+/// The ids a `BLOCKS` item holds.
+pub(super) fn blocked_set(item: &Item) -> HashSet<String> {
+    item.get("blocked")
+        .and_then(|v| v.as_ss().ok())
+        .map(|ids| ids.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn block_from_item(item: &Item) -> Result<Block, StoreError> {
+    decode(item)
+}
+
+impl Table {
+    /// `blocker` blocks `blocked`, once: a repeat writes nothing and answers the block as first
+    /// made. At most [`MAX_BLOCKS`].
+    pub async fn block_user(&self, blocker: &str, blocked: &str, now: &str) -> Result<Block, StoreError> {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            pk: String,
+            sk: String,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            #[serde(flatten)]
+            block: &'a Block,
+        }
+        let block = Block {
+            blocked_id: blocked.to_string(),
+            blocked_at: now.to_string(),
+        };
+        let item = encode(&Record {
+            pk: keys::user_pk(blocker),
+            sk: keys::block_sk(blocked),
+            kind: "block",
+            block: &block,
+        })?;
+        let put = built(
+            Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        let add = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(blocker), keys::BLOCKS_SK)))
+                .update_expression("SET #type = :type ADD blocked :ids")
+                .condition_expression("attribute_not_exists(blocked) OR size(blocked) < :max")
+                .expression_attribute_names("#type", "type")
+                .expression_attribute_values(":type", s("blocks"))
+                .expression_attribute_values(":ids", AttributeValue::Ss(vec![blocked.to_string()]))
+                .expression_attribute_values(":max", AttributeValue::N(MAX_BLOCKS.to_string()))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(add).build(),
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(block),
+            Err(c) if c.failed(0) => match c.item(0) {
+                Some(first) => block_from_item(first),
+                None => Err(StoreError::Internal("a failed block put returned no item".into())),
+            },
+            Err(c) if c.failed(1) => Err(StoreError::TooManyBlocks { max: MAX_BLOCKS }),
+            Err(c) => Err(StoreError::Internal(format!("block refused: {:?}", c.codes))),
+        }
+    }
+
+    /// Lifts a block; `false` when there was none (nothing written).
+    pub async fn unblock_user(&self, blocker: &str, blocked: &str) -> Result<bool, StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(blocker), keys::block_sk(blocked))))
+                .condition_expression("attribute_exists(pk)")
+                .build(),
+        )?;
+        let remove = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(blocker), keys::BLOCKS_SK)))
+                .update_expression("DELETE blocked :ids")
+                .expression_attribute_values(":ids", AttributeValue::Ss(vec![blocked.to_string()]))
+                .build(),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().update(remove).build(),
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(true),
+            Err(c) if c.failed(0) => Ok(false),
+            Err(c) => Err(StoreError::Internal(format!("unblock refused: {:?}", c.codes))),
+        }
+    }
+
+    /// One page of whom `user` blocks, by user id.
+    pub async fn blocks_page(
+        &self,
+        user: &str,
+        position: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<Page<Block>, StoreError> {
+        let spec = ListSpec {
+            scope: blocks_scope(user),
+            index: None,
+            pk_attr: keys::PK,
+            pk: keys::user_pk(user),
+            sk_attr: keys::SK,
+            sk_prefix: keys::BLOCK_PREFIX,
+            order: Order::OldestFirst,
+            hide_removed: false,
+        };
+        self.page(&spec, position, limit, block_from_item).await
+    }
+
+    /// The writer is not blocked by `author` (whose post they comment on): a condition of the
+    /// comment's own transaction.
+    pub(super) fn not_blocked_by(&self, author: &str, writer: &str) -> Result<TransactWriteItem, StoreError> {
+        let check = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(author), keys::BLOCKS_SK)))
+                .condition_expression("attribute_not_exists(blocked) OR NOT contains(blocked, :writer)")
+                .expression_attribute_values(":writer", s(writer))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+}
