@@ -7,6 +7,8 @@ const $ = (selector, root = document) => root.querySelector(selector);
 const config = await (await fetch("config.json")).json(); // {apiBase, wsUrl, mintTokens}
 let api, live, me, token, nextPage;
 const posts = new Map(); // post id -> its <li>
+const blocked = new Set(); // user ids the signed-in user blocks
+const REASONS = ["spam", "harassment", "hate", "violence", "sexual", "self_harm", "misinformation", "other"];
 const pendingMedia = new Map(); // media id -> resolve(media event)
 
 function showError(error) {
@@ -38,6 +40,7 @@ function setImage(img, post) {
 
 function render(post, li = $("#post-template").content.firstElementChild.cloneNode(true)) {
   li.dataset.id = post.id;
+  li.dataset.author = post.user.id;
   $(".author", li).textContent = post.user.username;
   const avatar = $(".avatar", li);
   avatar.hidden = !post.user.avatar_url;
@@ -53,7 +56,40 @@ function render(post, li = $("#post-template").content.firstElementChild.cloneNo
   const mine = post.user.id === me.sub;
   $(".edit", li).hidden = !mine;
   $(".delete", li).hidden = !mine;
+  $(".report", li).hidden = mine;
+  $(".block", li).hidden = mine;
   return li;
+}
+
+/** Whether the signed-in token names a moderator group (the API decides; this only shows the view). */
+function isModerator() {
+  const groups = [me?.[config.roleClaim] ?? []].flat();
+  return groups.some((g) => (config.moderatorGroups ?? []).includes(g));
+}
+
+/** Reports a post or comment: asks why, then sends it; the button says it is done. */
+async function report(path, button) {
+  const reason = prompt(`Why report this? (${REASONS.join(", ")})`, "spam");
+  if (reason === null) return;
+  const body = { reason: reason.trim() };
+  if (body.reason === "other") body.note = prompt("Tell the moderators what is wrong") ?? "";
+  await api.post(path, body);
+  button.textContent = "Reported";
+  button.disabled = true;
+}
+
+/** Blocks a user: their posts and comments leave this page now, and lists leave them out. */
+async function block(user) {
+  if (!confirm(`Block ${user.username}? You will no longer see their posts and comments.`)) return;
+  await api.post(`/users/${encodeURIComponent(user.id)}/block/`);
+  blocked.add(user.id);
+  for (const [id, li] of posts) {
+    if (li.dataset.author === user.id) {
+      li.remove();
+      posts.delete(id);
+    }
+  }
+  document.querySelectorAll(".comment").forEach((c) => c.dataset.author === user.id && c.remove());
 }
 
 function add(post, { atTop = false } = {}) {
@@ -75,6 +111,7 @@ function comment(c) {
   const li = document.createElement("li");
   li.className = "comment";
   li.dataset.id = c.id;
+  li.dataset.author = c.user.id;
   const who = document.createElement("strong");
   who.textContent = c.user.username;
   const text = document.createElement("span");
@@ -97,6 +134,12 @@ function comment(c) {
         li.remove();
       });
     li.append(" ", edit, " ", remove);
+  } else {
+    const flag = Object.assign(document.createElement("button"), { type: "button", textContent: "Report", className: "report-comment" });
+    flag.onclick = () => attempt(() => report(`/posts/${c.post_id}/comments/${c.id}/report/`, flag));
+    const shun = Object.assign(document.createElement("button"), { type: "button", textContent: "Block", className: "block-comment" });
+    shun.onclick = () => attempt(() => block(c.user));
+    li.append(" ", flag, " ", shun);
   }
   return li;
 }
@@ -142,13 +185,70 @@ function wire(li) {
       li.remove();
       posts.delete(id);
     });
+  $(".report", li).onclick = () => attempt(() => report(`/posts/${id}/report/`, $(".report", li)));
+  $(".block", li).onclick = () =>
+    attempt(() => block({ id: li.dataset.author, username: $(".author", li).textContent }));
+}
+
+/** A moderator action, with the reason asked for; then the view is read again. */
+async function moderate(body, question) {
+  const reason = prompt(question, body.action.startsWith("resolve") ? "no violation" : "breaks the rules");
+  if (reason === null) return;
+  await api.post("/moderation/actions/", { ...body, reason });
+  await loadModeration();
+}
+
+function queueEntry(entry) {
+  const li = document.createElement("li");
+  li.className = `report-entry ${entry.status}`;
+  const target = entry.target;
+  li.dataset.target = target.comment_id ?? target.post_id;
+  const what = entry.comment ?? entry.post;
+  const reasons = Object.entries(entry.reasons).map(([r, n]) => `${r} ×${n}`).join(", ");
+  const text = document.createElement("span");
+  text.className = "reported-text";
+  text.textContent = `${target.type} by ${what?.user.username ?? "(deleted)"}: “${what?.content ?? ""}” — ${entry.report_count} report(s): ${reasons}`;
+  li.append(text);
+  if (entry.status === "open") {
+    const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "Remove", className: "mod-remove" });
+    const ids = { post_id: target.post_id, ...(target.comment_id ? { comment_id: target.comment_id } : {}) };
+    remove.onclick = () => attempt(() => moderate({ action: `remove_${target.type}`, ...ids }, "Why remove it?"));
+    const dismiss = Object.assign(document.createElement("button"), { type: "button", textContent: "Dismiss", className: "mod-dismiss" });
+    dismiss.onclick = () => attempt(() => moderate({ action: "resolve_reports", outcome: "dismissed", ...ids }, "Why dismiss the reports?"));
+    li.append(" ", remove, " ", dismiss);
+  } else {
+    li.append(` (${entry.outcome})`);
+  }
+  return li;
+}
+
+function logEntry(entry) {
+  const li = document.createElement("li");
+  li.className = "log-entry";
+  li.dataset.action = entry.action;
+  li.textContent = `${new Date(entry.created_at).toLocaleString()} ${entry.action} by ${entry.moderator_id}: ${entry.reason}`;
+  if (entry.action === "remove_post" || entry.action === "remove_comment") {
+    const kind = entry.action.slice("remove_".length);
+    const restore = Object.assign(document.createElement("button"), { type: "button", textContent: "Restore", className: "mod-restore" });
+    const ids = { post_id: entry.post_id, ...(entry.comment_id ? { comment_id: entry.comment_id } : {}) };
+    restore.onclick = () => attempt(() => moderate({ action: `restore_${kind}`, ...ids }, "Why restore it?"));
+    li.append(" ", restore);
+  }
+  return li;
+}
+
+/** The report queue and the log (moderators only). */
+async function loadModeration() {
+  const [queue, log] = await Promise.all([api.get("/moderation/reports/?limit=50"), api.get("/moderation/actions/?limit=20")]);
+  $("#queue").replaceChildren(...queue.reports.map(queueEntry));
+  $("#mod-log").replaceChildren(...log.actions.map(logEntry));
 }
 
 async function loadMore() {
   if (nextPage === null) return;
   const page = await attempt(() => api.get(nextPage ?? "/posts/?limit=20"));
   if (!page) return;
-  page.posts.forEach((p) => add(p));
+  page.posts.filter((p) => !blocked.has(p.user.id)).forEach((p) => add(p));
   nextPage = page.next_page;
   $("#feed-end").hidden = nextPage !== null;
 }
@@ -157,12 +257,15 @@ function onLive(message) {
   const li = posts.get(message.post_id ?? message.post?.id);
   switch (message.type) {
     case "post.created":
-      add(message.post, { atTop: true });
+    case "post.restored":
+      // The server tells everyone; the page leaves out whom its user blocks.
+      if (!blocked.has(message.post.user.id)) add(message.post, { atTop: true });
       break;
     case "post.updated":
       if (li) render({ ...message.post, is_liked: $(".like", li).classList.contains("liked") }, li);
       break;
     case "post.deleted":
+    case "post.removed":
       li?.remove();
       posts.delete(message.post_id);
       break;
@@ -170,14 +273,17 @@ function onLive(message) {
       if (li) $(".like-count", li).textContent = message.like_count;
       break;
     case "comment.created":
+    case "comment.restored":
     case "comment.deleted":
+    case "comment.removed":
       if (!li) break;
       $(".comment-count", li).textContent = message.comment_count;
       if (!$(".comments", li).hidden) {
-        if (message.type === "comment.created" && !$(`.comment[data-id="${message.comment.id}"]`, li)) {
-          $(".comment-list", li).append(comment(message.comment));
+        const arrived = message.comment;
+        if (arrived && !blocked.has(arrived.user.id) && !$(`.comment[data-id="${arrived.id}"]`, li)) {
+          $(".comment-list", li).append(comment(arrived));
         }
-        if (message.type === "comment.deleted") $(`.comment[data-id="${message.comment_id}"]`, li)?.remove();
+        if (message.comment_id) $(`.comment[data-id="${message.comment_id}"]`, li)?.remove();
       }
       break;
     case "media.ready":
@@ -237,8 +343,8 @@ function adopt(fresh) {
 }
 
 /** A token from forum-local's development mint (never offered by a deployed stack). */
-async function mintToken(username, ttl) {
-  const response = await fetch("local/token", { method: "POST", body: JSON.stringify({ username, ttl }) });
+async function mintToken(username, ttl, role) {
+  const response = await fetch("local/token", { method: "POST", body: JSON.stringify({ username, ttl, role }) });
   if (!response.ok) throw new Error(await response.text());
   return (await response.json()).token;
 }
@@ -278,6 +384,18 @@ function signIn(fresh) {
     },
   });
   for (const id of posts.keys()) live.follow(id);
+  $("#moderation").hidden = !isModerator();
+  if (isModerator()) {
+    $("#refresh-moderation").onclick = () => attempt(loadModeration);
+    attempt(loadModeration);
+  }
+  // Whom the user blocks, so live events and pages leave them out here too.
+  attempt(async () => {
+    for (let page = await api.get("/users/me/blocks/?limit=100"); ; page = await api.get(page.next_page)) {
+      page.blocks.forEach((b) => blocked.add(b.user.id));
+      if (!page.next_page) break;
+    }
+  });
   new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && loadMore()).observe($("#more"));
 }
 
@@ -293,7 +411,8 @@ if (config.mintTokens) {
   $("#local-mint").hidden = false;
   $("#mint").onclick = () =>
     attempt(async () => {
-      signIn(await mintToken($("#sign-in").elements.username.value));
+      const form = $("#sign-in").elements;
+      signIn(await mintToken(form.username.value, undefined, form.moderator.checked ? "moderator" : undefined));
     });
 }
 const saved = sessionStorage.getItem("token");

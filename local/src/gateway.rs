@@ -340,7 +340,7 @@ impl Gateway {
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("127.0.0.1:3000")
                     .to_string();
-                return Ok(crate::web::config(&host, self.edge.mint.is_some()));
+                return Ok(crate::web::config(&host, self.edge.mint.as_ref()));
             }
         }
         if req.method() == http::Method::POST

@@ -154,6 +154,7 @@ impl StackOptions {
             .ok_or_else(|| StackError::Setup(format!("{arn} is not a development secret forum-local holds")))?;
         Ok(TokenMint {
             secret: secret.to_string(),
+            roles: mint_roles(&settings.roles),
             issuer: settings.issuer,
             audience: settings.audience,
         })
@@ -448,11 +449,13 @@ impl Stack {
                 secret: secrets.current(arn).unwrap_or_default(),
                 issuer: functions.jwt.issuer.clone(),
                 audience: functions.jwt.audience.clone(),
+                roles: mint_roles(&functions.jwt.roles),
             },
             _ => TokenMint {
                 secret: String::new(),
                 issuer: functions.jwt.issuer.clone(),
                 audience: functions.jwt.audience.clone(),
+                roles: mint_roles(&functions.jwt.roles),
             },
         };
         let gateway = Arc::new(Gateway::new(
@@ -681,4 +684,14 @@ fn s3_event(object: &s3_local::ObjectCreated) -> serde_json::Value {
             }
         }]
     })
+}
+
+/// What the local mint needs of the authorizer's role settings: the claim and the first group
+/// of each role.
+fn mint_roles(roles: &forum_api::auth::RoleClaim) -> forum_testkit::MintRoles {
+    forum_testkit::MintRoles {
+        claim: roles.claim.clone(),
+        moderator_group: roles.moderator_groups.first().cloned(),
+        admin_group: roles.admin_groups.first().cloned(),
+    }
 }

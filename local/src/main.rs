@@ -88,6 +88,9 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 24 * 3600)]
     ttl: i64,
+    /// `moderator` or `admin`: the token carries the group claim the template names for it.
+    #[arg(long)]
+    role: Option<String>,
     /// A template parameter over samconfig.toml's local set (repeatable), as given to the stack.
     #[arg(long = "parameter", value_name = "NAME=VALUE")]
     parameters: Vec<String>,
@@ -110,7 +113,11 @@ fn token_for(jwt: &forum_testkit::TokenMint, args: &TokenArgs) -> Result<String,
         .sub
         .clone()
         .unwrap_or_else(|| forum_testkit::local_user_id(&args.username));
-    forum_testkit::issue_token(jwt, &sub, &args.username, args.picture.as_deref(), args.ttl)
+    let extra = match &args.role {
+        Some(role) => jwt.role_claims(role)?,
+        None => serde_json::Map::new(),
+    };
+    forum_testkit::issue_token_with(jwt, &sub, &args.username, args.picture.as_deref(), args.ttl, extra)
 }
 
 #[tokio::main]
@@ -173,6 +180,7 @@ async fn serve(args: ServeArgs, data_plane: Option<DataPlaneArgs>) -> Result<(),
         sub: None,
         picture: None,
         ttl: 24 * 3600,
+        role: None,
         parameters: Vec::new(),
     };
     let token = token_for(&jwt, &sample).unwrap_or_else(|e| format!("<{e}>"));

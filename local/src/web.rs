@@ -73,19 +73,29 @@ pub fn file(path: &str) -> Option<hyper::Response<Full<Bytes>>> {
 }
 
 /// `config.json`: where the page finds the API and the WebSocket, seen from `host` (the
-/// `Host` the browser used, so `localhost` and `127.0.0.1` both work).
-pub fn config(host: &str, mint_tokens: bool) -> hyper::Response<Full<Bytes>> {
+/// `Host` the browser used, so `localhost` and `127.0.0.1` both work), whether this stack
+/// mints tokens, and which token claim and groups make a moderator (so the page shows its
+/// moderation view to those the API will answer; the API decides, not the page).
+pub fn config(host: &str, mint: Option<&TokenMint>) -> hyper::Response<Full<Bytes>> {
+    let roles = mint.map(|m| m.roles.clone()).unwrap_or_default();
+    let moderator_groups: Vec<String> = [roles.moderator_group, roles.admin_group]
+        .into_iter()
+        .flatten()
+        .collect();
     let body = json!({
         "apiBase": format!("http://{host}{}", forum_api::routes::BASE_PATH),
         "wsUrl": format!("ws://{host}/ws"),
-        "mintTokens": mint_tokens,
+        "mintTokens": mint.is_some(),
+        "roleClaim": roles.claim,
+        "moderatorGroups": moderator_groups,
     });
     answer(200, "application/json", body.to_string())
 }
 
-/// `POST /local/token` `{"username": "...", "ttl": seconds?}`: a token for that user, valid
-/// for a day unless `ttl` says otherwise (from -29, a token with seconds left within the
-/// authorizer's 30 s leeway, to a day): development only, as is every token this mints.
+/// `POST /local/token` `{"username": "...", "ttl": seconds?, "role": "moderator"|"admin"?}`:
+/// a token for that user, valid for a day unless `ttl` says otherwise (from -29, a token with
+/// seconds left within the authorizer's 30 s leeway, to a day), carrying the group claim of
+/// `role` as the template configures it: development only, as is every token this mints.
 pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
     let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
     let username = request["username"]
@@ -107,8 +117,16 @@ pub fn mint(jwt: &TokenMint, body: &[u8]) -> hyper::Response<Full<Bytes>> {
             "send {\"username\": \"...\", \"ttl\": seconds (optional, -29 to 86400)}",
         );
     };
+    let extra = match request["role"].as_str() {
+        None => Ok(serde_json::Map::new()),
+        Some(role) => jwt.role_claims(role),
+    };
+    let extra = match extra {
+        Ok(extra) => extra,
+        Err(why) => return answer(400, "text/plain; charset=utf-8", why),
+    };
     let user_id = forum_testkit::local_user_id(&username);
-    match forum_testkit::issue_token(jwt, &user_id, &username, None, ttl) {
+    match forum_testkit::issue_token_with(jwt, &user_id, &username, None, ttl, extra) {
         Ok(token) => answer(200, "application/json", json!({ "token": token }).to_string()),
         Err(why) => answer(409, "text/plain; charset=utf-8", why),
     }

@@ -165,14 +165,11 @@ impl TestStack {
     /// A client for a new moderator: the group claim and group the template configures
     /// (`RoleClaim`, `ModeratorGroups`), as the identity provider would issue it.
     pub fn moderator(&self, name: &str) -> Client {
-        let authorizer = &self.stack.environments["authorizer"];
-        let claim = &authorizer["FORUM_ROLE_CLAIM"];
-        let group = authorizer["FORUM_MODERATOR_GROUPS"]
-            .split(',')
-            .next()
-            .expect("a moderator group")
-            .trim();
-        self.user_with_claims(name, serde_json::json!({ claim.as_str(): [group] }))
+        let claims = self
+            .jwt
+            .role_claims("moderator")
+            .expect("the stack names a moderator group");
+        self.user_with_claims(name, Value::Object(claims))
     }
 
     /// A client that sends no token at all.

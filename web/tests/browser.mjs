@@ -3,8 +3,10 @@
 // comments; A sees both live; a refused post shows the API's message. Then C, who follows more
 // than 50 posts, has her socket closed by the server when her token runs out: the page
 // reconnects with a fresh token, resubscribes to every post in messages the server accepts, and
-// keeps hearing about the oldest; its keepalive pings go out meanwhile. Any console error, page
-// error, failed request or unexpected 4xx/5xx fails the run.
+// keeps hearing about the oldest; its keepalive pings go out meanwhile. B reports a post, a
+// moderator finds it in the queue and removes it, and it leaves B's and a third person's feeds
+// live; B blocks a user, whose posts leave B's page. Any console error, page error, failed
+// request or unexpected 4xx/5xx fails the run.
 //
 // node browser.mjs <base URL> <image.png> <screenshot dir>
 import { mkdirSync } from "node:fs";
@@ -24,8 +26,8 @@ async function shot(page, name) {
 }
 
 /** A token from forum-local's development mint: a day, or `ttl` seconds. */
-async function mint(username, ttl) {
-  const response = await fetch(`${base}/local/token`, { method: "POST", body: JSON.stringify({ username, ttl }) });
+async function mint(username, ttl, role) {
+  const response = await fetch(`${base}/local/token`, { method: "POST", body: JSON.stringify({ username, ttl, role }) });
   if (!response.ok) throw new Error(`local/token: ${response.status} ${await response.text()}`);
   return (await response.json()).token;
 }
@@ -146,6 +148,51 @@ try {
   await bensPost.locator(".delete-comment").click();
   await annsPost.locator(".comment-count", { hasText: "0" }).waitFor();
   await annsPost.locator(".comment").waitFor({ state: "detached" });
+
+  // Moderation: Ben reports Ann's post; a moderator removes it from the queue; Ben's and a
+  // third person's feeds drop it live, and the log shows the removal.
+  const cal = await person("cal");
+  const mia = await person("mia", { token: await mint(`mia${suffix}`, undefined, "moderator") });
+  check(!(await a.locator("#moderation").isVisible()), "an ordinary user gets no moderation view");
+  await mia.locator("#moderation").waitFor();
+  const reported = `please report me ${suffix}`;
+  await a.fill("#new-post textarea", reported);
+  await a.click("#new-post button");
+  const bensView = b.locator(".post", { hasText: reported });
+  const calsView = cal.locator(".post", { hasText: reported });
+  await bensView.waitFor();
+  await calsView.waitFor();
+  check((await a.locator(".post", { hasText: reported }).locator(".report").isHidden()), "no Report button on one's own post");
+  b.once("dialog", (dialog) => dialog.accept("spam"));
+  await bensView.locator(".report").click();
+  await bensView.locator(".report", { hasText: "Reported" }).waitFor();
+  await mia.click("#refresh-moderation");
+  const entry = mia.locator(".report-entry", { hasText: reported });
+  await entry.waitFor();
+  check((await entry.textContent()).includes("spam ×1"), `the queue shows the reason: ${await entry.textContent()}`);
+  await shot(mia, "mia-sees-the-report");
+  mia.once("dialog", (dialog) => dialog.accept("spam link"));
+  await entry.locator(".mod-remove").click();
+  await bensView.waitFor({ state: "detached" });
+  await calsView.waitFor({ state: "detached" });
+  await mia.locator(".report-entry.resolved", { hasText: reported }).waitFor();
+  await mia.locator(".log-entry", { hasText: "remove_post" }).waitFor();
+  await shot(cal, "cal-no-longer-sees-the-removed-post");
+
+  // Ben blocks Cal: Cal's posts leave Ben's page, and a new one never shows up there.
+  const calsPost = `cal writes ${suffix}`;
+  await cal.fill("#new-post textarea", calsPost);
+  await cal.click("#new-post button");
+  await b.locator(".post", { hasText: calsPost }).waitFor();
+  b.once("dialog", (dialog) => dialog.accept());
+  await b.locator(".post", { hasText: calsPost }).locator(".block").click();
+  await b.locator(".post", { hasText: calsPost }).waitFor({ state: "detached" });
+  const later = `cal again ${suffix}`;
+  await cal.fill("#new-post textarea", later);
+  await cal.click("#new-post button");
+  await a.locator(".post", { hasText: later }).waitFor();
+  await b.waitForTimeout(500);
+  check((await b.locator(".post", { hasText: later }).count()) === 0, "a blocked user's new post does not reach the blocker's page");
 
   // A refused action shows the API's own message, and what matched.
   expectedRefusals.push(["POST", "/api/forum/posts/", 400]);

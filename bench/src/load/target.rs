@@ -98,6 +98,8 @@ impl Target {
                     secret: key,
                     issuer: args.jwt_issuer.clone().unwrap_or_default(),
                     audience: args.jwt_audience.clone().unwrap_or_default(),
+                    // Load users are ordinary users.
+                    roles: Default::default(),
                 })?
             }
             (None, Some(file)) => {

@@ -6,4 +6,4 @@ pub mod keys;
 pub mod profanity_corpus;
 pub mod tokens;
 
-pub use tokens::{TokenMint, issue_token, issue_token_with, local_user_id};
+pub use tokens::{MintRoles, TokenMint, issue_token, issue_token_with, local_user_id};

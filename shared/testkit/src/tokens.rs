@@ -11,6 +11,38 @@ pub struct TokenMint {
     pub secret: String,
     pub issuer: String,
     pub audience: String,
+    /// The claim that names groups, and the groups that make a moderator and an admin, as the
+    /// authorizer is configured (`RoleClaim`, `ModeratorGroups`, `AdminGroups`).
+    pub roles: MintRoles,
+}
+
+/// Where a minted token says who moderates (empty: nobody can be made one).
+#[derive(Clone, Debug, Default)]
+pub struct MintRoles {
+    pub claim: Option<String>,
+    pub moderator_group: Option<String>,
+    pub admin_group: Option<String>,
+}
+
+impl TokenMint {
+    /// The claims that make a token's holder `role` (`moderator` or `admin`) here.
+    pub fn role_claims(&self, role: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let group = match role {
+            "moderator" => self.roles.moderator_group.as_deref(),
+            "admin" => self.roles.admin_group.as_deref(),
+            other => return Err(format!("no role `{other}`: moderator or admin")),
+        };
+        match (self.roles.claim.as_deref(), group) {
+            (Some(claim), Some(group)) => {
+                let mut claims = serde_json::Map::new();
+                claims.insert(claim.to_string(), serde_json::json!([group]));
+                Ok(claims)
+            }
+            _ => Err(format!(
+                "this stack names no {role} group (RoleClaim and its groups are empty)"
+            )),
+        }
+    }
 }
 
 /// The claims a minted token carries (those the authorizer reads).
