@@ -702,3 +702,64 @@ async fn a_connection_that_cannot_be_forgotten_never_makes_an_event_arrive_twice
             .await;
     }
 }
+
+#[tokio::test]
+async fn a_blocked_users_live_events_skip_the_blocker_but_reach_everyone_else() {
+    let stack = shared_stack().await;
+    let alice = stack.user("blocker");
+    let bob = stack.user("blocked");
+    let carol = stack.user("onlooker");
+    let moderator = stack.moderator("mod");
+    let post = carol.create_post("a thread everyone follows").await;
+    let id = post["id"].as_str().unwrap().to_string();
+    let mut alice_live = Live::connect(stack, &alice).await;
+    let mut carol_live = Live::connect(stack, &carol).await;
+    let mut moderator_live = Live::connect(stack, &moderator).await;
+    for live in [&mut alice_live, &mut moderator_live] {
+        live.subscribe(&id).await;
+    }
+    let block = format!("/api/forum/users/{}/block/", bob.user_id);
+    assert_eq!(alice.post(&block, Value::Null).await.status, 201);
+    // A moderator's block hides nothing from them, live included.
+    assert_eq!(moderator.post(&block, Value::Null).await.status, 201);
+
+    let comments = format!("/api/forum/posts/{id}/comments/");
+    let from_bob = bob.post(&comments, json!({"content": "from the blocked"})).await;
+    assert_eq!(from_bob.status, 201);
+    let bobs_comment = from_bob.body["id"].as_str().unwrap().to_string();
+    let is_bobs = move |m: &Value| m["type"] == "comment.created" && m["comment"]["id"] == bobs_comment.as_str();
+    carol_live
+        .expect("Bob's comment, to the post's author", is_bobs.clone())
+        .await;
+    moderator_live
+        .expect("Bob's comment, to a moderator who blocks him", is_bobs.clone())
+        .await;
+    let bobs_post = bob.create_post("a post by the blocked").await;
+    let bobs_post_id = bobs_post["id"].as_str().unwrap().to_string();
+    carol_live
+        .expect("Bob's post, to everyone else", is("post.created", bobs_post_id.clone()))
+        .await;
+    alice_live
+        .expect_none(Duration::from_secs(2), |m| {
+            is_bobs(m) || (m["type"] == "post.created" && m["post"]["id"] == bobs_post_id.as_str())
+        })
+        .await;
+    // Others' events still reach her.
+    let from_carol = carol.post(&comments, json!({"content": "from the author"})).await;
+    let carols_comment = from_carol.body["id"].as_str().unwrap().to_string();
+    alice_live
+        .expect("Carol's comment", move |m| {
+            m["comment"]["id"] == carols_comment.as_str()
+        })
+        .await;
+
+    // Unblocked, Bob is heard again.
+    assert_eq!(alice.delete(&block).await.status, 204);
+    let again = bob.post(&comments, json!({"content": "heard again"})).await;
+    let again_id = again.body["id"].as_str().unwrap().to_string();
+    alice_live
+        .expect("Bob's comment after the unblock", move |m| {
+            m["comment"]["id"] == again_id.as_str()
+        })
+        .await;
+}

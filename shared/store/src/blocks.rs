@@ -57,8 +57,16 @@ fn block_from_item(item: &Item) -> Result<Block, StoreError> {
 
 impl Table {
     /// `blocker` blocks `blocked`, once: a repeat writes nothing and answers the block as first
-    /// made. At most [`MAX_BLOCKS`].
-    pub async fn block_user(&self, blocker: &str, blocked: &str, now: &str) -> Result<Block, StoreError> {
+    /// made. At most [`MAX_BLOCKS`]. Unless `blocker` moderates (a block never hides anything
+    /// from a moderator), the blocked user's set of blockers (`BLOCKEDBY`) gains them in the
+    /// same transaction: live events by the blocked user skip their sockets.
+    pub async fn block_user(
+        &self,
+        blocker: &str,
+        blocked: &str,
+        now: &str,
+        hides_live: bool,
+    ) -> Result<Block, StoreError> {
         #[derive(Serialize)]
         struct Record<'a> {
             pk: String,
@@ -98,10 +106,13 @@ impl Table {
                 .expression_attribute_values(":max", AttributeValue::N(MAX_BLOCKS.to_string()))
                 .build(),
         )?;
-        let actions = vec![
+        let mut actions = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(add).build(),
         ];
+        if hides_live {
+            actions.push(self.blockers_change(blocked, blocker, "ADD")?);
+        }
         match self.transact(actions).await? {
             Ok(()) => Ok(block),
             Err(c) if c.failed(0) => match c.item(0) {
@@ -133,12 +144,39 @@ impl Table {
         let actions = vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().update(remove).build(),
+            self.blockers_change(blocked, blocker, "DELETE")?,
         ];
         match self.transact(actions).await? {
             Ok(()) => Ok(true),
             Err(c) if c.failed(0) => Ok(false),
             Err(c) => Err(StoreError::Internal(format!("unblock refused: {:?}", c.codes))),
         }
+    }
+
+    /// Who blocks `author` (moderators aside): their sockets hear nothing `author` writes.
+    pub async fn blockers_of(&self, author: &str) -> Result<HashSet<String>, StoreError> {
+        let item = self
+            .get_one(key(keys::user_pk(author), keys::BLOCKED_BY_SK), false, Some("blockers"))
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|item| item.get("blockers"))
+            .and_then(|v| v.as_ss().ok())
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Adds `blocker` to (`ADD`) or takes them from (`DELETE`) `blocked`'s set of blockers.
+    fn blockers_change(&self, blocked: &str, blocker: &str, verb: &str) -> Result<TransactWriteItem, StoreError> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::user_pk(blocked), keys::BLOCKED_BY_SK)))
+                .update_expression(format!("{verb} blockers :ids"))
+                .expression_attribute_values(":ids", AttributeValue::Ss(vec![blocker.to_string()]))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// One page of whom `user` blocks, by user id.

@@ -118,3 +118,5 @@ pub fn block_sk(blocked: &str) -> String {
     format!("{BLOCK_PREFIX}{blocked}")
 }
 pub const BLOCKS_SK: &str = "BLOCKS";
+/// Who blocks a user (`USER#<uid>` / `BLOCKEDBY`: a string set), for live events.
+pub const BLOCKED_BY_SK: &str = "BLOCKEDBY";

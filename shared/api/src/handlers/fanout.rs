@@ -163,15 +163,17 @@ async fn handle_change(
 ) -> Result<(), ApiError> {
     match change.clone() {
         Change::PostCreated(post) => {
+            let hidden = reads.hidden_from(app, &post.user_id).await?;
             let author = author(app, &post.user_id).await?;
             let message = ServerMessage::PostCreated {
                 post: PostView::new(post, &author, false),
             };
-            broadcast(app, &app.table.all_connections().await?, &message).await?;
+            broadcast(app, &except(app.table.all_connections().await?, &hidden), &message).await?;
             Ok(())
         }
         Change::PostChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
             // Removed or restored by a moderator: everyone drops it, or gets it back.
+            let hidden = reads.hidden_from(app, &new.user_id).await?;
             let message = if new.removed.is_some() {
                 ServerMessage::PostRemoved { post_id: new.id }
             } else {
@@ -180,7 +182,7 @@ async fn handle_change(
                     post: PostView::new(new, &author, false),
                 }
             };
-            broadcast(app, &app.table.all_connections().await?, &message).await?;
+            broadcast(app, &except(app.table.all_connections().await?, &hidden), &message).await?;
             Ok(())
         }
         Change::PostChanged { old, new } => {
@@ -202,7 +204,10 @@ async fn handle_change(
                 let message = ServerMessage::PostUpdated {
                     post: PostView::new(new, &author, false),
                 };
-                reads.tell_audience(app, &post_id, &author_id, &message).await?;
+                let hidden = reads.hidden_from(app, &author_id).await?;
+                reads
+                    .tell_audience_except(app, &post_id, &author_id, &message, &hidden)
+                    .await?;
             }
             if media_changed {
                 release_media(app, &old).await?;
@@ -226,13 +231,17 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
+            // Whoever blocks the comment's writer does not hear it.
+            let hidden = reads.hidden_from(app, &comment.user_id).await?;
             let author = author(app, &comment.user_id).await?;
             let message = ServerMessage::CommentCreated {
                 post_id: post.id.clone(),
                 comment: CommentView::new(comment, &author),
                 comment_count: post.comment_count,
             };
-            reads.tell_audience(app, &post.id, &post.user_id, &message).await
+            reads
+                .tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
+                .await
         }
         Change::CommentChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
             // The post's count as now stored; a post deleted since has nothing to tell.
@@ -249,11 +258,14 @@ async fn handle_change(
                 let author = author(app, &new.user_id).await?;
                 ServerMessage::CommentRestored {
                     post_id: post.id.clone(),
-                    comment: CommentView::new(new, &author),
+                    comment: CommentView::new(new.clone(), &author),
                     comment_count: post.comment_count,
                 }
             };
-            reads.tell_audience(app, &post.id, &post.user_id, &message).await
+            let hidden = reads.hidden_from(app, &new.user_id).await?;
+            reads
+                .tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
+                .await
         }
         // An edit of a comment is not pushed (clients read it with the list).
         Change::CommentChanged { .. } => Ok(()),
@@ -343,6 +355,8 @@ async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
 struct LaneReads {
     posts: HashMap<String, Option<Post>>,
     audiences: HashMap<String, Vec<Recipient>>,
+    /// By author: the connections of users who block them.
+    hidden: HashMap<String, HashSet<String>>,
 }
 
 impl LaneReads {
@@ -355,6 +369,26 @@ impl LaneReads {
         Ok(post)
     }
 
+    /// The connections of users who block `author` (one read per author and batch, and one
+    /// Query per blocker: nothing more for the many authors nobody blocks).
+    async fn hidden_from(&mut self, app: &App, author: &str) -> Result<HashSet<String>, ApiError> {
+        if let Some(hidden) = self.hidden.get(author) {
+            return Ok(hidden.clone());
+        }
+        let mut hidden = HashSet::new();
+        for blocker in app.table.blockers_of(author).await? {
+            hidden.extend(
+                app.table
+                    .user_connections(&blocker)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.connection_id),
+            );
+        }
+        self.hidden.insert(author.to_string(), hidden.clone());
+        Ok(hidden)
+    }
+
     /// Sends `message` to the post's audience; connections found gone or expired leave it, so
     /// the lane's next records do not try them again.
     async fn tell_audience(
@@ -364,12 +398,26 @@ impl LaneReads {
         author_id: &str,
         message: &ServerMessage,
     ) -> Result<(), ApiError> {
+        self.tell_audience_except(app, post_id, author_id, message, &HashSet::new())
+            .await
+    }
+
+    /// As [`LaneReads::tell_audience`], leaving out the connections in `hidden` (those of users
+    /// who block whoever the message is about).
+    async fn tell_audience_except(
+        &mut self,
+        app: &App,
+        post_id: &str,
+        author_id: &str,
+        message: &ServerMessage,
+        hidden: &HashSet<String>,
+    ) -> Result<(), ApiError> {
         if !self.audiences.contains_key(post_id) {
             let audience = post_audience(app, post_id, author_id).await?;
             self.audiences.insert(post_id.to_string(), audience);
         }
-        let audience = self.audiences.get(post_id).map(Vec::as_slice).unwrap_or_default();
-        let removed = broadcast(app, audience, message).await?;
+        let audience = self.audiences.get(post_id).cloned().unwrap_or_default();
+        let removed = broadcast(app, &except(audience, hidden), message).await?;
         if !removed.is_empty()
             && let Some(audience) = self.audiences.get_mut(post_id)
         {
@@ -377,6 +425,17 @@ impl LaneReads {
         }
         Ok(())
     }
+}
+
+/// `recipients` without the connections in `hidden`.
+fn except(recipients: Vec<Recipient>, hidden: &HashSet<String>) -> Vec<Recipient> {
+    if hidden.is_empty() {
+        return recipients;
+    }
+    recipients
+        .into_iter()
+        .filter(|r| !hidden.contains(&r.connection_id))
+        .collect()
 }
 
 /// Who hears about a post: its subscribers and its author's connections.
