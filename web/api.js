@@ -25,12 +25,28 @@ export class Api {
     this.token = token;
   }
 
-  /** `path` is relative to the API base, or a `next_page` URL the API gave. */
-  async request(method, path, body) {
+  /**
+   * `path` is relative to the API base, or a `next_page` URL the API gave. A create carries an
+   * `Idempotency-Key`: when the network fails before an answer arrives, the request is sent
+   * again with the same key, and the API answers it as the first (never a second post).
+   */
+  async request(method, path, body, { key } = {}) {
     const url = /^https?:/.test(path) ? path : path.startsWith("/api/") ? new URL(path, this.base).href : `${this.base}${path}`;
     const headers = { authorization: `Bearer ${this.token}` };
     if (body !== undefined) headers["content-type"] = "application/json";
-    const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (key) headers["idempotency-key"] = key;
+    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+    let response;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        response = await fetch(url, init);
+        break;
+      } catch (error) {
+        // Only a keyed request may be sent again: without a key a retry could write twice.
+        if (!key || attempt >= 3) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      }
+    }
     const text = await response.text();
     const data = text ? JSON.parse(text) : null;
     if (!response.ok) throw new ApiError(response.status, data, response.headers);
@@ -39,6 +55,9 @@ export class Api {
 
   get(path) { return this.request("GET", path); }
   post(path, body) { return this.request("POST", path, body ?? null); }
+  /** A create: sent with a fresh `Idempotency-Key`, safe to send again. */
+  create(path, body) { return this.request("POST", path, body ?? null, { key: crypto.randomUUID() }); }
+  put(path, body) { return this.request("PUT", path, body); }
   patch(path, body) { return this.request("PATCH", path, body); }
   delete(path) { return this.request("DELETE", path); }
 
@@ -47,7 +66,7 @@ export class Api {
    * straight to S3 with exactly the signed headers, reporting progress (0..1).
    */
   async uploadImage(file, onProgress) {
-    const media = await this.post("/upload/presign/", { content_type: file.type, content_length: file.size });
+    const media = await this.create("/upload/presign/", { content_type: file.type, content_length: file.size });
     await new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open(media.upload.method, media.upload.url);

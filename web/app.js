@@ -73,7 +73,7 @@ async function report(path, button) {
   if (reason === null) return;
   const body = { reason: reason.trim() };
   if (body.reason === "other") body.note = prompt("Tell the moderators what is wrong") ?? "";
-  await api.post(path, body);
+  await api.create(path, body);
   button.textContent = "Reported";
   button.disabled = true;
 }
@@ -152,9 +152,12 @@ async function loadComments(li) {
 
 function wire(li) {
   const id = li.dataset.id;
+  // Sets the like the button shows the opposite of (PUT or DELETE): a repeated click or a
+  // retried request leaves the state asked for.
   $(".like", li).onclick = () =>
     attempt(async () => {
-      const state = await api.post(`/posts/${id}/like/`);
+      const liked = $(".like", li).classList.contains("liked");
+      const state = liked ? await api.delete(`/posts/${id}/like/`) : await api.put(`/posts/${id}/like/`);
       $(".like-count", li).textContent = state.like_count;
       $(".like", li).classList.toggle("liked", state.is_liked);
     });
@@ -168,7 +171,7 @@ function wire(li) {
     e.preventDefault();
     attempt(async () => {
       const input = e.target.elements.content;
-      const created = await api.post(`/posts/${id}/comments/`, { content: input.value });
+      const created = await api.create(`/posts/${id}/comments/`, { content: input.value });
       input.value = "";
       if (!$(`.comment[data-id="${created.id}"]`, li)) $(".comment-list", li).append(comment(created));
     });
@@ -322,7 +325,7 @@ $("#new-post").onsubmit = (e) => {
       if (decided.type === "media.rejected") throw new Error(`The image was refused: ${decided.reason}`);
       media_url = media.url;
     }
-    const post = await api.post("/posts/", { content: form.elements.content.value, media_url });
+    const post = await api.create("/posts/", { content: form.elements.content.value, media_url });
     add(post, { atTop: true });
     form.reset();
   });

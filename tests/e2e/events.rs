@@ -68,6 +68,7 @@ async fn every_sample_event_runs_through_its_handler() {
         action,
         limit: 1000,
         now: chrono::Utc::now().timestamp(),
+        idempotency: None,
     };
     app.table
         .create_post(&post, Some(&Profile::from(&caller)), &rate(RateAction::Post), None)
@@ -113,6 +114,8 @@ async fn every_sample_event_runs_through_its_handler() {
         ("create-post.json", Route::CreatePost, 201),
         ("get-post.json", Route::GetPost, 200),
         ("toggle-like.json", Route::ToggleLike, 200),
+        ("like-post.json", Route::LikePost, 200),
+        ("unlike-post.json", Route::UnlikePost, 200),
         ("create-comment.json", Route::CreateComment, 201),
         ("list-comments.json", Route::ListComments, 200),
         ("update-comment.json", Route::UpdateComment, 200),

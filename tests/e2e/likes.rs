@@ -83,7 +83,23 @@ async fn likes_on_missing_or_deleted_posts_are_404() {
 }
 
 /// Counts what the table holds for a post: like items, and the counter on the post.
+/// The like items of a post and its counter, as one consistent reading: the two are separate
+/// reads, and a write a client gave up on (a 503: its outcome unknown) may still land between
+/// them, so the reading is repeated until two in a row agree.
 pub(crate) async fn like_truth(stack: &crate::support::TestStack, post_id: &str) -> (usize, u64) {
+    let mut last = like_reading(stack, post_id).await;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let next = like_reading(stack, post_id).await;
+        if next == last {
+            return next;
+        }
+        last = next;
+    }
+    last
+}
+
+async fn like_reading(stack: &crate::support::TestStack, post_id: &str) -> (usize, u64) {
     let client = &stack.stack.dynamodb;
     let table = &stack.table_name;
     let mut likes = 0;
@@ -184,4 +200,46 @@ async fn fifty_users_toggling_concurrently_keep_the_count_exact() {
     if unknown_outcomes == 0 {
         assert_eq!((items, counter), (0, 0));
     }
+}
+
+#[tokio::test]
+async fn put_and_delete_set_the_like_so_a_retry_leaves_the_state_asked_for() {
+    let stack = shared_stack().await;
+    let author = stack.user("author");
+    let fan = stack.user("fan");
+    let post = author.create_post("like me, once").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let like = like_path(&post);
+
+    // Sent again and again, at once: liked once, counted once.
+    let puts = join_all((0..10).map(|_| fan.send(reqwest::Method::PUT, &like, None))).await;
+    for answer in &puts {
+        assert!(matches!(answer.status, 200 | 503), "{}", answer.body);
+        if answer.status == 200 {
+            assert_eq!(answer.body["is_liked"], true);
+        }
+    }
+    assert_eq!(like_truth(stack, &post_id).await, (1, 1));
+    let again = fan.send(reqwest::Method::PUT, &like, None).await;
+    assert_eq!(
+        (again.body["is_liked"].clone(), again.body["like_count"].clone()),
+        (json!(true), json!(1))
+    );
+
+    let deletes = join_all((0..10).map(|_| fan.send(reqwest::Method::DELETE, &like, None))).await;
+    for answer in &deletes {
+        assert!(matches!(answer.status, 200 | 503), "{}", answer.body);
+    }
+    assert_eq!(like_truth(stack, &post_id).await, (0, 0));
+    let again = fan.delete(&like).await;
+    assert_eq!(
+        (again.body["is_liked"].clone(), again.body["like_count"].clone()),
+        (json!(false), json!(0))
+    );
+    // A missing post is 404 either way.
+    let missing = "/api/forum/posts/01JDQ8Z6Y0X9W8V7T6S5R4Q3P2/like/";
+    fan.send(reqwest::Method::PUT, missing, None)
+        .await
+        .assert_error(404, "not_found");
+    fan.delete(missing).await.assert_error(404, "not_found");
 }

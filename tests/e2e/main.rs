@@ -11,6 +11,7 @@ mod deploy;
 mod events;
 mod hostile;
 mod hot_reads;
+mod idempotency;
 mod likes;
 mod limits;
 mod media;

@@ -38,6 +38,7 @@ const BINARIES: &[(&str, &str)] = binaries![
     "delete-post",
     "get-media",
     "get-post",
+    "like-post",
     "list-blocks",
     "list-comments",
     "list-posts",
@@ -52,6 +53,7 @@ const BINARIES: &[(&str, &str)] = binaries![
     "stream-fanout",
     "toggle-like",
     "unblock-user",
+    "unlike-post",
     "update-comment",
     "update-post",
     "upload-media",
@@ -307,7 +309,7 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, issuer: &str
     jsonwebtoken::encode(&header, &claims, key).expect("signs")
 }
 
-/// Starts all twenty-eight with their environments; the authorizer gets a good token, a forged one
+/// Starts all thirty with their environments; the authorizer gets a good token, a forged one
 /// and one from another issuer, over both APIs. Panics with every failure.
 async fn every_function_starts(environments: &BTreeMap<String, BTreeMap<String, String>>, good: &str, forged: &str) {
     let names: Vec<&str> = BINARIES.iter().map(|(n, _)| *n).collect();

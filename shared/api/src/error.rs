@@ -60,6 +60,12 @@ pub enum ApiError {
     /// 503: a dependency (DynamoDB) is unreachable, slow or throttling us.
     #[error("{0}")]
     Unavailable(String),
+    /// Not an error: a keyed create's retry, answered as the create was (`Idempotent-Replayed`).
+    #[error("replayed")]
+    Replayed(forum_store::idempotency::StoredAnswer),
+    /// 422: the `Idempotency-Key` was used for another request.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 500: a bug or an unexpected answer; details go to the log, not the client.
     #[error("{0}")]
     Internal(String),
@@ -85,6 +91,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => 429,
             ApiError::Profanity { .. } => 400,
             ApiError::Conflict { .. } => 409,
+            ApiError::Replayed(answer) => answer.status,
+            ApiError::Unprocessable(_) => 422,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -104,6 +112,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Profanity { .. } => "profanity",
             ApiError::Conflict { code, .. } => code,
+            ApiError::Replayed(_) => "replayed",
+            ApiError::Unprocessable(_) => "idempotency_key_reused",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -121,6 +131,10 @@ impl ApiError {
     /// The one mapping from an error to an HTTP response:
     /// `{"error": {"code", "message", "request_id"}}` with the matching status.
     pub fn to_response(&self, request_id: &str) -> Response<Body> {
+        if let ApiError::Replayed(answer) = self {
+            tracing::info!(status = answer.status, request_id, "keyed create replayed");
+            return crate::http_api::replayed(answer);
+        }
         match self {
             ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
                 tracing::error!(code = self.code(), %detail, request_id, "request failed")
@@ -237,6 +251,10 @@ impl From<StoreError> for ApiError {
                 ApiError::PayloadTooLarge(format!("{key} is {size} bytes; the limit is {max}"))
             }
             StoreError::Suspended { until, reason } => ApiError::Suspended { until, reason },
+            StoreError::Replayed(answer) => ApiError::Replayed(answer),
+            StoreError::IdempotencyKeyReused => ApiError::Unprocessable(
+                "this Idempotency-Key was used for another request within 24 hours; send a new key".into(),
+            ),
             StoreError::TooManyBlocks { max } => ApiError::Conflict {
                 code: "too_many_blocks",
                 message: format!("a user may block at most {max} users; unblock someone first"),

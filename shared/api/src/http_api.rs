@@ -27,12 +27,17 @@ pub fn request_id(req: &Request) -> String {
 }
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
-    let body = serde_json::to_string(value).unwrap_or_else(|_| "null".to_string());
+    let body = json_text(value);
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::Text(body))
         .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// A value as the API's JSON text (what [`json`] sends).
+pub fn json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
 }
 
 pub fn no_content() -> Response<Body> {
@@ -144,4 +149,70 @@ pub fn path_user_id(req: &Request, name: &str) -> Result<String, ApiError> {
         .filter(|id| crate::auth::usable_user_id(id))
         .map(str::to_string)
         .ok_or_else(|| ApiError::NotFound("user not found".into()))
+}
+
+/// The request's `Idempotency-Key`, if it carries one (IETF httpapi draft): 1 to 255 visible
+/// ASCII characters, else `400 invalid_idempotency_key`. Its fingerprint is the method, path
+/// and body: a retry must send the same request.
+pub fn idempotency(
+    req: &Request,
+    render: std::sync::Arc<forum_store::idempotency::RenderAnswer>,
+) -> Result<Option<forum_store::idempotency::Idempotency>, ApiError> {
+    use sha2::{Digest, Sha256};
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let max = forum_domain::limits::IDEMPOTENCY_KEY_CHARS.usize();
+    // The draft's key is a structured-field string: a quoted one is read without its quotes.
+    let key = raw
+        .to_str()
+        .ok()
+        .map(|k| k.trim())
+        .map(|k| k.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(k))
+        .filter(|k| !k.is_empty() && k.len() <= max && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("`Idempotency-Key` must be 1 to {max} visible ASCII characters"),
+            )
+        })?;
+    let hex = |digest: &[u8]| digest.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(req.method().as_str().as_bytes());
+    fingerprint.update([0]);
+    fingerprint.update(req.uri().path().trim_end_matches('/').as_bytes());
+    fingerprint.update([0]);
+    fingerprint.update(req.body().as_ref());
+    Ok(Some(forum_store::idempotency::Idempotency {
+        key_hash: hex(&Sha256::digest(key.as_bytes())),
+        fingerprint: hex(&fingerprint.finalize()),
+        render,
+    }))
+}
+
+/// A stored answer given again, marked as such.
+pub fn replayed(answer: &forum_store::idempotency::StoredAnswer) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(answer.status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("idempotent-replayed", "true");
+    if let Some(location) = &answer.location {
+        builder = builder.header(http::header::LOCATION, location.as_str());
+    }
+    builder
+        .body(Body::Text(answer.body.clone()))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// A created resource's answer, exactly as a replay will give it.
+pub fn created(answer: &forum_store::idempotency::StoredAnswer) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(answer.status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(location) = &answer.location {
+        builder = builder.header(http::header::LOCATION, location.as_str());
+    }
+    builder
+        .body(Body::Text(answer.body.clone()))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
 }

@@ -125,6 +125,18 @@ pub const BLOCKS_PER_USER: Limit = fixed(
     Unit::Items,
     "forum-store `blocks`: `409 too_many_blocks`",
 );
+pub const IDEMPOTENCY_KEY_SECS: Limit = fixed(
+    "how long an `Idempotency-Key` is remembered",
+    86_400,
+    Unit::Seconds,
+    "forum-store `idempotency`: a retry within it replays the answer",
+);
+pub const IDEMPOTENCY_KEY_CHARS: Limit = fixed(
+    "an `Idempotency-Key` header",
+    255,
+    Unit::Characters,
+    "forum-api `http_api`: `400 invalid_idempotency_key`",
+);
 pub const SUSPENSION_DAYS: Limit = fixed(
     "how far ahead a suspension may end",
     3_650,
@@ -366,6 +378,8 @@ pub const ALL: &[Limit] = &[
     MODERATION_REASON_CHARS,
     REPORT_NOTE_CHARS,
     BLOCKS_PER_USER,
+    IDEMPOTENCY_KEY_SECS,
+    IDEMPOTENCY_KEY_CHARS,
     SUSPENSION_DAYS,
 ];
 

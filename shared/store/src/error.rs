@@ -58,6 +58,12 @@ pub enum StoreError {
     /// An object is larger than the caller may read (`Bucket::get`'s limit).
     #[error("{key} is {size} bytes; at most {max} may be read")]
     TooLarge { key: String, size: u64, max: u64 },
+    /// A retry of a keyed create that committed: its answer, to give again.
+    #[error("replayed")]
+    Replayed(crate::idempotency::StoredAnswer),
+    /// An `Idempotency-Key` already used for another request.
+    #[error("the idempotency key was used for another request")]
+    IdempotencyKeyReused,
     /// The user holds the most blocks allowed.
     #[error("at most {max} blocks")]
     TooManyBlocks { max: usize },

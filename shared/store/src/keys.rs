@@ -120,3 +120,7 @@ pub fn block_sk(blocked: &str) -> String {
 pub const BLOCKS_SK: &str = "BLOCKS";
 /// Who blocks a user (`USER#<uid>` / `BLOCKEDBY`: a string set), for live events.
 pub const BLOCKED_BY_SK: &str = "BLOCKEDBY";
+/// A create's `Idempotency-Key` (`USER#<uid>` / `IDEM#<sha256 of the key>`).
+pub fn idempotency_sk(key_hash: &str) -> String {
+    format!("IDEM#{key_hash}")
+}

@@ -16,6 +16,7 @@ mod blocks;
 mod comments;
 mod connections;
 mod error;
+pub mod idempotency;
 mod items;
 pub mod keys;
 mod likes;

@@ -66,6 +66,45 @@ impl Table {
         ))
     }
 
+    /// Sets `user_id`'s like to `liked` and returns the committed state: one transaction (the
+    /// like or the unlike), then a consistent read of the count. When the like already is as
+    /// asked, the transaction is cancelled by its own condition: nothing changes and no rate
+    /// token is taken, so a retried request is harmless.
+    pub async fn set_like(
+        &self,
+        post_id: &str,
+        user_id: &str,
+        rate: &RateToken,
+        now: &str,
+        liked: bool,
+    ) -> Result<LikeState, StoreError> {
+        let change = if liked {
+            self.put(like_item(post_id, user_id, now)?, Some("attribute_not_exists(pk)"))?
+        } else {
+            let delete = built(
+                Delete::builder()
+                    .table_name(&self.name)
+                    .set_key(Some(key(keys::post_pk(post_id), keys::like_sk(user_id))))
+                    .condition_expression("attribute_exists(pk)")
+                    .build(),
+            )?;
+            TransactWriteItem::builder().delete(delete).build()
+        };
+        let actions = vec![
+            self.take_rate_token(rate)?,
+            self.bump_post(post_id, "like_count", if liked { 1 } else { -1 })?,
+            change,
+        ];
+        match self.transact_as_writer(actions, rate).await? {
+            Ok(()) => self.committed_likes(post_id, liked).await,
+            Err(c) if c.failed(1) => Err(StoreError::NotFound(Entity::Post)),
+            // Already as asked.
+            Err(c) if c.failed(2) => self.committed_likes(post_id, liked).await,
+            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) => Err(StoreError::Internal(format!("like refused: {:?}", c.codes))),
+        }
+    }
+
     pub(super) async fn committed_likes(&self, post_id: &str, is_liked: bool) -> Result<LikeState, StoreError> {
         let item = self
             .get_one(key(keys::post_pk(post_id), keys::POST_SK), true, Some("like_count"))

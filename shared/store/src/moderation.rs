@@ -2,6 +2,7 @@
 //! write makes against them), and the moderation log. Each action and its log entry are one
 //! transaction: the log never misses an action, and never records one that did not happen.
 
+use super::idempotency::key_taken;
 use super::items::{
     comment_from_item, key, log_entry_from_item, log_item, post_from_item, s, signed, suspension_from_item,
     suspension_item,
@@ -58,20 +59,34 @@ impl Table {
         rate: &RateToken,
     ) -> Result<Result<(), Cancelled>, StoreError> {
         let at = actions.len();
-        self.transact_as_writer_then(actions, at, rate).await
+        self.transact_as_writer_then(actions, at, rate, None).await
     }
 
     /// As [`Table::transact_as_writer`], with the standing check inserted at `check` (before
-    /// actions that follow the writer's own, such as a profile refresh).
+    /// actions that follow the writer's own, such as a profile refresh), and, for a keyed
+    /// create, the key's record last (its answer rendered with `shown`, the profile written).
+    /// A key already recorded answers for the whole write: the same request is replayed
+    /// ([`StoreError::Replayed`]), another is refused, whatever else failed.
     pub(super) async fn transact_as_writer_then(
         &self,
         mut actions: Vec<TransactWriteItem>,
         check: usize,
         rate: &RateToken,
+        shown: Option<&forum_domain::model::Profile>,
     ) -> Result<Result<(), Cancelled>, StoreError> {
         actions.insert(check, self.standing_check(rate)?);
+        let keyed = match &rate.idempotency {
+            Some(idempotency) => {
+                actions.push(self.key_record(&rate.user_id, idempotency, shown, rate.now)?);
+                Some((actions.len() - 1, idempotency))
+            }
+            None => None,
+        };
         match self.transact(actions).await? {
             Ok(()) => Ok(Ok(())),
+            Err(c) if let Some((at, idempotency)) = keyed.filter(|(at, _)| c.failed(*at)) => {
+                Err(key_taken(c.item(at), idempotency))
+            }
             Err(c) if c.failed(check) => Err(suspended(c.item(check))),
             Err(c) => Ok(Err(c)),
         }

@@ -40,7 +40,10 @@ impl Table {
             let mut all = actions.clone();
             all.push(self.put(profile_item(&shown, now)?, None)?);
             all.push(self.claim_name(&shown, now)?);
-            match self.transact_as_writer_then(all, actions.len(), rate).await? {
+            match self
+                .transact_as_writer_then(all, actions.len(), rate, Some(&shown))
+                .await?
+            {
                 Ok(()) => return Ok(Ok(Some(shown))),
                 // Only the name was refused: try the next one.
                 Err(c) if c.failed(own + 1) && (0..own).all(|i| !c.failed(i)) => continue,

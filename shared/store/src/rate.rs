@@ -18,6 +18,9 @@ pub struct RateToken {
     pub limit: u32,
     /// Unix seconds of the request.
     pub now: i64,
+    /// A create's `Idempotency-Key`, recorded in the same transaction as the write (every
+    /// write that takes a token is one whose retry must not write twice).
+    pub idempotency: Option<crate::idempotency::Idempotency>,
 }
 
 /// The part of the rate item's key that names the action.

@@ -8,12 +8,15 @@ use serde::Deserialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
+use std::sync::Arc;
+
+use crate::http_api::{self, json, json_body, json_text, page_limit, page_url, path_id};
 use forum_domain::cursor::PageCursor;
 use forum_domain::model::{
     Comment, CommentPage, CommentView, Profile, new_id_with_timestamp, now_rfc3339, timestamp_of,
 };
 use forum_domain::validate::{self, MAX_COMMENT_CHARS, TextRules};
+use forum_store::idempotency::{RenderAnswer, StoredAnswer};
 use forum_store::{Editor, RateAction, comments_scope};
 
 #[derive(Deserialize)]
@@ -97,24 +100,28 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
     // The post's author decides who may not comment (blocks): checked in the transaction.
     let post_author = app.post_author(&comment.post_id).await?;
     let author = app.author(caller);
-    let rate = app.rate_token(caller, RateAction::Comment);
-    let written = app
-        .table
-        .create_comment(&comment, author.to_write(), &rate, &post_author)
-        .await?;
-    app.forget_post(&comment.post_id);
-    let author = app.shown_author(author, written);
+    let known = App::author_as_known(&author);
     let location = format!(
         "{}/posts/{}/comments/{}/",
         crate::routes::BASE_PATH,
         comment.post_id,
         comment.id
     );
-    let mut response = json(201, &CommentView::new(comment, &author));
-    if let Ok(value) = http::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(http::header::LOCATION, value);
-    }
-    Ok(response)
+    // The answer, as given now and to a keyed retry.
+    let answered = comment.clone();
+    let render: Arc<RenderAnswer> = Arc::new(move |shown: Option<&Profile>| StoredAnswer {
+        status: 201,
+        body: json_text(&CommentView::new(answered.clone(), shown.unwrap_or(&known))),
+        location: Some(location.clone()),
+    });
+    let rate = app.create_token(req, caller, RateAction::Comment, &render)?;
+    let written = app
+        .table
+        .create_comment(&comment, author.to_write(), &rate, &post_author)
+        .await?;
+    app.forget_post(&comment.post_id);
+    let author = app.shown_author(author, written);
+    Ok(http_api::created(&render(Some(&author))))
 }
 
 /// `PATCH /posts/{id}/comments/{comment_id}/`: the author edits the text; sets `edited_at`.

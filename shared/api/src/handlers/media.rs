@@ -10,10 +10,14 @@ use serde::{Deserialize, Serialize};
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{json, json_body, path_id};
+use std::sync::Arc;
+
+use crate::http_api::{self, json, json_body, json_text, path_id};
+use forum_domain::model::Profile;
 use forum_domain::model::{Media, MediaStatus, new_id_with_timestamp};
 use forum_media::{self as media, MAX_DIRECT_UPLOAD_BYTES, MAX_UPLOAD_BYTES, MediaError, MediaType};
 use forum_store::bucket::{IMMUTABLE, PresignedUpload, media_id_of_upload, upload_key, variant_key};
+use forum_store::idempotency::{RenderAnswer, StoredAnswer};
 use forum_store::{RateAction, StoreError};
 
 /// Multipart framing around the file: boundaries and part headers.
@@ -116,7 +120,13 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         reason: None,
         post_id: None,
     };
-    let rate = app.rate_token(caller, RateAction::Upload);
+    let view = json_text(&media_view(app, record.clone()));
+    let render: Arc<RenderAnswer> = Arc::new(move |_: Option<&Profile>| StoredAnswer {
+        status: 201,
+        body: view.clone(),
+        location: None,
+    });
+    let rate = app.create_token(req, caller, RateAction::Upload, &render)?;
     app.table.create_media(&record, &rate).await?;
     if let Err(err) = app
         .bucket
@@ -124,13 +134,19 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         .await
     {
         // Leave no pending record behind an upload that never happened (failing that, it stays
-        // pending until it expires, 24 h later, and nothing can claim it meanwhile).
+        // pending until it expires, 24 h later, and nothing can claim it meanwhile), and no key
+        // that would answer a retry with a 201 for it.
         if let Err(e) = app.table.finish_media(&id, Err("the upload could not be stored")).await {
             tracing::warn!(media_id = %id, error = %e, "a media record stays pending after a failed upload");
         }
+        if let Some(idempotency) = &rate.idempotency
+            && let Err(e) = app.table.forget_key(&caller.user_id, idempotency).await
+        {
+            tracing::warn!(media_id = %id, error = %e, "a retry of this failed upload would be answered 201");
+        }
         return Err(err.into());
     }
-    Ok(json(201, &media_view(app, record)))
+    Ok(http_api::created(&render(None)))
 }
 
 #[derive(Deserialize)]
@@ -178,15 +194,19 @@ pub async fn presign_upload(app: &App, req: &Request, caller: &Caller) -> Result
         .bucket
         .presign_put(&upload_key(&id), kind, body.content_length)
         .await?;
-    let rate = app.rate_token(caller, RateAction::Upload);
+    let view = json_text(&PresignView {
+        media: media_view(app, record.clone()),
+        upload,
+    });
+    // A keyed retry gets the same upload to send (valid until its `expires_at`).
+    let render: Arc<RenderAnswer> = Arc::new(move |_: Option<&Profile>| StoredAnswer {
+        status: 201,
+        body: view.clone(),
+        location: None,
+    });
+    let rate = app.create_token(req, caller, RateAction::Upload, &render)?;
     app.table.create_media(&record, &rate).await?;
-    Ok(json(
-        201,
-        &PresignView {
-            media: media_view(app, record),
-            upload,
-        },
-    ))
+    Ok(http_api::created(&render(None)))
 }
 
 /// `GET /media/{id}/`: the caller's upload and what became of it. Others' uploads are 404.

@@ -161,6 +161,29 @@ impl App {
             action,
             limit: self.rate_limits.of(action),
             now: chrono::Utc::now().timestamp(),
+            idempotency: None,
+        }
+    }
+
+    /// A create's rate token, keyed when the request carries an `Idempotency-Key`: the key is
+    /// recorded with `render`'s answer in the write's own transaction.
+    fn create_token(
+        &self,
+        req: &Request,
+        caller: &Caller,
+        action: RateAction,
+        render: &std::sync::Arc<forum_store::idempotency::RenderAnswer>,
+    ) -> Result<RateToken, ApiError> {
+        let mut rate = self.rate_token(caller, action);
+        rate.idempotency = http_api::idempotency(req, render.clone())?;
+        Ok(rate)
+    }
+
+    /// The profile an author's write shows before it commits: as known, or as it will be
+    /// written (the written one, under the name it could claim, replaces it in the answer).
+    fn author_as_known(author: &Author) -> Profile {
+        match author {
+            Author::Known(profile) | Author::Changed(profile) => profile.clone(),
         }
     }
 

@@ -6,9 +6,12 @@ use serde::Deserialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
-use forum_domain::model::{Post, PostPage, PostView, new_id_with_timestamp, now_rfc3339};
+use crate::http_api::{self, json, json_body, json_text, page_limit, page_url, path_id};
+use std::sync::Arc;
+
+use forum_domain::model::{Post, PostPage, PostView, Profile, new_id_with_timestamp, now_rfc3339};
 use forum_domain::validate::{self, MAX_POST_CHARS, TextRules};
+use forum_store::idempotency::{RenderAnswer, StoredAnswer};
 use forum_store::{Editor, OwnMedia, RateAction, feed_scope};
 
 #[derive(Deserialize)]
@@ -93,7 +96,17 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         removed: None,
     };
     let author = app.author(caller);
-    let rate = app.rate_token(caller, RateAction::Post);
+    let known = App::author_as_known(&author);
+    let location = format!("{}/posts/{}/", crate::routes::BASE_PATH, post.id);
+    // The answer, as given now and to a keyed retry. Nobody can have liked a post that did
+    // not exist a moment ago.
+    let answered = post.clone();
+    let render: Arc<RenderAnswer> = Arc::new(move |shown: Option<&Profile>| StoredAnswer {
+        status: 201,
+        body: json_text(&PostView::new(answered.clone(), shown.unwrap_or(&known), false)),
+        location: Some(location.clone()),
+    });
+    let rate = app.create_token(req, caller, RateAction::Post, &render)?;
     let own_media = media.as_ref().map(|(_, own)| own);
     let written = app
         .table
@@ -101,13 +114,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         .await?;
     app.forget_post(&post.id);
     let author = app.shown_author(author, written);
-    let location = format!("{}/posts/{}/", crate::routes::BASE_PATH, post.id);
-    // Nobody can have liked a post that did not exist a moment ago.
-    let mut response = json(201, &PostView::new(post, &author, false));
-    if let Ok(value) = http::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(http::header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(http_api::created(&render(Some(&author))))
 }
 
 /// `GET /posts/{id}/`.

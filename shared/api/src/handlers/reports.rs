@@ -2,6 +2,7 @@
 //! the first did), and moderators read the queue.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
@@ -10,10 +11,11 @@ use super::App;
 use super::moderation::moderator;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, page_limit, page_url, path_id};
+use crate::http_api::{self, json, json_body, json_text, page_limit, page_url, path_id};
 use forum_domain::cursor::PageCursor;
 use forum_domain::model::{CommentView, PostView, Profile, new_id_with_timestamp};
 use forum_domain::reports::{QueueEntry, QueuePage, Report, ReportReason, ReportTarget, clean_note};
+use forum_store::idempotency::{RenderAnswer, StoredAnswer};
 use forum_store::{RateAction, reports_scope};
 
 #[derive(Deserialize)]
@@ -55,7 +57,13 @@ async fn file(app: &App, req: &Request, caller: &Caller, target: ReportTarget) -
         note,
         created_at,
     };
-    let rate = app.rate_token(caller, RateAction::Report);
+    let answered = report.clone();
+    let render: Arc<RenderAnswer> = Arc::new(move |_: Option<&Profile>| StoredAnswer {
+        status: 201,
+        body: json_text(&answered),
+        location: None,
+    });
+    let rate = app.create_token(req, caller, RateAction::Report, &render)?;
     // A repeat is answered with the report as first made: same status, same body.
     let stored = app.table.report(&report, &caller.user_id, &rate).await?;
     Ok(json(201, &stored))
