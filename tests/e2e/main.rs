@@ -21,5 +21,6 @@ mod posts;
 mod realtime;
 mod resilience;
 mod support;
+mod users;
 mod validation;
 mod web;

@@ -38,6 +38,7 @@ const BINARIES: &[(&str, &str)] = binaries![
     "delete-post",
     "get-media",
     "get-post",
+    "get-user",
     "like-post",
     "list-blocks",
     "list-comments",
@@ -57,6 +58,8 @@ const BINARIES: &[(&str, &str)] = binaries![
     "update-comment",
     "update-post",
     "upload-media",
+    "user-comments",
+    "user-posts",
     "ws-connect",
     "ws-disconnect",
     "ws-message",
@@ -309,7 +312,7 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, issuer: &str
     jsonwebtoken::encode(&header, &claims, key).expect("signs")
 }
 
-/// Starts all thirty with their environments; the authorizer gets a good token, a forged one
+/// Starts all thirty-three with their environments; the authorizer gets a good token, a forged one
 /// and one from another issuer, over both APIs. Panics with every failure.
 async fn every_function_starts(environments: &BTreeMap<String, BTreeMap<String, String>>, good: &str, forged: &str) {
     let names: Vec<&str> = BINARIES.iter().map(|(n, _)| *n).collect();

@@ -1,7 +1,7 @@
 //! Comments: create, edit, delete (each counted on its post in the same transaction), list.
 
-use super::items::{comment_from_item, comment_item, key, s};
-use super::page::{ListSpec, Order, Page, comments_scope};
+use super::items::{comment_from_item, comment_item, get_s, key, s};
+use super::page::{HasSortId, ListSpec, Order, Page, comments_scope, user_comments_scope};
 use super::posts::{Editor, OWN_LIVE};
 use super::rate::RateToken;
 use super::tx::{Cancelled, built};
@@ -136,5 +136,71 @@ impl Table {
             hide_removed: !with_removed,
         };
         self.page(&spec, position, limit, comment_from_item).await
+    }
+
+    /// One page of a user's comments, newest first (the user index: a removed comment has no
+    /// keys there), read in one BatchGetItem after the Query.
+    pub async fn user_comments_page(
+        &self,
+        author: &str,
+        position: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<Page<Comment>, StoreError> {
+        let spec = ListSpec {
+            scope: user_comments_scope(author),
+            index: Some(keys::USER_INDEX),
+            pk_attr: keys::USER_PK,
+            pk: keys::user_pk(author),
+            sk_attr: keys::USER_SK,
+            sk_prefix: "COMMENT#",
+            order: Order::NewestFirst,
+            hide_removed: false,
+        };
+        let refs = self.page(&spec, position, limit, comment_ref).await?;
+        let wanted = refs
+            .items
+            .iter()
+            .map(|r| key(r.post_pk.clone(), keys::comment_sk(&r.comment_id)))
+            .collect();
+        let mut found = std::collections::HashMap::new();
+        for item in self.batch_get(wanted).await? {
+            let comment = comment_from_item(&item)?;
+            found.insert(comment.id.clone(), comment);
+        }
+        // In the page's order; one deleted or removed since the Query is left out.
+        let items = refs
+            .items
+            .into_iter()
+            .filter_map(|r| found.remove(&r.comment_id))
+            .filter(|c| c.removed.is_none())
+            .collect();
+        Ok(Page {
+            items,
+            next: refs.next,
+            previous: refs.previous,
+        })
+    }
+}
+
+/// A user index entry of a comment: its post's partition and its id.
+struct CommentRef {
+    post_pk: String,
+    comment_id: String,
+}
+
+impl HasSortId for CommentRef {
+    fn sort_id(&self) -> &str {
+        &self.comment_id
+    }
+}
+
+fn comment_ref(item: &super::Item) -> Result<CommentRef, StoreError> {
+    let post_pk = get_s(item, keys::PK);
+    let comment_id = get_s(item, keys::USER_SK).and_then(|sk| sk.strip_prefix("COMMENT#").map(str::to_string));
+    match (post_pk, comment_id) {
+        (Some(post_pk), Some(comment_id)) => Ok(CommentRef { post_pk, comment_id }),
+        _ => Err(StoreError::Internal(
+            "a user index entry without its comment's keys".into(),
+        )),
     }
 }

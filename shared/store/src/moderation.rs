@@ -101,8 +101,15 @@ impl Table {
             return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
         }
         entry.user_id = Some(post.user_id);
+        // Off the feed and off its author's page (both indexes), until restored.
         let toggle = Toggle {
-            update: format!("SET removed = :removal REMOVE {}, {}", keys::FEED_PK, keys::FEED_SK),
+            update: format!(
+                "SET removed = :removal REMOVE {}, {}, {}, {}",
+                keys::FEED_PK,
+                keys::FEED_SK,
+                keys::USER_PK,
+                keys::USER_SK
+            ),
             condition: POST_LIVE,
             values: vec![(":removal", removal_value(&entry)?)],
         };
@@ -116,12 +123,22 @@ impl Table {
         if post.removed.is_none() {
             return Err(StoreError::Moderation(ModerationConflict::NotRemoved));
         }
-        entry.user_id = Some(post.user_id);
         let toggle = Toggle {
-            update: format!("REMOVE removed SET {} = :feed, {} = :ref", keys::FEED_PK, keys::FEED_SK),
+            update: format!(
+                "REMOVE removed SET {} = :feed, {} = :ref, {} = :user, {} = :ref",
+                keys::FEED_PK,
+                keys::FEED_SK,
+                keys::USER_PK,
+                keys::USER_SK
+            ),
             condition: "attribute_exists(pk) AND attribute_exists(removed)",
-            values: vec![(":feed", s(keys::FEED_PARTITION)), (":ref", s(keys::post_ref(post_id)))],
+            values: vec![
+                (":feed", s(keys::FEED_PARTITION)),
+                (":ref", s(keys::post_ref(post_id))),
+                (":user", s(keys::user_pk(&post.user_id))),
+            ],
         };
+        entry.user_id = Some(post.user_id);
         self.toggle_post(post_id, toggle, &entry, false).await?;
         Ok(entry)
     }
@@ -140,8 +157,9 @@ impl Table {
             return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
         }
         entry.user_id = Some(comment.user_id);
+        // Off its author's page too (the user index), until restored.
         let toggle = Toggle {
-            update: "SET removed = :removal".into(),
+            update: format!("SET removed = :removal REMOVE {}, {}", keys::USER_PK, keys::USER_SK),
             condition: "attribute_exists(pk) AND attribute_not_exists(removed)",
             values: vec![(":removal", removal_value(&entry)?)],
         };
@@ -161,12 +179,15 @@ impl Table {
         if comment.removed.is_none() {
             return Err(StoreError::Moderation(ModerationConflict::NotRemoved));
         }
-        entry.user_id = Some(comment.user_id);
         let toggle = Toggle {
-            update: "REMOVE removed".into(),
+            update: format!("REMOVE removed SET {} = :user, {} = :ref", keys::USER_PK, keys::USER_SK),
             condition: "attribute_exists(pk) AND attribute_exists(removed)",
-            values: Vec::new(),
+            values: vec![
+                (":user", s(keys::user_pk(&comment.user_id))),
+                (":ref", s(keys::comment_sk(comment_id))),
+            ],
         };
+        entry.user_id = Some(comment.user_id);
         self.toggle_comment(post_id, comment_id, toggle, 1, &entry, false)
             .await?;
         Ok(entry)

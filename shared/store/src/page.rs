@@ -58,6 +58,16 @@ pub fn log_scope() -> String {
     "moderation-log".to_string()
 }
 
+/// The scope of a cursor over one user's posts.
+pub fn user_posts_scope(user_id: &str) -> String {
+    format!("user-posts:{user_id}")
+}
+
+/// The scope of a cursor over one user's comments.
+pub fn user_comments_scope(user_id: &str) -> String {
+    format!("user-comments:{user_id}")
+}
+
 /// The scope a block list cursor is bound to: one user's blocks.
 pub fn blocks_scope(user_id: &str) -> String {
     format!("blocks:{user_id}")

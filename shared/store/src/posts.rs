@@ -3,7 +3,7 @@
 use super::blocks::{ViewerState, blocked_set};
 use super::items::{get_s, key, post_from_item, post_item, s};
 use super::media::{OwnMedia, media_refused};
-use super::page::{HasSortId, ListSpec, Order, Page, feed_scope};
+use super::page::{HasSortId, ListSpec, Order, Page, feed_scope, user_posts_scope};
 use super::rate::RateToken;
 use super::tx::built;
 use std::collections::{HashMap, HashSet};
@@ -226,6 +226,34 @@ impl Table {
             hide_removed: false,
         };
         let ids = self.page(&spec, position, limit, feed_entry).await?;
+        self.posts_of_page(ids, viewer).await
+    }
+
+    /// One page of a user's posts, newest first (the user index: a removed post has no keys
+    /// there), with the viewer's likes and blocks: a Query, then one BatchGetItem.
+    pub async fn user_posts_page(
+        &self,
+        author: &str,
+        position: Option<&PageCursor>,
+        limit: usize,
+        viewer: &str,
+    ) -> Result<(Page<Post>, ViewerState), StoreError> {
+        let spec = ListSpec {
+            scope: user_posts_scope(author),
+            index: Some(keys::USER_INDEX),
+            pk_attr: keys::USER_PK,
+            pk: keys::user_pk(author),
+            sk_attr: keys::USER_SK,
+            sk_prefix: keys::POST_PREFIX,
+            order: Order::NewestFirst,
+            hide_removed: false,
+        };
+        let ids = self.page(&spec, position, limit, user_post_entry).await?;
+        self.posts_of_page(ids, viewer).await
+    }
+
+    /// The posts a page of ids names, with the viewer's likes and blocks, in one BatchGetItem.
+    async fn posts_of_page(&self, ids: Page<FeedEntry>, viewer: &str) -> Result<(Page<Post>, ViewerState), StoreError> {
         let mut wanted: Vec<_> = ids
             .items
             .iter()
@@ -391,9 +419,56 @@ impl HasSortId for FeedEntry {
 }
 
 fn feed_entry(item: &super::Item) -> Result<FeedEntry, StoreError> {
-    get_s(item, keys::FEED_SK)
+    entry_in(item, keys::FEED_SK)
+}
+
+/// A user index entry of a post.
+fn user_post_entry(item: &super::Item) -> Result<FeedEntry, StoreError> {
+    entry_in(item, keys::USER_SK)
+}
+
+fn entry_in(item: &super::Item, sort_attr: &str) -> Result<FeedEntry, StoreError> {
+    get_s(item, sort_attr)
         .as_deref()
         .and_then(keys::post_id_in)
         .map(FeedEntry)
-        .ok_or_else(|| StoreError::Internal("a feed index entry without its post id".into()))
+        .ok_or_else(|| StoreError::Internal("an index entry without its post id".into()))
+}
+
+impl Table {
+    /// How many posts and comments a user has (not deleted, not removed): a Select COUNT of
+    /// each on the user index (keys only; about 40 entries per read unit).
+    pub async fn activity_counts(&self, user_id: &str) -> Result<(u64, u64), StoreError> {
+        let (posts, comments) = tokio::join!(
+            self.count_user_items(user_id, keys::POST_PREFIX),
+            self.count_user_items(user_id, "COMMENT#")
+        );
+        Ok((posts?, comments?))
+    }
+
+    async fn count_user_items(&self, user_id: &str, prefix: &str) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .index_name(keys::USER_INDEX)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", keys::USER_PK)
+                .expression_attribute_names("#sk", keys::USER_SK)
+                .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
+                .expression_attribute_values(":prefix", s(prefix))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            count += out.count().max(0) as u64;
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod moderation;
 mod posts;
 mod reports;
 pub mod route_table;
+mod users;
 mod ws;
 
 pub use fanout::stream_fanout;

@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
 
-use super::{App, blocks, comments, likes, media, moderation, posts, reports};
+use super::{App, blocks, comments, likes, media, moderation, posts, reports, users};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::match_path;
@@ -37,6 +37,9 @@ pub enum Route {
     BlockUser,
     UnblockUser,
     ListBlocks,
+    GetUser,
+    UserPosts,
+    UserComments,
     /// The `$default` route: answers unknown paths 404 and known paths with a wrong method 405.
     Fallback,
 }
@@ -314,6 +317,30 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/forum/users/me/blocks",
         uses: PAGES,
         handler: handler!(blocks::list_blocks),
+    },
+    RouteSpec {
+        route: Route::GetUser,
+        binary: "get-user",
+        method: "GET",
+        path: "/api/forum/users/{id}",
+        uses: DYNAMODB,
+        handler: handler!(users::get_user),
+    },
+    RouteSpec {
+        route: Route::UserPosts,
+        binary: "user-posts",
+        method: "GET",
+        path: "/api/forum/users/{id}/posts",
+        uses: PAGES,
+        handler: handler!(users::user_posts),
+    },
+    RouteSpec {
+        route: Route::UserComments,
+        binary: "user-comments",
+        method: "GET",
+        path: "/api/forum/users/{id}/comments",
+        uses: PAGES,
+        handler: handler!(users::user_comments),
     },
     RouteSpec {
         route: Route::Fallback,
