@@ -16,6 +16,7 @@ mod likes;
 mod limits;
 mod media;
 mod moderation;
+mod notifications;
 mod pagination;
 mod posts;
 mod realtime;

@@ -42,8 +42,10 @@ const BINARIES: &[(&str, &str)] = binaries![
     "like-post",
     "list-blocks",
     "list-comments",
+    "list-notifications",
     "list-posts",
     "list-reports",
+    "mark-read",
     "moderate",
     "moderation-log",
     "not-found",
@@ -55,6 +57,7 @@ const BINARIES: &[(&str, &str)] = binaries![
     "toggle-like",
     "unblock-user",
     "unlike-post",
+    "unread-count",
     "update-comment",
     "update-post",
     "upload-media",
@@ -312,7 +315,7 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, key: &EncodingKey, issuer: &str
     jsonwebtoken::encode(&header, &claims, key).expect("signs")
 }
 
-/// Starts all thirty-three with their environments; the authorizer gets a good token, a forged one
+/// Starts all thirty-six with their environments; the authorizer gets a good token, a forged one
 /// and one from another issuer, over both APIs. Panics with every failure.
 async fn every_function_starts(environments: &BTreeMap<String, BTreeMap<String, String>>, good: &str, forged: &str) {
     let names: Vec<&str> = BINARIES.iter().map(|(n, _)| *n).collect();

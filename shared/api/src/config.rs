@@ -171,6 +171,8 @@ pub struct Config {
     /// container serves a feed page or a post (without the caller's `is_liked`) from memory.
     /// The staleness bound of lists and post reads (docs/table.md).
     pub read_cache_ttl: std::time::Duration,
+    /// `FORUM_NOTIFICATION_DAYS` (90, 1-365): how long a notification is kept.
+    pub notification_ttl_secs: i64,
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (set by Lambda; by forum-local from the template's
     /// `MemorySize`): the function's memory in MB, half of which an image decode may use.
     pub memory_mb: u64,
@@ -246,6 +248,8 @@ impl Config {
             media_base_url: env.base_url("MEDIA_BASE_URL")?,
             ws_endpoint,
             read_cache_ttl: std::time::Duration::from_millis(env.limit(&limits::READ_CACHE_TTL_MS)?),
+            notification_ttl_secs: i64::try_from(env.limit(&limits::NOTIFICATION_DAYS)?).unwrap_or(i64::MAX / 86_400)
+                * 86_400,
             memory_mb: match env.optional("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
                 None => MIN_FUNCTION_MEMORY_MB,
                 Some(v) => v

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod messages;
 pub mod model;
 pub mod moderation;
+pub mod notifications;
 pub mod profanity;
 pub mod reports;
 pub mod validate;

@@ -137,6 +137,18 @@ pub const IDEMPOTENCY_KEY_CHARS: Limit = fixed(
     Unit::Characters,
     "forum-api `http_api`: `400 invalid_idempotency_key`",
 );
+pub const NOTIFICATION_DAYS: Limit = Limit {
+    what: "how long a notification is kept",
+    value: 90,
+    unit: Unit::Days,
+    parameter: Some(Parameter {
+        name: "NotificationDays",
+        variable: "FORUM_NOTIFICATION_DAYS",
+        min: 1,
+        max: Some(365),
+    }),
+    enforced: "forum-store `notifications`: the item's `ttl`, and reads skip the expired",
+};
 pub const SUSPENSION_DAYS: Limit = fixed(
     "how far ahead a suspension may end",
     3_650,
@@ -380,6 +392,7 @@ pub const ALL: &[Limit] = &[
     BLOCKS_PER_USER,
     IDEMPOTENCY_KEY_SECS,
     IDEMPOTENCY_KEY_CHARS,
+    NOTIFICATION_DAYS,
     SUSPENSION_DAYS,
 ];
 
@@ -436,7 +449,7 @@ mod tests {
             assert!(parameter.max.is_none_or(|max| limit.value <= max), "{}", parameter.name);
             assert!(variables.insert(parameter.variable), "{} twice", parameter.variable);
         }
-        assert_eq!(settable().count(), 7);
+        assert_eq!(settable().count(), 8);
     }
 
     #[test]

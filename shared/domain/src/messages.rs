@@ -58,6 +58,12 @@ pub enum ServerMessage {
         comment: CommentView,
         comment_count: u64,
     },
+    /// To the recipient's connections: a new notification, and how many are unread now.
+    #[serde(rename = "notification.created")]
+    NotificationCreated {
+        notification: crate::notifications::NotificationView,
+        unread_count: u64,
+    },
     /// To the uploader's connections.
     #[serde(rename = "media.ready")]
     MediaReady {

@@ -124,3 +124,10 @@ pub const BLOCKED_BY_SK: &str = "BLOCKEDBY";
 pub fn idempotency_sk(key_hash: &str) -> String {
     format!("IDEM#{key_hash}")
 }
+/// A user's notifications (`USER#<uid>` / `NOTIF#<source id>`), newest first by id, and
+/// what they have read (`USER#<uid>` / `INBOX`: `read_up_to`).
+pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
+pub fn notification_sk(id: &str) -> String {
+    format!("{NOTIFICATION_PREFIX}{id}")
+}
+pub const INBOX_SK: &str = "INBOX";

@@ -22,6 +22,7 @@ pub mod keys;
 mod likes;
 mod media;
 mod moderation;
+mod notifications;
 mod page;
 mod posts;
 mod profiles;
@@ -44,8 +45,8 @@ pub use error::{Entity, MediaRefusal, ModerationConflict, StoreError};
 pub use forum_domain::model::RateAction;
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
 pub use page::{
-    Order, Page, blocks_scope, comments_scope, feed_scope, log_scope, reports_scope, user_comments_scope,
-    user_posts_scope,
+    Order, Page, blocks_scope, comments_scope, feed_scope, log_scope, notifications_scope, reports_scope,
+    user_comments_scope, user_posts_scope,
 };
 pub use posts::Editor;
 pub use rate::RateToken;

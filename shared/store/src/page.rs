@@ -68,6 +68,11 @@ pub fn user_comments_scope(user_id: &str) -> String {
     format!("user-comments:{user_id}")
 }
 
+/// The scope of a cursor over one user's notifications.
+pub fn notifications_scope(user_id: &str) -> String {
+    format!("notifications:{user_id}")
+}
+
 /// The scope a block list cursor is bound to: one user's blocks.
 pub fn blocks_scope(user_id: &str) -> String {
     format!("blocks:{user_id}")

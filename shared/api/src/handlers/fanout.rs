@@ -231,6 +231,13 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
+            // The post's author is told in their inbox (once, whatever the redelivery), unless
+            // they wrote it or block its writer.
+            if post.user_id != comment.user_id
+                && !app.table.blockers_of(&comment.user_id).await?.contains(&post.user_id)
+            {
+                notify_comment(app, &post.user_id, &comment).await?;
+            }
             // Whoever blocks the comment's writer does not hear it.
             let hidden = reads.hidden_from(app, &comment.user_id).await?;
             let author = author(app, &comment.user_id).await?;
@@ -340,6 +347,44 @@ async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
         .release_media(&media_id, &post.id, &app.bucket.media_url_prefix(&media_id))
         .await?;
     tracing::info!(%media_id, post_id = %post.id, released, "media released by its post");
+    Ok(())
+}
+
+/// Writes the notification of `comment` to `recipient`'s inbox and, the first time only, tells
+/// their sockets with the unread count.
+async fn notify_comment(app: &App, recipient: &str, comment: &forum_domain::model::Comment) -> Result<(), ApiError> {
+    use forum_domain::notifications::{Notification, NotificationKind, NotificationView};
+    let notification = Notification {
+        id: comment.id.clone(),
+        kind: NotificationKind::Comment,
+        post_id: comment.post_id.clone(),
+        comment_id: comment.id.clone(),
+        actor_id: comment.user_id.clone(),
+        created_at: comment.created_at.clone(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    if !app
+        .table
+        .notify(recipient, &notification, now + app.notification_ttl_secs)
+        .await?
+    {
+        return Ok(());
+    }
+    let unread_count = app.table.unread_count(recipient, now).await?;
+    let actor = author(app, &comment.user_id).await?;
+    let message = ServerMessage::NotificationCreated {
+        notification: NotificationView {
+            id: notification.id,
+            kind: notification.kind,
+            post_id: notification.post_id,
+            comment_id: notification.comment_id,
+            actor: (&actor).into(),
+            created_at: notification.created_at,
+            read: false,
+        },
+        unread_count,
+    };
+    broadcast(app, &app.table.user_connections(recipient).await?, &message).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod hot;
 mod likes;
 mod media;
 mod moderation;
+mod notifications;
 mod posts;
 mod reports;
 pub mod route_table;
@@ -71,6 +72,8 @@ pub struct App {
     cursor_key: Option<SecretSource>,
     pub profanity: ProfanityMode,
     pub rate_limits: RateLimits,
+    /// How long a notification is kept (`NotificationDays`).
+    pub notification_ttl_secs: i64,
     /// What an image decode may allocate in this function: half its memory.
     pub decode_budget: u64,
     /// What this container asked of DynamoDB: round trips, calls, capacity (an SDK interceptor).
@@ -105,6 +108,7 @@ impl App {
                 .map(|arn| SecretSource::new(secrets, arn, "CursorSecretArn", deployment)),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
+            notification_ttl_secs: config.notification_ttl_secs,
             decode_budget: forum_media::decode_budget(config.memory_mb),
             dynamodb_usage,
             profiles: TtlCache::new(PROFILE_TTL, PROFILE_CACHE_SIZE),

@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
 
-use super::{App, blocks, comments, likes, media, moderation, posts, reports, users};
+use super::{App, blocks, comments, likes, media, moderation, notifications, posts, reports, users};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::match_path;
@@ -40,6 +40,9 @@ pub enum Route {
     GetUser,
     UserPosts,
     UserComments,
+    ListNotifications,
+    UnreadCount,
+    MarkRead,
     /// The `$default` route: answers unknown paths 404 and known paths with a wrong method 405.
     Fallback,
 }
@@ -341,6 +344,30 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/forum/users/{id}/comments",
         uses: PAGES,
         handler: handler!(users::user_comments),
+    },
+    RouteSpec {
+        route: Route::ListNotifications,
+        binary: "list-notifications",
+        method: "GET",
+        path: "/api/forum/notifications",
+        uses: PAGES,
+        handler: handler!(notifications::list_notifications),
+    },
+    RouteSpec {
+        route: Route::UnreadCount,
+        binary: "unread-count",
+        method: "GET",
+        path: "/api/forum/notifications/unread_count",
+        uses: DYNAMODB,
+        handler: handler!(notifications::unread_count),
+    },
+    RouteSpec {
+        route: Route::MarkRead,
+        binary: "mark-read",
+        method: "POST",
+        path: "/api/forum/notifications/read",
+        uses: DYNAMODB,
+        handler: handler!(notifications::mark_read),
     },
     RouteSpec {
         route: Route::Fallback,

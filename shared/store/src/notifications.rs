@@ -1,0 +1,219 @@
+//! The notification inbox. A notification is written by the stream, keyed by its source's id
+//! (`attribute_not_exists`): a redelivered record finds it written and writes nothing, so each
+//! is delivered exactly once. What is read is one mark per user (`read_up_to`, only moving
+//! forward); the unread count is counted, never kept, so it cannot drift from the items (an
+//! expired notification simply stops counting).
+
+use super::items::{decode, encode, get_s, key, s, signed};
+use super::page::{HasSortId, ListSpec, Order, Page, notifications_scope};
+use aws_sdk_dynamodb::types::Select;
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+use super::keys;
+use super::{Item, Table};
+use forum_domain::cursor::PageCursor;
+use forum_domain::notifications::Notification;
+
+#[derive(Serialize, Deserialize)]
+struct NotificationRecord {
+    #[serde(flatten)]
+    notification: Notification,
+    /// Unix seconds; DynamoDB's TTL removes it (late: reads compare it too).
+    ttl: i64,
+}
+
+impl HasSortId for NotificationRecord {
+    fn sort_id(&self) -> &str {
+        &self.notification.id
+    }
+}
+
+fn record_from_item(item: &Item) -> Result<NotificationRecord, StoreError> {
+    decode(item)
+}
+
+impl Table {
+    /// Delivers `notification` to `recipient` once: `false` when it was delivered before (the
+    /// stream redelivered its record).
+    pub async fn notify(&self, recipient: &str, notification: &Notification, ttl: i64) -> Result<bool, StoreError> {
+        #[derive(Serialize)]
+        struct Keyed<'a> {
+            pk: String,
+            sk: String,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            #[serde(flatten)]
+            record: &'a NotificationRecord,
+        }
+        let record = NotificationRecord {
+            notification: notification.clone(),
+            ttl,
+        };
+        let item = encode(&Keyed {
+            pk: keys::user_pk(recipient),
+            sk: keys::notification_sk(&notification.id),
+            kind: "notification",
+            record: &record,
+        })?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// One page of `user`'s notifications, newest first, not expired, and up to which id they
+    /// have read.
+    pub async fn notifications_page(
+        &self,
+        user: &str,
+        position: Option<&PageCursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Page<Notification>, Option<String>), StoreError> {
+        let spec = ListSpec {
+            scope: notifications_scope(user),
+            index: None,
+            pk_attr: keys::PK,
+            pk: keys::user_pk(user),
+            sk_attr: keys::SK,
+            sk_prefix: keys::NOTIFICATION_PREFIX,
+            order: Order::NewestFirst,
+            hide_removed: false,
+        };
+        let (page, read_up_to) = tokio::join!(
+            self.page(&spec, position, limit, record_from_item),
+            self.read_up_to(user)
+        );
+        let page = page?;
+        // TTL deletes late: what has expired is not shown.
+        let items = page
+            .items
+            .into_iter()
+            .filter(|r| r.ttl > now)
+            .map(|r| r.notification)
+            .collect();
+        Ok((
+            Page {
+                items,
+                next: page.next,
+                previous: page.previous,
+            },
+            read_up_to?,
+        ))
+    }
+
+    /// How many of `user`'s notifications are unread (newer than their mark, not expired):
+    /// a Select COUNT of the unread ones (about 20 per read unit).
+    pub async fn unread_count(&self, user: &str, now: i64) -> Result<u64, StoreError> {
+        let read_up_to = self.read_up_to(user).await?;
+        // Above the mark (or every notification): other items of the partition sort after
+        // `NOTIF#` too (`PROFILE`, `SUSPENSION`), and the filter leaves them out.
+        let low = keys::notification_sk(read_up_to.as_deref().unwrap_or(""));
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk AND sk > :low")
+                .filter_expression("#type = :notification AND #ttl > :now")
+                .expression_attribute_names("#type", "type")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":pk", s(keys::user_pk(user)))
+                .expression_attribute_values(":low", s(low.clone()))
+                .expression_attribute_values(":notification", s("notification"))
+                .expression_attribute_values(":now", signed(now))
+                .select(Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            count += out.count().max(0) as u64;
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Marks read everything up to `up_to` (the newest notification's id when `None`): the
+    /// mark only moves forward, so a late request never marks unread what was read.
+    pub async fn mark_read(&self, user: &str, up_to: Option<&str>) -> Result<(), StoreError> {
+        let newest = match up_to {
+            Some(id) => Some(id.to_string()),
+            None => self.newest_notification(user).await?,
+        };
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::user_pk(user), keys::INBOX_SK)))
+            .update_expression("SET read_up_to = :id, #type = :inbox")
+            .condition_expression("attribute_not_exists(read_up_to) OR read_up_to < :id")
+            .expression_attribute_names("#type", "type")
+            .expression_attribute_values(":id", s(&newest))
+            .expression_attribute_values(":inbox", s("inbox"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already read further: nothing to do.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn read_up_to(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get_one(key(keys::user_pk(user), keys::INBOX_SK), true, Some("read_up_to"))
+            .await?;
+        Ok(item.as_ref().and_then(|i| get_s(i, "read_up_to")))
+    }
+
+    async fn newest_notification(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::user_pk(user)))
+            .expression_attribute_values(":prefix", s(keys::NOTIFICATION_PREFIX))
+            .scan_index_forward(false)
+            .limit(1)
+            .projection_expression("sk")
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|i| get_s(i, keys::SK))
+            .and_then(|sk| sk.strip_prefix(keys::NOTIFICATION_PREFIX).map(str::to_string)))
+    }
+}
