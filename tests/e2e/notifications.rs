@@ -118,3 +118,80 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
         "the mark never moves back"
     );
 }
+
+/// What a user's inbox holds: (kind, actor id, comment id), newest first.
+async fn inbox(client: &crate::support::Client) -> Vec<(String, String, String)> {
+    let page = client.get("/api/forum/notifications/?limit=100").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["kind"].as_str().unwrap().to_string(),
+                n["actor"]["id"].as_str().unwrap().to_string(),
+                n["comment_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replies_reach_everyone_who_commented_before_except_the_writer_and_those_who_block_them() {
+    let stack = shared_stack().await;
+    let alice = stack.user("op");
+    let bob = stack.user("first");
+    let carol = stack.user("second");
+    let dave = stack.user("blocks_carol");
+    let post = alice.create_post("a thread").await;
+    let comments = format!("/api/forum/posts/{}/comments/", post["id"].as_str().unwrap());
+    assert_eq!(
+        dave.post(&format!("/api/forum/users/{}/block/", carol.user_id), Value::Null)
+            .await
+            .status,
+        201
+    );
+    let say = |who: &crate::support::Client, text: &str| {
+        let (who, comments, text) = (who.clone(), comments.clone(), text.to_string());
+        async move {
+            let c = who.post(&comments, json!({ "content": text })).await;
+            assert_eq!(c.status, 201, "{}", c.body);
+            c.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let b1 = say(&bob, "bob first").await;
+    let d1 = say(&dave, "dave too").await;
+    let c1 = say(&carol, "carol answers").await;
+    let b2 = say(&bob, "bob again").await;
+
+    let entry =
+        |kind: &str, who: &crate::support::Client, id: &str| (kind.to_string(), who.user_id.clone(), id.to_string());
+    // The stream writes them: wait until the last one is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while inbox(&alice).await.len() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        inbox(&alice).await,
+        vec![
+            entry("comment", &bob, &b2),
+            entry("comment", &carol, &c1),
+            entry("comment", &dave, &d1),
+            entry("comment", &bob, &b1)
+        ],
+        "the author hears every comment but their own, once, and no reply on top"
+    );
+    assert_eq!(
+        inbox(&bob).await,
+        vec![entry("reply", &carol, &c1), entry("reply", &dave, &d1)],
+        "a participant hears later comments, not their own"
+    );
+    assert_eq!(inbox(&carol).await, vec![entry("reply", &bob, &b2)]);
+    assert_eq!(
+        inbox(&dave).await,
+        vec![entry("reply", &bob, &b2)],
+        "nothing from Carol, whom Dave blocks"
+    );
+}

@@ -4,11 +4,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::UserView;
 
-/// What a notification is about. Today: someone commented on the recipient's post.
+/// What a notification is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
+    /// Someone commented on the recipient's post.
     Comment,
+    /// Someone commented on a post the recipient had commented on before (one of the post's
+    /// latest 100 comments), the recipient not being its author.
+    Reply,
 }
 
 /// A notification as stored: its id is its source's (the comment's ULID), so the stream's

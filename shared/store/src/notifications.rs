@@ -189,6 +189,44 @@ impl Table {
         }
     }
 
+    /// Who wrote the post's comments before `before` (a comment id), among its latest
+    /// `window` comments, removed ones aside, most recent first, each once: a thread's
+    /// participants.
+    pub async fn thread_participants(
+        &self,
+        post_id: &str,
+        before: &str,
+        window: i32,
+    ) -> Result<Vec<String>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", s(keys::post_pk(post_id)))
+            .expression_attribute_values(":low", s("COMMENT#"))
+            .expression_attribute_values(":high", s(keys::comment_sk(before)))
+            .scan_index_forward(false)
+            .limit(window)
+            .projection_expression("sk, user_id, removed")
+            .send()
+            .await?;
+        let own = keys::comment_sk(before);
+        let mut participants: Vec<String> = Vec::new();
+        for user in out
+            .items()
+            .iter()
+            .filter(|item| get_s(item, keys::SK).as_deref() != Some(own.as_str()))
+            .filter(|item| !item.contains_key(keys::REMOVED_ATTR))
+            .filter_map(|item| get_s(item, "user_id"))
+        {
+            if !participants.contains(&user) {
+                participants.push(user);
+            }
+        }
+        Ok(participants)
+    }
+
     async fn read_up_to(&self, user: &str) -> Result<Option<String>, StoreError> {
         let item = self
             .get_one(key(keys::user_pk(user), keys::INBOX_SK), true, Some("read_up_to"))

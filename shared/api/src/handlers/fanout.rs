@@ -231,13 +231,7 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            // The post's author is told in their inbox (once, whatever the redelivery), unless
-            // they wrote it or block its writer.
-            if post.user_id != comment.user_id
-                && !app.table.blockers_of(&comment.user_id).await?.contains(&post.user_id)
-            {
-                notify_comment(app, &post.user_id, &comment).await?;
-            }
+            notify_thread(app, &post, &comment).await?;
             // Whoever blocks the comment's writer does not hear it.
             let hidden = reads.hidden_from(app, &comment.user_id).await?;
             let author = author(app, &comment.user_id).await?;
@@ -350,13 +344,49 @@ async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Comments in a thread reach inboxes: the post's author (`comment`), and the 10 users who
+/// commented on it most recently before (`reply`, among its latest 100 comments); never the
+/// writer, never anyone who blocks them. Each once, whatever the redelivery. Bounded: a
+/// thread of hundreds costs a comment at most 10 notifications, not hundreds.
+async fn notify_thread(app: &App, post: &Post, comment: &forum_domain::model::Comment) -> Result<(), ApiError> {
+    use forum_domain::notifications::NotificationKind;
+    let (blockers, participants) = tokio::join!(
+        app.table.blockers_of(&comment.user_id),
+        app.table.thread_participants(&post.id, &comment.id, THREAD_WINDOW)
+    );
+    let blockers = blockers?;
+    let told = |user: &str| user != comment.user_id && !blockers.contains(user);
+    if told(&post.user_id) {
+        notify_comment(app, &post.user_id, comment, NotificationKind::Comment).await?;
+    }
+    let participants = participants?;
+    let repliers = participants
+        .iter()
+        .filter(|u| **u != post.user_id && told(u))
+        .take(REPLY_RECIPIENTS);
+    for participant in repliers {
+        notify_comment(app, participant, comment, NotificationKind::Reply).await?;
+    }
+    Ok(())
+}
+
+/// How far back a thread's participants are looked for: its latest comments.
+const THREAD_WINDOW: i32 = 100;
+/// How many of them a comment notifies, the most recent first.
+const REPLY_RECIPIENTS: usize = 10;
+
 /// Writes the notification of `comment` to `recipient`'s inbox and, the first time only, tells
 /// their sockets with the unread count.
-async fn notify_comment(app: &App, recipient: &str, comment: &forum_domain::model::Comment) -> Result<(), ApiError> {
-    use forum_domain::notifications::{Notification, NotificationKind, NotificationView};
+async fn notify_comment(
+    app: &App,
+    recipient: &str,
+    comment: &forum_domain::model::Comment,
+    kind: forum_domain::notifications::NotificationKind,
+) -> Result<(), ApiError> {
+    use forum_domain::notifications::{Notification, NotificationView};
     let notification = Notification {
         id: comment.id.clone(),
-        kind: NotificationKind::Comment,
+        kind,
         post_id: comment.post_id.clone(),
         comment_id: comment.id.clone(),
         actor_id: comment.user_id.clone(),
