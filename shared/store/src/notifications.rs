@@ -6,7 +6,6 @@
 
 use super::items::{decode, encode, get_s, key, s, signed};
 use super::page::{HasSortId, ListSpec, Order, Page, notifications_scope};
-use aws_sdk_dynamodb::types::Select;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
@@ -77,15 +76,15 @@ impl Table {
         }
     }
 
-    /// One page of `user`'s notifications, newest first, not expired, and up to which id they
-    /// have read.
+    /// One page of `user`'s notifications, newest first, not expired, up to which id they have
+    /// read, and how many are unread (the mark read once for both).
     pub async fn notifications_page(
         &self,
         user: &str,
         position: Option<&PageCursor>,
         limit: usize,
         now: i64,
-    ) -> Result<(Page<Notification>, Option<String>), StoreError> {
+    ) -> Result<(Page<Notification>, Option<String>, u64), StoreError> {
         let spec = ListSpec {
             scope: notifications_scope(user),
             index: None,
@@ -96,11 +95,15 @@ impl Table {
             order: Order::NewestFirst,
             hide_removed: false,
         };
-        let (page, read_up_to) = tokio::join!(
-            self.page(&spec, position, limit, record_from_item),
-            self.read_up_to(user)
-        );
+        let mark_and_unread = async {
+            let read_up_to = self.read_up_to(user).await?;
+            let unread = self.count_unread(user, read_up_to.as_deref(), now).await?;
+            Ok::<_, StoreError>((read_up_to, unread))
+        };
+        let (page, mark_and_unread) =
+            tokio::join!(self.page(&spec, position, limit, record_from_item), mark_and_unread);
         let page = page?;
+        let (read_up_to, unread) = mark_and_unread?;
         // TTL deletes late: what has expired is not shown.
         let items = page
             .items
@@ -114,7 +117,8 @@ impl Table {
                 next: page.next,
                 previous: page.previous,
             },
-            read_up_to?,
+            read_up_to,
+            unread,
         ))
     }
 
@@ -122,35 +126,28 @@ impl Table {
     /// a Select COUNT of the unread ones (about 20 per read unit).
     pub async fn unread_count(&self, user: &str, now: i64) -> Result<u64, StoreError> {
         let read_up_to = self.read_up_to(user).await?;
+        self.count_unread(user, read_up_to.as_deref(), now).await
+    }
+
+    /// How many notifications are newer than `read_up_to` and not expired.
+    async fn count_unread(&self, user: &str, read_up_to: Option<&str>, now: i64) -> Result<u64, StoreError> {
         // Above the mark (or every notification): other items of the partition sort after
         // `NOTIF#` too (`PROFILE`, `SUSPENSION`), and the filter leaves them out.
-        let low = keys::notification_sk(read_up_to.as_deref().unwrap_or(""));
-        let mut count = 0u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression("pk = :pk AND sk > :low")
-                .filter_expression("#type = :notification AND #ttl > :now")
-                .expression_attribute_names("#type", "type")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":pk", s(keys::user_pk(user)))
-                .expression_attribute_values(":low", s(low.clone()))
-                .expression_attribute_values(":notification", s("notification"))
-                .expression_attribute_values(":now", signed(now))
-                .select(Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            count += out.count().max(0) as u64;
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(count);
-            }
-        }
+        let low = keys::notification_sk(read_up_to.unwrap_or(""));
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND sk > :low")
+            .filter_expression("#type = :notification AND #ttl > :now")
+            .expression_attribute_names("#type", "type")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":pk", s(keys::user_pk(user)))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":notification", s("notification"))
+            .expression_attribute_values(":now", signed(now))
+            .consistent_read(true);
+        self.count_every(query).await
     }
 
     /// Marks read everything up to `up_to` (the newest notification's id when `None`): the

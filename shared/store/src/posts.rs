@@ -447,28 +447,16 @@ impl Table {
     }
 
     async fn count_user_items(&self, user_id: &str, prefix: &str) -> Result<u64, StoreError> {
-        let mut count = 0u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .index_name(keys::USER_INDEX)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", keys::USER_PK)
-                .expression_attribute_names("#sk", keys::USER_SK)
-                .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
-                .expression_attribute_values(":prefix", s(prefix))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            count += out.count().max(0) as u64;
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(count);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(keys::USER_INDEX)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", keys::USER_PK)
+            .expression_attribute_names("#sk", keys::USER_SK)
+            .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
+            .expression_attribute_values(":prefix", s(prefix));
+        self.count_every(query).await
     }
 }

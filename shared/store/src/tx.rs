@@ -209,6 +209,25 @@ impl Table {
         }
     }
 
+    /// How many items a Query matches (after its filter), following `LastEvaluatedKey`
+    /// through all pages: `Select COUNT`, so no item is returned.
+    pub(super) async fn count_every(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<u64, StoreError> {
+        let query = query.select(aws_sdk_dynamodb::types::Select::Count);
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let out = query.clone().set_exclusive_start_key(start).send().await?;
+            count += u64::try_from(out.count()).unwrap_or(0);
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
     /// BatchGetItem over any number of keys: chunks of 100 run concurrently, unprocessed keys
     /// are retried with backoff. Missing items are simply absent from the result.
     pub(super) async fn batch_get(&self, wanted: Vec<Item>) -> Result<Vec<Item>, StoreError> {

@@ -231,7 +231,7 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            notify_thread(app, &post, &comment).await?;
+            notify_thread(app, reads, &post, &comment).await?;
             // Whoever blocks the comment's writer does not hear it.
             let hidden = reads.hidden_from(app, &comment.user_id).await?;
             let author = author(app, &comment.user_id).await?;
@@ -348,10 +348,15 @@ async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
 /// commented on it most recently before (`reply`, among its latest 100 comments); never the
 /// writer, never anyone who blocks them. Each once, whatever the redelivery. Bounded: a
 /// thread of hundreds costs a comment at most 10 notifications, not hundreds.
-async fn notify_thread(app: &App, post: &Post, comment: &forum_domain::model::Comment) -> Result<(), ApiError> {
+async fn notify_thread(
+    app: &App,
+    reads: &mut LaneReads,
+    post: &Post,
+    comment: &forum_domain::model::Comment,
+) -> Result<(), ApiError> {
     use forum_domain::notifications::NotificationKind;
     let (blockers, participants) = tokio::join!(
-        app.table.blockers_of(&comment.user_id),
+        reads.blockers_of(app, &comment.user_id),
         app.table.thread_participants(&post.id, &comment.id, THREAD_WINDOW)
     );
     let blockers = blockers?;
@@ -430,7 +435,8 @@ async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
 struct LaneReads {
     posts: HashMap<String, Option<Post>>,
     audiences: HashMap<String, Vec<Recipient>>,
-    /// By author: the connections of users who block them.
+    /// By author: who blocks them (moderators aside), and those users' connections.
+    blockers: HashMap<String, HashSet<String>>,
     hidden: HashMap<String, HashSet<String>>,
 }
 
@@ -446,12 +452,22 @@ impl LaneReads {
 
     /// The connections of users who block `author` (one read per author and batch, and one
     /// Query per blocker: nothing more for the many authors nobody blocks).
+    /// Who blocks `author` (one read per author and batch, shared by the inbox and the sends).
+    async fn blockers_of(&mut self, app: &App, author: &str) -> Result<HashSet<String>, ApiError> {
+        if let Some(blockers) = self.blockers.get(author) {
+            return Ok(blockers.clone());
+        }
+        let blockers = app.table.blockers_of(author).await?;
+        self.blockers.insert(author.to_string(), blockers.clone());
+        Ok(blockers)
+    }
+
     async fn hidden_from(&mut self, app: &App, author: &str) -> Result<HashSet<String>, ApiError> {
         if let Some(hidden) = self.hidden.get(author) {
             return Ok(hidden.clone());
         }
         let mut hidden = HashSet::new();
-        for blocker in app.table.blockers_of(author).await? {
+        for blocker in self.blockers_of(app, author).await? {
             hidden.extend(
                 app.table
                     .user_connections(&blocker)

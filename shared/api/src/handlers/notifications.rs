@@ -38,12 +38,10 @@ pub async fn list_notifications(app: &App, req: &Request, caller: &Caller) -> Re
         .map(|raw| cursors.decode(raw, &scope))
         .transpose()?;
     let now = chrono::Utc::now().timestamp();
-    let (page, unread) = tokio::join!(
-        app.table
-            .notifications_page(&caller.user_id, position.as_ref(), limit, now),
-        app.table.unread_count(&caller.user_id, now)
-    );
-    let (page, read_up_to) = page?;
+    let (page, read_up_to, unread) = app
+        .table
+        .notifications_page(&caller.user_id, position.as_ref(), limit, now)
+        .await?;
     let actors: HashSet<String> = page.items.iter().map(|n| n.actor_id.clone()).collect();
     let profiles = app.profiles(actors).await?;
     let notifications = page
@@ -70,7 +68,7 @@ pub async fn list_notifications(app: &App, req: &Request, caller: &Caller) -> Re
         200,
         &NotificationPage {
             notifications,
-            unread_count: unread?,
+            unread_count: unread,
             next_page: page.next.as_ref().map(link),
             previous_page: page.previous.as_ref().map(link),
         },
