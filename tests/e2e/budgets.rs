@@ -68,6 +68,65 @@ async fn every_route_stays_within_its_round_trip_budget() {
     // Edit needs `is_liked`, which lives on another item: read alongside the write (see docs/table.md).
     let (a, n) = counted(&stack, alice.patch(&path, json!({"content": "edited post"}))).await;
     check("edit post", &a, 200, n, 2);
+    // The routes added for moderation, retries, user pages and the inbox.
+    let (a, n) = counted(&stack, bob.send(reqwest::Method::PUT, &format!("{path}like/"), None)).await;
+    check("like (PUT)", &a, 200, n, 2);
+    let (a, n) = counted(
+        &stack,
+        alice
+            .with_header("idempotency-key", "budget-key")
+            .post("/api/forum/posts/", json!({"content": "keyed"})),
+    )
+    .await;
+    check("keyed create post", &a, 201, n, 1);
+    let (a, n) = counted(
+        &stack,
+        alice
+            .with_header("idempotency-key", "budget-key")
+            .post("/api/forum/posts/", json!({"content": "keyed"})),
+    )
+    .await;
+    check("keyed create post, replayed", &a, 201, n, 1);
+    let (a, n) = counted(&stack, bob.post(&format!("{path}report/"), json!({"reason": "spam"}))).await;
+    check("report", &a, 201, n, 1);
+    let moderator = stack.moderator("mod");
+    let (a, n) = counted(&stack, moderator.get("/api/forum/moderation/reports/")).await;
+    check("report queue", &a, 200, n, 3);
+    let (a, n) = counted(&stack, moderator.get("/api/forum/moderation/actions/")).await;
+    check("moderation log", &a, 200, n, 1);
+    let (a, n) = counted(
+        &stack,
+        bob.post(&format!("/api/forum/users/{}/block/", alice.user_id), Value::Null),
+    )
+    .await;
+    check("block", &a, 201, n, 2);
+    let (a, n) = counted(&stack, bob.get(&format!("/api/forum/users/{}/", alice.user_id))).await;
+    check("user page", &a, 200, n, 3);
+    let (a, n) = counted(&stack, bob.get(&format!("/api/forum/users/{}/posts/", alice.user_id))).await;
+    // A cold container reads the author's profile too (cached a minute after).
+    check("user's posts", &a, 200, n, 3);
+    let (a, n) = counted(&stack, alice.get("/api/forum/notifications/unread_count/")).await;
+    check("unread count", &a, 200, n, 2);
+    let (a, n) = counted(&stack, alice.get("/api/forum/notifications/")).await;
+    check("notifications page", &a, 200, n, 4);
+    let (a, n) = counted(
+        &stack,
+        moderator.post(
+            "/api/forum/moderation/actions/",
+            json!({"action": "remove_post", "post_id": id, "reason": "budget"}),
+        ),
+    )
+    .await;
+    check("moderator removal", &a, 201, n, 3);
+    let (a, n) = counted(
+        &stack,
+        moderator.post(
+            "/api/forum/moderation/actions/",
+            json!({"action": "restore_post", "post_id": id, "reason": "budget"}),
+        ),
+    )
+    .await;
+    check("moderator restore", &a, 201, n, 2);
     let (a, n) = counted(&stack, alice.delete(&path)).await;
     check("delete post", &a, 204, n, 1);
     // The deleted post may be served from get-post's memory for the read cache's TTL
