@@ -248,12 +248,16 @@ mod tests {
             ("MODIFY", Some("media"), Some("media")),
             ("REMOVE", Some("media"), None),
             ("MODIFY", Some("profile"), Some("profile")),
+            ("INSERT", None, Some("like")),
         ] {
             assert!(filter.admits(&record(event, old, new)), "{event} {old:?} {new:?}");
         }
         for (event, old, new) in [
-            ("INSERT", None, Some("like")),
             ("REMOVE", Some("like"), None),
+            // Marking a like told: not news again.
+            ("MODIFY", Some("like"), Some("like")),
+            ("INSERT", None, Some("notification")),
+            ("MODIFY", Some("like_group"), Some("like_group")),
             ("INSERT", None, Some("connection")),
             ("MODIFY", Some("rate"), Some("rate")),
             ("INSERT", None, Some("name")),

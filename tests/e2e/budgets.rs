@@ -61,6 +61,17 @@ async fn every_route_stays_within_its_round_trip_budget() {
     let comment = format!("{path}comments/{}/", a.body["id"].as_str().unwrap());
     let (a, n) = counted(&stack, alice.get(&format!("{path}comments/"))).await;
     check("list comments", &a, 200, n, 2);
+    // A mention is resolved through the name claims: one BatchGetItem beside the write's own
+    // reads, only when the text names someone.
+    let mention = json!({ "content": format!("thanks @{}", alice.username) });
+    let (a, n) = counted(&stack, bob.post(&format!("{path}comments/"), mention.clone())).await;
+    check("create comment naming someone (post author known)", &a, 201, n, 2);
+    let (a, n) = counted(
+        &stack,
+        alice.post("/api/forum/posts/", json!({"content": format!("hi @{}", bob.username)})),
+    )
+    .await;
+    check("create post naming someone", &a, 201, n, 2);
     let (a, n) = counted(&stack, bob.patch(&comment, json!({"content": "edited"}))).await;
     check("edit comment", &a, 200, n, 1);
     let (a, n) = counted(&stack, bob.delete(&comment)).await;

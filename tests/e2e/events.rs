@@ -62,6 +62,7 @@ async fn every_sample_event_runs_through_its_handler() {
         like_count: 0,
         comment_count: 0,
         removed: None,
+        mentions: Vec::new(),
     };
     let rate = |action| RateToken {
         user_id: caller.user_id.clone(),
@@ -85,6 +86,7 @@ async fn every_sample_event_runs_through_its_handler() {
         created_at: forum_domain::model::timestamp_of(&comment_id).unwrap(),
         edited_at: None,
         removed: None,
+        mentions: Vec::new(),
     };
     app.table
         .create_comment(&comment, None, &rate(RateAction::Comment), &caller.user_id)

@@ -66,9 +66,11 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
         id: first_id.clone(),
         kind: forum_domain::notifications::NotificationKind::Comment,
         post_id: post["id"].as_str().unwrap().to_string(),
-        comment_id: first_id.clone(),
+        comment_id: Some(first_id.clone()),
         actor_id: bob.user_id.clone(),
         created_at: forum_domain::model::timestamp_of(&first_id).unwrap(),
+        likers: Vec::new(),
+        like_count: None,
     };
     let written = stack
         .stack
@@ -119,7 +121,7 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
     );
 }
 
-/// What a user's inbox holds: (kind, actor id, comment id), newest first.
+/// What a user's inbox holds: (kind, actor id, comment id or the post's id), newest first.
 async fn inbox(client: &crate::support::Client) -> Vec<(String, String, String)> {
     let page = client.get("/api/forum/notifications/?limit=100").await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -131,7 +133,7 @@ async fn inbox(client: &crate::support::Client) -> Vec<(String, String, String)>
             (
                 n["kind"].as_str().unwrap().to_string(),
                 n["actor"]["id"].as_str().unwrap().to_string(),
-                n["comment_id"].as_str().unwrap().to_string(),
+                n["comment_id"].as_str().or(n["post_id"].as_str()).unwrap().to_string(),
             )
         })
         .collect()
@@ -194,4 +196,235 @@ async fn replies_reach_everyone_who_commented_before_except_the_writer_and_those
         vec![entry("reply", &bob, &b2)],
         "nothing from Carol, whom Dave blocks"
     );
+}
+
+/// Waits until `client`'s inbox holds `count` notifications (the stream writes them), then a
+/// little longer for any that should not come.
+async fn inbox_of(client: &crate::support::Client, count: usize) -> Vec<(String, String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while inbox(client).await.len() < count && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    inbox(client).await
+}
+
+#[tokio::test]
+async fn mentions_are_resolved_when_written_and_told_once_as_the_most_personal_kind() {
+    let stack = shared_stack().await;
+    let alice = stack.user("mention_op");
+    let bob = stack.user("mentioned_bob");
+    let carol = stack.user("mentioned_carol");
+    let mallory = stack.user("mention_blocked");
+    // Names are claimed when their owners first write.
+    for who in [&bob, &carol, &mallory] {
+        who.create_post("hello, I exist").await;
+    }
+    assert_eq!(
+        bob.post(&format!("/api/forum/users/{}/block/", mallory.user_id), Value::Null)
+            .await
+            .status,
+        201
+    );
+    let post = alice
+        .create_post(&format!(
+            "hey @{} and @{}, and @{} again, @nobody_by_that_name, mail x@{}.example, @{}",
+            bob.username,
+            carol.username.to_uppercase(),
+            bob.username,
+            carol.username,
+            alice.username
+        ))
+        .await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let entry =
+        |kind: &str, who: &crate::support::Client, id: &str| (kind.to_string(), who.user_id.clone(), id.to_string());
+    assert_eq!(inbox_of(&bob, 1).await, vec![entry("mention", &alice, &post_id)]);
+    assert_eq!(inbox_of(&carol, 1).await, vec![entry("mention", &alice, &post_id)]);
+    assert!(inbox(&alice).await.is_empty(), "naming oneself tells no one");
+
+    // Bob comments; Carol replies naming Bob: one notification for Bob (a mention, though it
+    // is also a reply), one for Alice (a comment on her post).
+    let comments = format!("/api/forum/posts/{post_id}/comments/");
+    let b1 = bob.post(&comments, json!({"content": "thanks"})).await;
+    assert_eq!(b1.status, 201);
+    let c1 = carol
+        .post(&comments, json!({"content": format!("@{} agreed", bob.username)}))
+        .await;
+    assert_eq!(c1.status, 201, "{}", c1.body);
+    let c1 = c1.body["id"].as_str().unwrap().to_string();
+    let bob_inbox = inbox_of(&bob, 2).await;
+    assert_eq!(
+        bob_inbox,
+        vec![entry("mention", &carol, &c1), entry("mention", &alice, &post_id)],
+        "a reply that mentions is one notification"
+    );
+    // Mallory, whom Bob blocks, names him: nothing. Her edit naming Carol tells Carol once,
+    // and an edit naming her again tells her nothing more.
+    let m1 = mallory.post(&comments, json!({"content": "quiet"})).await;
+    let m1 = m1.body["id"].as_str().unwrap().to_string();
+    let edit = format!("{comments}{m1}/");
+    let edited = mallory
+        .patch(
+            &edit,
+            json!({"content": format!("@{} @{}", bob.username, carol.username)}),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let carol_inbox = inbox_of(&carol, 2).await;
+    assert_eq!(carol_inbox.len(), 2, "{carol_inbox:?}");
+    assert_eq!(
+        carol_inbox[0],
+        entry("reply", &mallory, &m1),
+        "told first as a reply: one notification per comment and recipient"
+    );
+    mallory
+        .patch(&edit, json!({"content": format!("again @{}", carol.username)}))
+        .await;
+    // A later comment in the same thread is the stream's marker: once it is told, the edits
+    // before it were handled.
+    let dave = stack.user("mention_marker");
+    let d1 = dave.post(&comments, json!({"content": "marker"})).await;
+    let d1 = d1.body["id"].as_str().unwrap().to_string();
+    let mut expected = vec![entry("reply", &dave, &d1)];
+    expected.extend(carol_inbox);
+    assert_eq!(
+        inbox_of(&carol, 3).await,
+        expected,
+        "an edit naming her again tells nothing"
+    );
+    let mut expected = vec![entry("reply", &dave, &d1)];
+    expected.extend(bob_inbox);
+    assert_eq!(inbox_of(&bob, 3).await, expected, "nothing from whom Bob blocks");
+}
+
+#[tokio::test]
+async fn likes_are_one_notification_per_post_moved_to_the_top_with_the_count_and_latest_likers() {
+    let stack = shared_stack().await;
+    let alice = stack.user("liked_author");
+    let fans: Vec<_> = (0..5).map(|i| stack.user(&format!("fan_{i}"))).collect();
+    let blocked = stack.user("liked_blocked");
+    assert_eq!(
+        alice
+            .post(&format!("/api/forum/users/{}/block/", blocked.user_id), Value::Null)
+            .await
+            .status,
+        201
+    );
+    let post = alice.create_post("like me").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let like = format!("/api/forum/posts/{post_id}/like/");
+    let mut alice_live = Live::connect(stack, &alice).await;
+    assert_eq!(
+        alice.send(reqwest::Method::PUT, &like, None).await.status,
+        200,
+        "her own like"
+    );
+    assert_eq!(blocked.send(reqwest::Method::PUT, &like, None).await.status, 200);
+    for fan in &fans[..3] {
+        assert_eq!(fan.send(reqwest::Method::PUT, &like, None).await.status, 200);
+    }
+    let event = alice_live
+        .expect("the group with three likers", |m| {
+            m["type"] == "notification.created" && m["notification"]["likers"].as_array().is_some_and(|l| l.len() == 3)
+        })
+        .await;
+    assert_eq!(event["notification"]["kind"], "like");
+    let page = alice.get("/api/forum/notifications/").await;
+    let all = page.body["notifications"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 1, "one notification per post: {all:?}");
+    let group = &all[0];
+    let likers: Vec<&str> = group["likers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        likers,
+        vec![
+            fans[2].user_id.as_str(),
+            fans[1].user_id.as_str(),
+            fans[0].user_id.as_str()
+        ],
+        "newest first, never herself nor whom she blocks"
+    );
+    assert_eq!(group["actor"]["id"], fans[2].user_id.as_str());
+    assert_eq!(page.body["unread_count"], 1);
+    // Read; a later like brings it back to the top, unread, with the count (her own like and
+    // the blocked user's count: the count is the post's).
+    let read = alice.post("/api/forum/notifications/read/", json!({})).await;
+    assert_eq!(read.body["unread_count"], 0);
+    fans[3].send(reqwest::Method::PUT, &like, None).await;
+    alice_live
+        .expect("moved by the fourth fan", |m| {
+            m["type"] == "notification.created" && m["notification"]["actor"]["id"] == fans[3].user_id.as_str()
+        })
+        .await;
+    let page = alice.get("/api/forum/notifications/").await;
+    let all = page.body["notifications"].as_array().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["like_count"], 6);
+    assert_eq!(all[0]["read"], false);
+    assert_eq!(page.body["unread_count"], 1);
+    assert_eq!(all[0]["likers"].as_array().unwrap().len(), 3);
+
+    // The stream delivering a like's record again writes nothing, nor does the record of a
+    // like since taken back: the like item says whether it was told.
+    let liked_at = |fan: &crate::support::Client| {
+        let (client, table, key) = (
+            stack.stack.dynamodb.clone(),
+            stack.table_name.clone(),
+            (format!("POST#{post_id}"), format!("LIKE#{}", fan.user_id)),
+        );
+        async move {
+            use aws_sdk_dynamodb::types::AttributeValue;
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(key.0))
+                .key("sk", AttributeValue::S(key.1))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap();
+            let item = item.item().unwrap();
+            assert_eq!(item.get("notified"), Some(&AttributeValue::Bool(true)), "{item:?}");
+            item["created_at"].as_s().unwrap().clone()
+        }
+    };
+    let again = |fan: &crate::support::Client, at: String| {
+        let (table, author, post_id, liker) = (
+            stack.stack.app.table.clone(),
+            alice.user_id.clone(),
+            post_id.clone(),
+            fan.user_id.clone(),
+        );
+        async move {
+            let (id, created_at) = forum_domain::model::new_id_with_timestamp();
+            let like = forum_store::LikeNews {
+                post_id: &post_id,
+                liker: &liker,
+                liked_at: &at,
+                like_count: 6,
+            };
+            table
+                .notify_like(
+                    &author,
+                    &like,
+                    (&id, &created_at),
+                    chrono::Utc::now().timestamp() + 3600,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let fourth = liked_at(&fans[3]).await;
+    assert_eq!(again(&fans[3], fourth).await, None, "a redelivered like writes nothing");
+    let first = liked_at(&fans[0]).await;
+    assert_eq!(fans[0].delete(&like).await.status, 200);
+    assert_eq!(again(&fans[0], first).await, None, "a like taken back tells nothing");
+    let page = alice.get("/api/forum/notifications/").await;
+    assert_eq!(page.body["notifications"].as_array().unwrap().len(), 1);
+    assert_eq!(page.body["unread_count"], 1);
 }

@@ -149,6 +149,24 @@ pub const NOTIFICATION_DAYS: Limit = Limit {
     }),
     enforced: "forum-store `notifications`: the item's `ttl`, and reads skip the expired",
 };
+pub const MENTIONS_PER_ITEM: Limit = fixed(
+    "different `@names` a post or comment notifies (the first ones written)",
+    10,
+    Unit::Items,
+    "forum-domain `notifications`: later mentions stay text and notify no one",
+);
+pub const REPLY_RECIPIENTS: Limit = fixed(
+    "earlier commenters a comment notifies (`reply`, the most recent first, among the post's latest 100 comments)",
+    10,
+    Unit::Items,
+    "forum-api `fanout`",
+);
+pub const LIKERS_SHOWN: Limit = fixed(
+    "likers a grouped like notification names (the most recent first; it counts them all)",
+    3,
+    Unit::Items,
+    "forum-store `notifications`",
+);
 pub const SUSPENSION_DAYS: Limit = fixed(
     "how far ahead a suspension may end",
     3_650,
@@ -393,6 +411,9 @@ pub const ALL: &[Limit] = &[
     IDEMPOTENCY_KEY_SECS,
     IDEMPOTENCY_KEY_CHARS,
     NOTIFICATION_DAYS,
+    MENTIONS_PER_ITEM,
+    REPLY_RECIPIENTS,
+    LIKERS_SHOWN,
     SUSPENSION_DAYS,
 ];
 

@@ -48,6 +48,8 @@ pub struct Post {
     pub comment_count: u64,
     /// Set while a moderator has removed it: then only moderators read it.
     pub removed: Option<crate::moderation::Removal>,
+    /// The users its text mentions (`@name`), resolved when it was written or last edited.
+    pub mentions: Vec<String>,
 }
 
 /// Longest display name kept (characters).
@@ -167,6 +169,8 @@ pub struct Comment {
     pub edited_at: Option<String>,
     /// Set while a moderator has removed it: then only moderators see it.
     pub removed: Option<crate::moderation::Removal>,
+    /// The users its text mentions (`@name`), resolved when it was written or last edited.
+    pub mentions: Vec<String>,
 }
 
 /// A comment as the API returns it (openapi.yaml's `Comment`).

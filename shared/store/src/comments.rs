@@ -1,6 +1,6 @@
 //! Comments: create, edit, delete (each counted on its post in the same transaction), list.
 
-use super::items::{comment_from_item, comment_item, get_s, key, s};
+use super::items::{comment_from_item, comment_item, get_s, key, mentions_value, s};
 use super::page::{HasSortId, ListSpec, Order, Page, comments_scope, user_comments_scope};
 use super::posts::{Editor, OWN_LIVE};
 use super::rate::RateToken;
@@ -62,6 +62,7 @@ impl Table {
         post_id: &str,
         comment_id: &str,
         content: &str,
+        mentions: &[String],
         editor: Editor<'_>,
     ) -> Result<Option<Profile>, StoreError> {
         let Editor {
@@ -70,11 +71,19 @@ impl Table {
             rate,
             author,
         } = editor;
+        // Who the new text mentions, resolved now (the stream tells those it did not before).
+        let mut update = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))));
+        update = if mentions.is_empty() {
+            update.update_expression("SET content = :content, edited_at = :edited_at REMOVE mentions")
+        } else {
+            update
+                .update_expression("SET content = :content, edited_at = :edited_at, mentions = :mentions")
+                .expression_attribute_values(":mentions", mentions_value(mentions))
+        };
         let update = built(
-            Update::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
-                .update_expression("SET content = :content, edited_at = :edited_at")
+            update
                 .condition_expression(OWN_LIVE)
                 .expression_attribute_values(":content", s(content))
                 .expression_attribute_values(":edited_at", s(edited_at))

@@ -24,6 +24,11 @@ pub(super) fn signed(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// A list of user ids, as `mentions` stores them.
+pub(super) fn mentions_value(users: &[String]) -> AttributeValue {
+    AttributeValue::L(users.iter().map(|u| s(u.as_str())).collect())
+}
+
 pub(super) fn key(pk: String, sk: impl Into<String>) -> Item {
     HashMap::from([(keys::PK.to_string(), s(pk)), (keys::SK.to_string(), s(sk))])
 }
@@ -85,6 +90,8 @@ struct PostRecord {
     comment_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     removed: Option<Removal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -141,6 +148,7 @@ pub(super) fn post_item(post: &Post) -> Result<Item, StoreError> {
         like_count: post.like_count,
         comment_count: post.comment_count,
         removed: post.removed.clone(),
+        mentions: post.mentions.clone(),
     };
     // A removed post is not in the feed (restoring it puts its keys back).
     let indexed = Indexed::new(keyed(keys::post_pk(&post.id), keys::POST_SK, "post"), record);
@@ -164,6 +172,7 @@ pub(super) fn post_from_item(item: &Item) -> Result<Post, StoreError> {
         like_count: record.like_count,
         comment_count: record.comment_count,
         removed: record.removed,
+        mentions: record.mentions,
     })
 }
 
@@ -178,6 +187,8 @@ struct CommentRecord {
     edited_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     removed: Option<Removal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<String>,
 }
 
 pub(super) fn comment_item(comment: &Comment) -> Result<Item, StoreError> {
@@ -189,6 +200,7 @@ pub(super) fn comment_item(comment: &Comment) -> Result<Item, StoreError> {
         created_at: comment.created_at.clone(),
         edited_at: comment.edited_at.clone(),
         removed: comment.removed.clone(),
+        mentions: comment.mentions.clone(),
     };
     encode(
         &Indexed::new(
@@ -213,6 +225,7 @@ pub(super) fn comment_from_item(item: &Item) -> Result<Comment, StoreError> {
         created_at: record.created_at,
         edited_at: record.edited_at,
         removed: record.removed,
+        mentions: record.mentions,
     })
 }
 
@@ -428,6 +441,7 @@ mod tests {
             like_count: 3,
             comment_count: 2,
             removed: None,
+            mentions: vec!["user-2".into()],
         }
     }
 

@@ -131,3 +131,7 @@ pub fn notification_sk(id: &str) -> String {
     format!("{NOTIFICATION_PREFIX}{id}")
 }
 pub const INBOX_SK: &str = "INBOX";
+/// A post's like notification group in its author's partition (`USER#<uid>` / `LIKES#<pid>`).
+pub fn like_group_sk(post_id: &str) -> String {
+    format!("LIKES#{post_id}")
+}

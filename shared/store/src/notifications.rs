@@ -6,6 +6,9 @@
 
 use super::items::{decode, encode, get_s, key, s, signed};
 use super::page::{HasSortId, ListSpec, Order, Page, notifications_scope};
+use super::tx::built;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
@@ -32,29 +35,57 @@ fn record_from_item(item: &Item) -> Result<NotificationRecord, StoreError> {
     decode(item)
 }
 
+#[derive(Serialize)]
+struct KeyedNotification<'a> {
+    pk: String,
+    sk: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(flatten)]
+    record: &'a NotificationRecord,
+}
+
+fn notification_item(recipient: &str, notification: &Notification, ttl: i64) -> Result<Item, StoreError> {
+    let record = NotificationRecord {
+        notification: notification.clone(),
+        ttl,
+    };
+    encode(&KeyedNotification {
+        pk: keys::user_pk(recipient),
+        sk: keys::notification_sk(&notification.id),
+        kind: "notification",
+        record: &record,
+    })
+}
+
+/// Where a post's like notification is now (`USER#<author>` / `LIKES#<post id>`): the group's
+/// current notification id and its latest likers.
+#[derive(Serialize, Deserialize)]
+struct LikeGroup {
+    notification_id: String,
+    likers: Vec<String>,
+    ttl: i64,
+}
+
+/// A like the stream tells its post's author about.
+pub struct LikeNews<'a> {
+    pub post_id: &'a str,
+    pub liker: &'a str,
+    /// The like item's `created_at`: which like this is (a later like by the same user is
+    /// another).
+    pub liked_at: &'a str,
+    /// The post's like count as read now.
+    pub like_count: u64,
+}
+
+/// How often a like group is re-read when another write moved it meanwhile.
+const LIKE_GROUP_ATTEMPTS: usize = 3;
+
 impl Table {
     /// Delivers `notification` to `recipient` once: `false` when it was delivered before (the
     /// stream redelivered its record).
     pub async fn notify(&self, recipient: &str, notification: &Notification, ttl: i64) -> Result<bool, StoreError> {
-        #[derive(Serialize)]
-        struct Keyed<'a> {
-            pk: String,
-            sk: String,
-            #[serde(rename = "type")]
-            kind: &'a str,
-            #[serde(flatten)]
-            record: &'a NotificationRecord,
-        }
-        let record = NotificationRecord {
-            notification: notification.clone(),
-            ttl,
-        };
-        let item = encode(&Keyed {
-            pk: keys::user_pk(recipient),
-            sk: keys::notification_sk(&notification.id),
-            kind: "notification",
-            record: &record,
-        })?;
+        let item = notification_item(recipient, notification, ttl)?;
         let result = self
             .client
             .put_item()
@@ -74,6 +105,94 @@ impl Table {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Tells `author` of a like on their post: their post's one like notification moves to the
+    /// top (a new id, so it is unread again) with the count and the latest likers. One
+    /// transaction marks the like told (`notified` on the like item, so a redelivered record,
+    /// or the record of a like since taken back, writes nothing), moves the group, deletes its
+    /// previous notification and writes the new one. Answers the notification written, or
+    /// `None` when there was nothing to tell.
+    pub async fn notify_like(
+        &self,
+        author: &str,
+        like: &LikeNews<'_>,
+        now: (&str, &str),
+        ttl: i64,
+    ) -> Result<Option<Notification>, StoreError> {
+        let (id, created_at) = now;
+        let group_key = key(keys::user_pk(author), keys::like_group_sk(like.post_id));
+        for _ in 0..LIKE_GROUP_ATTEMPTS {
+            let previous = self
+                .get_one(group_key.clone(), true, None)
+                .await?
+                .map(|item| decode::<LikeGroup>(&item))
+                .transpose()?;
+            let mut likers = vec![like.liker.to_string()];
+            if let Some(previous) = &previous {
+                likers.extend(previous.likers.iter().filter(|u| *u != like.liker).cloned());
+            }
+            likers.truncate(forum_domain::limits::LIKERS_SHOWN.usize());
+            let notification = Notification {
+                id: id.to_string(),
+                kind: forum_domain::notifications::NotificationKind::Like,
+                post_id: like.post_id.to_string(),
+                comment_id: None,
+                actor_id: like.liker.to_string(),
+                created_at: created_at.to_string(),
+                likers: likers.clone(),
+                like_count: Some(like.like_count),
+            };
+            let mark = built(
+                Update::builder()
+                    .table_name(&self.name)
+                    .set_key(Some(key(keys::post_pk(like.post_id), keys::like_sk(like.liker))))
+                    .update_expression("SET notified = :yes")
+                    .condition_expression(
+                        "attribute_exists(pk) AND created_at = :at AND attribute_not_exists(notified)",
+                    )
+                    .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                    .expression_attribute_values(":at", s(like.liked_at))
+                    .build(),
+            )?;
+            let mut group = encode(&LikeGroup {
+                notification_id: id.to_string(),
+                likers,
+                ttl,
+            })?;
+            group.extend(group_key.clone());
+            group.insert("type".into(), s("like_group"));
+            let mut move_group = Put::builder().table_name(&self.name).set_item(Some(group));
+            move_group = match &previous {
+                Some(previous) => move_group
+                    .condition_expression("notification_id = :previous")
+                    .expression_attribute_values(":previous", s(&previous.notification_id)),
+                None => move_group.condition_expression("attribute_not_exists(pk)"),
+            };
+            let mut actions = vec![
+                TransactWriteItem::builder().update(mark).build(),
+                TransactWriteItem::builder().put(built(move_group.build())?).build(),
+                self.put(notification_item(author, &notification, ttl)?, None)?,
+            ];
+            if let Some(previous) = &previous {
+                let delete = Delete::builder()
+                    .table_name(&self.name)
+                    .set_key(Some(key(
+                        keys::user_pk(author),
+                        keys::notification_sk(&previous.notification_id),
+                    )))
+                    .build();
+                actions.push(TransactWriteItem::builder().delete(built(delete)?).build());
+            }
+            match self.transact(actions).await? {
+                Ok(()) => return Ok(Some(notification)),
+                // Told before, or taken back since: nothing to tell.
+                Err(c) if c.failed(0) => return Ok(None),
+                // Another like moved the group meanwhile: read it again.
+                Err(_) => continue,
+            }
+        }
+        Err(StoreError::Internal("a like group kept moving under its writes".into()))
     }
 
     /// One page of `user`'s notifications, newest first, not expired, up to which id they have

@@ -1,7 +1,7 @@
 //! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
 
 use super::blocks::{ViewerState, blocked_set};
-use super::items::{get_s, key, post_from_item, post_item, s};
+use super::items::{get_s, key, mentions_value, post_from_item, post_item, s};
 use super::media::{OwnMedia, media_refused};
 use super::page::{HasSortId, ListSpec, Order, Page, feed_scope, user_posts_scope};
 use super::rate::RateToken;
@@ -307,7 +307,7 @@ impl Table {
     pub async fn update_post(
         &self,
         post_id: &str,
-        content: Option<&str>,
+        content: Option<(&str, &[String])>,
         media_url: Option<Option<&str>>,
         new_media: Option<&OwnMedia>,
         editor: Editor<'_>,
@@ -324,9 +324,16 @@ impl Table {
             (":caller".to_string(), s(caller)),
             (":edited_at".to_string(), s(edited_at)),
         ]);
-        if let Some(content) = content {
+        if let Some((content, mentions)) = content {
             sets.push("content = :content");
             values.insert(":content".into(), s(content));
+            // Who the new text mentions, resolved now (the stream tells those it did not before).
+            if mentions.is_empty() {
+                removes.push("mentions");
+            } else {
+                sets.push("mentions = :mentions");
+                values.insert(":mentions".into(), mentions_value(mentions));
+            }
         }
         match media_url {
             Some(Some(url)) => {
@@ -370,8 +377,9 @@ impl Table {
         };
         // Deleted in between: gone is the truthful answer.
         let (mut post, liked) = read?.ok_or(StoreError::NotFound(Entity::Post))?;
-        if let Some(content) = content {
+        if let Some((content, mentions)) = content {
             post.content = content.to_string();
+            post.mentions = mentions.to_vec();
         }
         if let Some(url) = media_url {
             post.media_url = url.map(str::to_string);

@@ -88,6 +88,27 @@ impl Table {
         self.delete_unless_used(name, profile).await
     }
 
+    /// The accounts holding the names with these keys (`username_key`), in the keys' order;
+    /// names nobody holds are left out. One BatchGetItem of the name claims.
+    pub async fn users_named(&self, name_keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let wanted = name_keys.iter().map(|k| key(keys::name_pk(k), keys::NAME_SK)).collect();
+        let mut holders: HashMap<String, String> = HashMap::new();
+        for item in self.batch_get(wanted).await? {
+            if let (Some(pk), Some(user_id)) = (get_s(&item, keys::PK), get_s(&item, "user_id")) {
+                holders.insert(pk, user_id);
+            }
+        }
+        let mut users: Vec<String> = Vec::new();
+        for name_key in name_keys {
+            if let Some(user) = holders.remove(&keys::name_pk(name_key))
+                && !users.contains(&user)
+            {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
     /// Profiles of `user_ids` and which of `post_ids` `viewer` likes, in one BatchGetItem
     /// (split into concurrent calls past 100 keys).
     pub async fn profiles_and_likes(

@@ -33,8 +33,23 @@ pub enum Change {
         user_id: String,
         old_key: String,
     },
-    /// Items whose changes nobody is told about (likes, profiles, connections, rate windows).
+    /// Someone liked a post (a new like item; `liked_at` tells this like from a later one).
+    Liked {
+        post_id: String,
+        user_id: String,
+        liked_at: String,
+    },
+    /// Items whose changes nobody is told about (likes taken back, profiles, connections,
+    /// rate windows).
     Other,
+}
+
+/// A like item as the stream reads it.
+#[derive(serde::Deserialize)]
+struct LikeSeen {
+    post_id: String,
+    user_id: String,
+    created_at: String,
 }
 
 impl Change {
@@ -59,6 +74,14 @@ impl Change {
                 new: media_from_item(n)?,
             },
             (Some("media"), Some(o), None) => Change::MediaRemoved(media_from_item(o)?),
+            (Some("like"), None, Some(n)) => {
+                let like: LikeSeen = decode(n)?;
+                Change::Liked {
+                    post_id: like.post_id,
+                    user_id: like.user_id,
+                    liked_at: like.created_at,
+                }
+            }
             (Some("profile"), Some(o), Some(n)) => {
                 let (old, new): (ProfileName, ProfileName) = (decode(o)?, decode(n)?);
                 match old.name_key {

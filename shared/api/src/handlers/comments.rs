@@ -88,6 +88,10 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let body: CommentBody = json_body(req)?;
     let content = validate::clean_text(&body.content, content_rules(app))?;
     let (id, created_at) = new_id_with_timestamp();
+    // The post's author decides who may not comment (blocks): checked in the transaction. Read
+    // beside the mentions' names (both only when not known or named).
+    let (post_author, mentions) = tokio::join!(app.post_author(&post_id), app.mentioned(&content, caller));
+    let (post_author, mentions) = (post_author?, mentions?);
     let comment = Comment {
         id,
         post_id,
@@ -96,9 +100,8 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         created_at,
         edited_at: None,
         removed: None,
+        mentions,
     };
-    // The post's author decides who may not comment (blocks): checked in the transaction.
-    let post_author = app.post_author(&comment.post_id).await?;
     let author = app.author(caller);
     let known = App::author_as_known(&author);
     let location = format!(
@@ -130,6 +133,7 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
     let comment_id = path_id(req, "comment_id", "comment")?;
     let body: CommentBody = json_body(req)?;
     let content = validate::clean_text(&body.content, content_rules(app))?;
+    let mentions = app.mentioned(&content, caller).await?;
     let edited_at = now_rfc3339();
     let rate = app.rate_token(caller, RateAction::Edit);
     let author = app.author(caller);
@@ -139,6 +143,7 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
             &post_id,
             &comment_id,
             &content,
+            &mentions,
             Editor {
                 caller: &caller.user_id,
                 edited_at: &edited_at,
@@ -159,6 +164,7 @@ pub async fn update_comment(app: &App, req: &Request, caller: &Caller) -> Result
         created_at,
         edited_at: Some(edited_at),
         removed: None,
+        mentions,
     };
     Ok(json(200, &CommentView::new(comment, &author)))
 }

@@ -29,10 +29,12 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use futures::StreamExt;
 
 use super::App;
+use super::notifications::notification_view;
 use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use forum_domain::messages::ServerMessage;
 use forum_domain::model::{CommentView, MediaStatus, Post, PostView, Profile};
+use forum_domain::notifications::{Notification, NotificationKind};
 use forum_store::metrics::{self, Metric};
 use forum_store::{Change, Recipient};
 
@@ -163,6 +165,15 @@ async fn handle_change(
 ) -> Result<(), ApiError> {
     match change.clone() {
         Change::PostCreated(post) => {
+            notify_mentions(
+                app,
+                reads,
+                &post.user_id,
+                (&post.id, None),
+                &post.created_at,
+                (&post.mentions, &[]),
+            )
+            .await?;
             let hidden = reads.hidden_from(app, &post.user_id).await?;
             let author = author(app, &post.user_id).await?;
             let message = ServerMessage::PostCreated {
@@ -199,6 +210,15 @@ async fn handle_change(
                 reads.tell_audience(app, &new.id, &new.user_id, &message).await?;
             }
             if edited {
+                notify_mentions(
+                    app,
+                    reads,
+                    &new.user_id,
+                    (&new.id, None),
+                    &new.created_at,
+                    (&new.mentions, &old.mentions),
+                )
+                .await?;
                 let author = author(app, &new.user_id).await?;
                 let (post_id, author_id) = (new.id.clone(), new.user_id.clone());
                 let message = ServerMessage::PostUpdated {
@@ -268,8 +288,24 @@ async fn handle_change(
                 .tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
                 .await
         }
-        // An edit of a comment is not pushed (clients read it with the list).
-        Change::CommentChanged { .. } => Ok(()),
+        // An edit of a comment is not pushed (clients read it with the list); whom it now
+        // mentions is told.
+        Change::CommentChanged { old, new } => {
+            notify_mentions(
+                app,
+                reads,
+                &new.user_id,
+                (&new.post_id, Some(&new.id)),
+                &new.created_at,
+                (&new.mentions, &old.mentions),
+            )
+            .await
+        }
+        Change::Liked {
+            post_id,
+            user_id,
+            liked_at,
+        } => notify_like(app, reads, &post_id, &user_id, &liked_at).await,
         Change::CommentDeleted(comment) => {
             // Comments removed with their post are not news.
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
@@ -344,59 +380,140 @@ async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Comments in a thread reach inboxes: the post's author (`comment`), and the 10 users who
-/// commented on it most recently before (`reply`, among its latest 100 comments); never the
+/// Comments in a thread reach inboxes: the post's author (`comment`), the 10 users who
+/// commented on it most recently before (`reply`, among its latest 100 comments), and those it
+/// mentions (`mention`); each recipient once, as the most personal of these; never the
 /// writer, never anyone who blocks them. Each once, whatever the redelivery. Bounded: a
-/// thread of hundreds costs a comment at most 10 notifications, not hundreds.
+/// comment costs at most 21 notifications, however long the thread.
 async fn notify_thread(
     app: &App,
     reads: &mut LaneReads,
     post: &Post,
     comment: &forum_domain::model::Comment,
 ) -> Result<(), ApiError> {
-    use forum_domain::notifications::NotificationKind;
     let (blockers, participants) = tokio::join!(
         reads.blockers_of(app, &comment.user_id),
         app.table.thread_participants(&post.id, &comment.id, THREAD_WINDOW)
     );
     let blockers = blockers?;
-    let told = |user: &str| user != comment.user_id && !blockers.contains(user);
-    if told(&post.user_id) {
-        notify_comment(app, &post.user_id, comment, NotificationKind::Comment).await?;
+    let mut recipients: Vec<(String, NotificationKind)> = Vec::new();
+    let mut add = |user: &str, kind: NotificationKind| {
+        if user == comment.user_id || blockers.contains(user) {
+            return;
+        }
+        match recipients.iter_mut().find(|(u, _)| u == user) {
+            Some((_, known)) => *known = (*known).max(kind),
+            None => recipients.push((user.to_string(), kind)),
+        }
+    };
+    for user in &comment.mentions {
+        add(user, NotificationKind::Mention);
     }
-    let participants = participants?;
-    let repliers = participants
+    add(&post.user_id, NotificationKind::Comment);
+    for participant in participants?
         .iter()
-        .filter(|u| **u != post.user_id && told(u))
-        .take(REPLY_RECIPIENTS);
-    for participant in repliers {
-        notify_comment(app, participant, comment, NotificationKind::Reply).await?;
+        .filter(|u| **u != post.user_id && **u != comment.user_id && !blockers.contains(*u))
+        .take(REPLY_RECIPIENTS)
+    {
+        add(participant, NotificationKind::Reply);
+    }
+    for (recipient, kind) in recipients {
+        let notification = Notification {
+            id: comment.id.clone(),
+            kind,
+            post_id: comment.post_id.clone(),
+            comment_id: Some(comment.id.clone()),
+            actor_id: comment.user_id.clone(),
+            created_at: comment.created_at.clone(),
+            likers: Vec::new(),
+            like_count: None,
+        };
+        deliver(app, &recipient, notification).await?;
     }
     Ok(())
+}
+
+/// Those a post or comment mentions now and did not before (`before`: the mentions of the text
+/// it replaced, none for a new one) are told (`mention`), never the writer nor anyone who
+/// blocks them. The notification's id is the post's or comment's: one per item and recipient,
+/// however often an edit names them again.
+async fn notify_mentions(
+    app: &App,
+    reads: &mut LaneReads,
+    writer: &str,
+    source: (&str, Option<&str>),
+    created_at: &str,
+    mentions: (&[String], &[String]),
+) -> Result<(), ApiError> {
+    let (now, before) = mentions;
+    let new: Vec<&String> = now.iter().filter(|u| !before.contains(u) && *u != writer).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let blockers = reads.blockers_of(app, writer).await?;
+    let (post_id, comment_id) = source;
+    for recipient in new.into_iter().filter(|u| !blockers.contains(*u)) {
+        let notification = Notification {
+            id: comment_id.unwrap_or(post_id).to_string(),
+            kind: NotificationKind::Mention,
+            post_id: post_id.to_string(),
+            comment_id: comment_id.map(str::to_string),
+            actor_id: writer.to_string(),
+            created_at: created_at.to_string(),
+            likers: Vec::new(),
+            like_count: None,
+        };
+        deliver(app, recipient, notification).await?;
+    }
+    Ok(())
+}
+
+/// A like reaches its post's author as their post's one like notification, moved to the top
+/// with the count and the latest likers; never their own like, never from someone they block.
+async fn notify_like(
+    app: &App,
+    reads: &mut LaneReads,
+    post_id: &str,
+    liker: &str,
+    liked_at: &str,
+) -> Result<(), ApiError> {
+    let Some(post) = reads.post_now(app, post_id).await? else {
+        return Ok(());
+    };
+    if post.user_id == liker || reads.blockers_of(app, liker).await?.contains(&post.user_id) {
+        return Ok(());
+    }
+    let (id, created_at) = forum_domain::model::new_id_with_timestamp();
+    let now = chrono::Utc::now().timestamp();
+    let like = forum_store::LikeNews {
+        post_id,
+        liker,
+        liked_at,
+        like_count: post.like_count,
+    };
+    let Some(notification) = app
+        .table
+        .notify_like(
+            &post.user_id,
+            &like,
+            (&id, &created_at),
+            now + app.notification_ttl_secs,
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    tell_recipient(app, &post.user_id, notification, now).await
 }
 
 /// How far back a thread's participants are looked for: its latest comments.
 const THREAD_WINDOW: i32 = 100;
 /// How many of them a comment notifies, the most recent first.
-const REPLY_RECIPIENTS: usize = 10;
+const REPLY_RECIPIENTS: usize = forum_domain::limits::REPLY_RECIPIENTS.usize();
 
-/// Writes the notification of `comment` to `recipient`'s inbox and, the first time only, tells
-/// their sockets with the unread count.
-async fn notify_comment(
-    app: &App,
-    recipient: &str,
-    comment: &forum_domain::model::Comment,
-    kind: forum_domain::notifications::NotificationKind,
-) -> Result<(), ApiError> {
-    use forum_domain::notifications::{Notification, NotificationView};
-    let notification = Notification {
-        id: comment.id.clone(),
-        kind,
-        post_id: comment.post_id.clone(),
-        comment_id: comment.id.clone(),
-        actor_id: comment.user_id.clone(),
-        created_at: comment.created_at.clone(),
-    };
+/// Writes `notification` to `recipient`'s inbox and, the first time only, tells their
+/// sockets with the unread count.
+async fn deliver(app: &App, recipient: &str, notification: Notification) -> Result<(), ApiError> {
     let now = chrono::Utc::now().timestamp();
     if !app
         .table
@@ -405,18 +522,17 @@ async fn notify_comment(
     {
         return Ok(());
     }
+    tell_recipient(app, recipient, notification, now).await
+}
+
+/// `notification.created` to the recipient's sockets, with their unread count.
+async fn tell_recipient(app: &App, recipient: &str, notification: Notification, now: i64) -> Result<(), ApiError> {
     let unread_count = app.table.unread_count(recipient, now).await?;
-    let actor = author(app, &comment.user_id).await?;
+    let mut users: HashSet<String> = notification.likers.iter().cloned().collect();
+    users.insert(notification.actor_id.clone());
+    let profiles = app.profiles(users).await?;
     let message = ServerMessage::NotificationCreated {
-        notification: NotificationView {
-            id: notification.id,
-            kind: notification.kind,
-            post_id: notification.post_id,
-            comment_id: notification.comment_id,
-            actor: (&actor).into(),
-            created_at: notification.created_at,
-            read: false,
-        },
+        notification: notification_view(notification, &profiles, false),
         unread_count,
     };
     broadcast(app, &app.table.user_connections(recipient).await?, &message).await?;

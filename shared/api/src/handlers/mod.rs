@@ -147,6 +147,19 @@ impl App {
         }
     }
 
+    /// The users `text` mentions (`@name`), resolved through the name claims now and stored
+    /// with what is written, so a later rename does not move a mention; the writer is not
+    /// among them. No `@` name: no read.
+    async fn mentioned(&self, text: &str, caller: &Caller) -> Result<Vec<String>, ApiError> {
+        let name_keys = forum_domain::notifications::mentioned_keys(text);
+        if name_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut users = self.table.users_named(&name_keys).await?;
+        users.retain(|u| *u != caller.user_id);
+        Ok(users)
+    }
+
     /// The author as shown once their write committed (`written`: the profile the write
     /// stored, under the name it could claim), remembered for the container's next writes.
     fn shown_author(&self, author: Author, written: Option<Profile>) -> Profile {

@@ -1,7 +1,7 @@
 //! The caller's notification inbox: the list (newest first), the unread count, and marking
 //! read (everything, or up to a notification).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,8 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http_api::{self, json, json_body, page_limit, page_url};
 use forum_domain::cursor::PageCursor;
-use forum_domain::model::Profile;
-use forum_domain::notifications::{NotificationPage, NotificationView};
+use forum_domain::model::{Profile, UserView};
+use forum_domain::notifications::{Notification, NotificationKind, NotificationPage, NotificationView};
 use forum_store::notifications_scope;
 
 #[derive(Serialize)]
@@ -42,25 +42,19 @@ pub async fn list_notifications(app: &App, req: &Request, caller: &Caller) -> Re
         .table
         .notifications_page(&caller.user_id, position.as_ref(), limit, now)
         .await?;
-    let actors: HashSet<String> = page.items.iter().map(|n| n.actor_id.clone()).collect();
-    let profiles = app.profiles(actors).await?;
+    let users: HashSet<String> = page
+        .items
+        .iter()
+        .flat_map(|n| std::iter::once(&n.actor_id).chain(&n.likers))
+        .cloned()
+        .collect();
+    let profiles = app.profiles(users).await?;
     let notifications = page
         .items
         .into_iter()
         .map(|n| {
-            let actor = profiles
-                .get(&n.actor_id)
-                .cloned()
-                .unwrap_or_else(|| Profile::unknown(&n.actor_id));
-            NotificationView {
-                read: read_up_to.as_deref().is_some_and(|mark| n.id.as_str() <= mark),
-                id: n.id,
-                kind: n.kind,
-                post_id: n.post_id,
-                comment_id: n.comment_id,
-                actor: (&actor).into(),
-                created_at: n.created_at,
-            }
+            let read = read_up_to.as_deref().is_some_and(|mark| n.id.as_str() <= mark);
+            notification_view(n, &profiles, read)
         })
         .collect();
     let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
@@ -73,6 +67,26 @@ pub async fn list_notifications(app: &App, req: &Request, caller: &Caller) -> Re
             previous_page: page.previous.as_ref().map(link),
         },
     ))
+}
+
+/// A notification as its recipient reads it, its users shown by their profiles.
+pub(super) fn notification_view(n: Notification, profiles: &HashMap<String, Profile>, read: bool) -> NotificationView {
+    let shown = |user: &String| -> UserView {
+        let profile = profiles.get(user).cloned().unwrap_or_else(|| Profile::unknown(user));
+        (&profile).into()
+    };
+    let likers = (n.kind == NotificationKind::Like).then(|| n.likers.iter().map(shown).collect());
+    NotificationView {
+        actor: shown(&n.actor_id),
+        read,
+        id: n.id,
+        kind: n.kind,
+        post_id: n.post_id,
+        comment_id: n.comment_id,
+        created_at: n.created_at,
+        likers,
+        like_count: n.like_count,
+    }
 }
 
 /// `GET /notifications/unread_count/`.

@@ -83,6 +83,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
     let body: CreatePostBody = json_body(req)?;
     let content = validate::clean_text(&body.content, content_rules(app))?;
     let media = media_url(app, body.media_url.as_deref())?;
+    let mentions = app.mentioned(&content, caller).await?;
     let (id, created_at) = new_id_with_timestamp();
     let post = Post {
         id,
@@ -94,6 +95,7 @@ pub async fn create_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         like_count: 0,
         comment_count: 0,
         removed: None,
+        mentions,
     };
     let author = app.author(caller);
     let known = App::author_as_known(&author);
@@ -146,7 +148,11 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
                 "`content` cannot be null: a post always has content (leave it out to keep it)",
             ));
         }
-        Some(Some(c)) => Some(validate::clean_text(c, content_rules(app))?),
+        Some(Some(c)) => {
+            let content = validate::clean_text(c, content_rules(app))?;
+            let mentions = app.mentioned(&content, caller).await?;
+            Some((content, mentions))
+        }
     };
     // Absent: unchanged; null or "": removed; a URL: must be the caller's upload.
     let media = match &body.media_url {
@@ -161,7 +167,9 @@ pub async fn update_post(app: &App, req: &Request, caller: &Caller) -> Result<Re
         .table
         .update_post(
             &id,
-            content.as_deref(),
+            content
+                .as_ref()
+                .map(|(text, mentions)| (text.as_str(), mentions.as_slice())),
             new_url,
             new_media,
             Editor {
