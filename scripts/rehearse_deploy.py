@@ -58,7 +58,8 @@ rules: run on what CloudFormation receives after its transforms: Fn::ForEach exp
       allow (MaxLength, longest AllowedValue, a bounded AllowedPattern; a Number: MaxValue's digits,
       else 20; a String parameter with no bound fails) with a 128-character stack name, a 14-character
       region and CloudFormation's generated names; resources <= 500, parameters and outputs <= 200,
-      templates <= 1 MB; authorizer TTLs <= 3600 s; SQS retention 60..1209600 s.
+      templates <= 1 MB; authorizer TTLs <= 3600 s; SQS retention 60..1209600 s; an event source
+      mapping's FilterCriteria: <= 5 filters (Lambda's default quota), each pattern <= 4096 characters.
   R7  naming: every explicit name (buckets, CloudFront OAC and policies, log groups, APIs, roles,
       functions, queues, topics, secrets, KMS aliases, tables, alarms) satisfies its service's rule
       for stack names of 128 characters with capitals, `a`, `xn--forum`, `forum-s3alias`, `Forum--ol-s3`
@@ -1759,6 +1760,30 @@ def rule_quotas(translated: dict, nested: Templates, source: SourceFiles, samcon
             problems.append(f"{label}: {size} bytes, CloudFormation takes at most {MAX_TEMPLATE_BYTES} (from S3)")
     problems += across(model.scenarios(), lambda scenario: check_settings(model, scenario))
     problems += check_sizes(model, worst_case(model.scenarios(), translated))
+    problems += check_event_filters(model)
+    return problems
+
+
+MAX_FILTERS_PER_MAPPING = 5
+MAX_FILTER_PATTERN_CHARS = 4096
+
+
+def check_event_filters(model: "Model") -> list[str]:
+    """Lambda refuses an event source mapping with more filters than its quota (5 by default), or a
+    pattern longer than 4096 characters."""
+    problems = []
+    for path, stack in model.stacks.items():
+        for logical_id, resource in (stack.template.get("Resources") or {}).items():
+            if resource.get("Type") != "AWS::Lambda::EventSourceMapping":
+                continue
+            filters = ((resource.get("Properties") or {}).get("FilterCriteria") or {}).get("Filters") or []
+            label = label_of(path, logical_id)
+            if len(filters) > MAX_FILTERS_PER_MAPPING:
+                problems.append(f"{label}: {len(filters)} filters, Lambda allows {MAX_FILTERS_PER_MAPPING} per event source mapping")
+            for f in filters:
+                pattern = f.get("Pattern") if isinstance(f, dict) else None
+                if isinstance(pattern, str) and len(pattern) > MAX_FILTER_PATTERN_CHARS:
+                    problems.append(f"{label}: a filter pattern of {len(pattern)} characters (at most {MAX_FILTER_PATTERN_CHARS})")
     return problems
 
 
@@ -2591,6 +2616,16 @@ def add_reserved_concurrency(template: dict, nested: dict[str, dict], samconfig:
     functions[-1]["Properties"]["ReservedConcurrentExecutions"] = 5
 
 
+def add_stream_filters(template: dict, nested: dict[str, dict], samconfig: dict) -> None:
+    for _, function in serverless(template, "AWS::Serverless::Function"):
+        for event in ((function.get("Properties") or {}).get("Events") or {}).values():
+            filters = ((event.get("Properties") or {}).get("FilterCriteria") or {}).get("Filters")
+            if isinstance(filters, list):
+                filters.extend({"Pattern": json.dumps({"eventName": [f"X{i}"]})} for i in range(6 - len(filters)))
+                return
+    raise NotApplicable("no event with FilterCriteria")
+
+
 OLD_BUCKET_NAME = "${AWS::StackName}-media-${AWS::AccountId}"
 
 
@@ -2679,6 +2714,7 @@ MUTATIONS: tuple[tuple[str, str, Callable[[dict, dict[str, dict], dict], None]],
     ("R5", "KmsMasterKeyId: alias/aws/sns", revert_topic_key),
     ("R6", "MemorySize 3538", revert_memory),
     ("R6", "ReservedConcurrentExecutions added", add_reserved_concurrency),
+    ("R6", "six stream filters", add_stream_filters),
     ("R7", f"BucketName {OLD_BUCKET_NAME}", revert_bucket_name),
     ("R8", "DeletionPolicy removed", revert_deletion_policy),
     ("R9", "the HttpApi's AccessLogSettings removed", revert_access_logs),

@@ -144,6 +144,10 @@ pub struct StackTemplate {
     pub stream_filters: Vec<serde_json::Value>,
 }
 
+/// Lambda's default quota of filters per event source mapping, and a pattern's longest.
+const MAX_STREAM_FILTERS: usize = 5;
+const MAX_FILTER_PATTERN_CHARS: usize = 4096;
+
 /// The `FilterCriteria` patterns of every `DynamoDB` event in the template's functions.
 fn stream_filters(functions: &[(String, &Value)]) -> Result<Vec<serde_json::Value>, TemplateError> {
     let mut patterns = Vec::new();
@@ -159,9 +163,23 @@ fn stream_filters(functions: &[(String, &Value)]) -> Result<Vec<serde_json::Valu
                 .and_then(|p| get(p, "FilterCriteria"))
                 .and_then(|f| get(f, "Filters"))
                 .and_then(Value::as_sequence);
-            for filter in filters.into_iter().flatten() {
+            // Lambda refuses the mapping past its quota (5 filters, 4096 characters each).
+            let filters: Vec<&Value> = filters.into_iter().flatten().collect();
+            if filters.len() > MAX_STREAM_FILTERS {
+                return Err(TemplateError::Invalid(format!(
+                    "{id}: {} stream filters; Lambda allows {MAX_STREAM_FILTERS} per event source mapping",
+                    filters.len()
+                )));
+            }
+            for filter in filters {
                 let text = str_of(filter, "Pattern")
                     .ok_or_else(|| TemplateError::Invalid(format!("{id}: a stream filter without a Pattern string")))?;
+                if text.len() > MAX_FILTER_PATTERN_CHARS {
+                    return Err(TemplateError::Invalid(format!(
+                        "{id}: a stream filter pattern of {} characters; Lambda allows {MAX_FILTER_PATTERN_CHARS}",
+                        text.len()
+                    )));
+                }
                 patterns.push(
                     serde_json::from_str(text)
                         .map_err(|e| TemplateError::Invalid(format!("{id}: stream filter pattern: {e}")))?,
@@ -416,5 +434,20 @@ mod tests {
         let t = StackTemplate::parse(BUNDLED_TEMPLATE).unwrap();
         assert!(t.functions.iter().any(|f| f.binary == "authorizer"));
         assert_eq!(t.table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
+    }
+
+    #[test]
+    fn more_stream_filters_than_lambda_allows_are_refused() {
+        let first = "              Filters:\n";
+        assert!(BUNDLED_TEMPLATE.contains(first));
+        let extra: String = (0..2)
+            .map(|i| format!("                - Pattern: '{{\"eventName\": [\"X{i}\"]}}'\n"))
+            .collect();
+        let six = BUNDLED_TEMPLATE.replacen(first, &format!("{first}{extra}"), 1);
+        let refused = StackTemplate::parse(&six)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("6 stream filters"), "{refused}");
     }
 }
