@@ -346,6 +346,11 @@ impl Intercept for IamCheck {
         let Some(metadata) = cfg.load::<Metadata>() else {
             return Ok(());
         };
+        // What DynamoDB itself would refuse and DynamoDB Local lets through.
+        if let Some(refused) = crate::dynamodb_rules::refusal(context.input()) {
+            tracing::error!(binary = %self.grants.binary, "{refused}");
+            return Err(refused.into());
+        }
         for (action, resource) in self.needs(metadata.service(), metadata.name(), context.input()) {
             let binary = &self.grants.binary;
             let refusal = if !self.grants.allows(&action, &resource) {

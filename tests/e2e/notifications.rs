@@ -403,15 +403,15 @@ async fn likes_are_one_notification_per_post_moved_to_the_top_with_the_count_and
         async move {
             let (id, created_at) = forum_domain::model::new_id_with_timestamp();
             let like = forum_store::LikeNews {
-                post_id: &post_id,
                 liker: &liker,
                 liked_at: &at,
-                like_count: 6,
             };
             table
-                .notify_like(
+                .notify_likes(
                     &author,
-                    &like,
+                    &post_id,
+                    &[like],
+                    6,
                     (&id, &created_at),
                     chrono::Utc::now().timestamp() + 3600,
                 )
@@ -427,4 +427,67 @@ async fn likes_are_one_notification_per_post_moved_to_the_top_with_the_count_and
     let page = alice.get("/api/forum/notifications/").await;
     assert_eq!(page.body["notifications"].as_array().unwrap().len(), 1);
     assert_eq!(page.body["unread_count"], 1);
+}
+
+/// A like item's INSERT record as the stream carries it.
+fn like_record(sequence: &str, post_id: &str, user_id: &str, created_at: &str) -> Value {
+    let s = |v: &str| json!({ "S": v });
+    json!({
+        "eventID": sequence, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "Keys": {"pk": s(&format!("POST#{post_id}")), "sk": s(&format!("LIKE#{user_id}"))},
+            "NewImage": {
+                "pk": s(&format!("POST#{post_id}")), "sk": s(&format!("LIKE#{user_id}")), "type": s("like"),
+                "post_id": s(post_id), "user_id": s(user_id), "created_at": s(created_at),
+            },
+            "SequenceNumber": sequence, "SizeBytes": 120, "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    })
+}
+
+/// A batch holding a like, and the same user's like again after taking it back (one item, two
+/// INSERTs): told once, as the like that stands. One transaction may not touch an item twice;
+/// a batch that tried failed every retry and held up its whole shard.
+#[tokio::test]
+async fn a_like_taken_back_and_given_again_in_one_batch_is_told_once() {
+    let stack = shared_stack().await;
+    let alice = stack.user("relike_author");
+    let bob = stack.user("relike_fan");
+    let post = alice.create_post("like, unlike, like").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let like = format!("/api/forum/posts/{post_id}/like/");
+    assert_eq!(bob.send(reqwest::Method::PUT, &like, None).await.status, 200);
+    let item = stack
+        .stack
+        .dynamodb
+        .get_item()
+        .table_name(&stack.table_name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("POST#{post_id}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("LIKE#{}", bob.user_id)),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let standing = item.item().unwrap()["created_at"].as_s().unwrap().clone();
+    let batch = json!({"Records": [
+        like_record("900", &post_id, &bob.user_id, "2026-01-01T00:00:00.000Z"),
+        like_record("901", &post_id, &bob.user_id, &standing),
+    ]});
+    let fanout = &stack.stack.functions["stream-fanout"];
+    let event = forum_local::invoke::event(batch).unwrap();
+    let answer = forum_local::invoke::answer(&forum_api::handlers::stream_fanout(fanout, &event).await);
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let inbox = inbox_of(&alice, 1).await;
+    assert_eq!(
+        inbox,
+        vec![("like".to_string(), bob.user_id.clone(), post_id.clone())],
+        "one like notification, however the stream delivered it"
+    );
 }

@@ -44,7 +44,7 @@ pub use connections::{Connection, MAX_CONNECTIONS_PER_USER, MAX_SUBSCRIPTIONS, R
 pub use error::{Entity, MediaRefusal, ModerationConflict, StoreError};
 pub use forum_domain::model::RateAction;
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
-pub use notifications::LikeNews;
+pub use notifications::{LikeNews, MAX_LIKES_TOLD_AT_ONCE};
 pub use page::{
     Order, Page, blocks_scope, comments_scope, feed_scope, log_scope, notifications_scope, reports_scope,
     user_comments_scope, user_posts_scope,

@@ -69,14 +69,15 @@ struct LikeGroup {
 
 /// A like the stream tells its post's author about.
 pub struct LikeNews<'a> {
-    pub post_id: &'a str,
     pub liker: &'a str,
     /// The like item's `created_at`: which like this is (a later like by the same user is
     /// another).
     pub liked_at: &'a str,
-    /// The post's like count as read now.
-    pub like_count: u64,
 }
+
+/// Likes told in one transaction (with the group, the new notification and the old one's
+/// deletion: DynamoDB takes 100 actions).
+pub const MAX_LIKES_TOLD_AT_ONCE: usize = 90;
 
 /// How often a like group is re-read when another write moved it meanwhile.
 const LIKE_GROUP_ATTEMPTS: usize = 3;
@@ -107,54 +108,63 @@ impl Table {
         }
     }
 
-    /// Tells `author` of a like on their post: their post's one like notification moves to the
-    /// top (a new id, so it is unread again) with the count and the latest likers. One
-    /// transaction marks the like told (`notified` on the like item, so a redelivered record,
-    /// or the record of a like since taken back, writes nothing), moves the group, deletes its
-    /// previous notification and writes the new one. Answers the notification written, or
+    /// Tells `author` of likes on their post (oldest first, at most
+    /// [`MAX_LIKES_TOLD_AT_ONCE`]): their post's one like notification moves to the top (a new
+    /// id, so it is unread again) with the count and the latest likers. One transaction marks
+    /// each like told (`notified` on the like item: a redelivered record, or that of a like
+    /// taken back, finds it set or the like gone, and is left out), moves the group, deletes
+    /// its previous notification and writes the new one. Answers the notification written, or
     /// `None` when there was nothing to tell.
-    pub async fn notify_like(
+    pub async fn notify_likes(
         &self,
         author: &str,
-        like: &LikeNews<'_>,
+        post_id: &str,
+        likes: &[LikeNews<'_>],
+        like_count: u64,
         now: (&str, &str),
         ttl: i64,
     ) -> Result<Option<Notification>, StoreError> {
         let (id, created_at) = now;
-        let group_key = key(keys::user_pk(author), keys::like_group_sk(like.post_id));
-        for _ in 0..LIKE_GROUP_ATTEMPTS {
+        let group_key = key(keys::user_pk(author), keys::like_group_sk(post_id));
+        let mut pending: Vec<&LikeNews<'_>> = likes.iter().take(MAX_LIKES_TOLD_AT_ONCE).collect();
+        // Each attempt either succeeds, or leaves out a like already told or taken back, or
+        // meets a group another write moved: bounded by the likes and a few re-reads.
+        for _ in 0..pending.len() + LIKE_GROUP_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(None);
+            }
             let previous = self
                 .get_one(group_key.clone(), true, None)
                 .await?
                 .map(|item| decode::<LikeGroup>(&item))
                 .transpose()?;
-            let mut likers = vec![like.liker.to_string()];
+            let mut likers: Vec<String> = Vec::new();
+            for like in pending.iter().rev() {
+                if !likers.iter().any(|u| u == like.liker) {
+                    likers.push(like.liker.to_string());
+                }
+            }
             if let Some(previous) = &previous {
-                likers.extend(previous.likers.iter().filter(|u| *u != like.liker).cloned());
+                likers.extend(
+                    previous
+                        .likers
+                        .iter()
+                        .filter(|u| !likers.contains(u))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
             }
             likers.truncate(forum_domain::limits::LIKERS_SHOWN.usize());
             let notification = Notification {
                 id: id.to_string(),
                 kind: forum_domain::notifications::NotificationKind::Like,
-                post_id: like.post_id.to_string(),
+                post_id: post_id.to_string(),
                 comment_id: None,
-                actor_id: like.liker.to_string(),
+                actor_id: likers.first().cloned().unwrap_or_default(),
                 created_at: created_at.to_string(),
                 likers: likers.clone(),
-                like_count: Some(like.like_count),
+                like_count: Some(like_count),
             };
-            let mark = built(
-                Update::builder()
-                    .table_name(&self.name)
-                    .set_key(Some(key(keys::post_pk(like.post_id), keys::like_sk(like.liker))))
-                    .update_expression("SET notified = :yes")
-                    .condition_expression(
-                        "attribute_exists(pk) AND created_at = :at AND attribute_not_exists(notified)",
-                    )
-                    .expression_attribute_values(":yes", AttributeValue::Bool(true))
-                    .expression_attribute_values(":at", s(like.liked_at))
-                    .build(),
-            )?;
             let mut group = encode(&LikeGroup {
                 notification_id: id.to_string(),
                 likers,
@@ -170,7 +180,6 @@ impl Table {
                 None => move_group.condition_expression("attribute_not_exists(pk)"),
             };
             let mut actions = vec![
-                TransactWriteItem::builder().update(mark).build(),
                 TransactWriteItem::builder().put(built(move_group.build())?).build(),
                 self.put(notification_item(author, &notification, ttl)?, None)?,
             ];
@@ -184,12 +193,41 @@ impl Table {
                     .build();
                 actions.push(TransactWriteItem::builder().delete(built(delete)?).build());
             }
+            let first_mark = actions.len();
+            for like in &pending {
+                let mark = built(
+                    Update::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key(keys::post_pk(post_id), keys::like_sk(like.liker))))
+                        .update_expression("SET notified = :yes")
+                        .condition_expression(
+                            "attribute_exists(pk) AND created_at = :at AND attribute_not_exists(notified)",
+                        )
+                        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                        .expression_attribute_values(":at", s(like.liked_at))
+                        .build(),
+                )?;
+                actions.push(TransactWriteItem::builder().update(mark).build());
+            }
             match self.transact(actions).await? {
                 Ok(()) => return Ok(Some(notification)),
-                // Told before, or taken back since: nothing to tell.
-                Err(c) if c.failed(0) => return Ok(None),
-                // Another like moved the group meanwhile: read it again.
-                Err(_) => continue,
+                Err(c) => {
+                    // Told before, or taken back since: left out. Otherwise the group moved
+                    // meanwhile: read it again.
+                    let before = pending.len();
+                    let mut index = first_mark;
+                    pending.retain(|_| {
+                        let keep = !c.failed(index);
+                        index += 1;
+                        keep
+                    });
+                    if pending.len() == before && !c.failed(0) {
+                        return Err(StoreError::Internal(format!(
+                            "like notification refused: {:?}",
+                            c.codes
+                        )));
+                    }
+                }
             }
         }
         Err(StoreError::Internal("a like group kept moving under its writes".into()))

@@ -139,11 +139,32 @@ async fn run_lane(
             .iter()
             .take_while(|later| **later < changes.len())
             .any(|later| matches!(&changes[*later], Change::PostChanged { old, new } if old.like_count != new.like_count));
+        // The likes of the same post from here on in this lane: told together, by the first.
+        let lane_likes: Vec<(String, String)> = match &changes[index] {
+            Change::Liked { post_id, .. } => lane[position..]
+                .iter()
+                .filter_map(|later| match changes.get(*later) {
+                    Some(Change::Liked {
+                        post_id: p,
+                        user_id,
+                        liked_at,
+                    }) if p == post_id => Some((user_id.clone(), liked_at.clone())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         // Boxed: one record's handling is a deep future (fan-out, clean-up, paged queries),
         // and inline it pushes the binary's future layout past the compiler's depth limit.
         let handled = forum_store::deadline::within(
             forum_store::deadline::RECORD_BUDGET,
-            Box::pin(handle_change(app, &changes[index], like_superseded, &mut lane_reads)),
+            Box::pin(handle_change(
+                app,
+                &changes[index],
+                like_superseded,
+                &lane_likes,
+                &mut lane_reads,
+            )),
         )
         .await
         .unwrap_or_else(|_| Err(ApiError::Unavailable("the record's deadline passed".into())));
@@ -156,11 +177,13 @@ async fn run_lane(
 }
 
 /// One committed change. `like_superseded`: a later record of this batch carries a newer
-/// like count for the same post, so this one's is not sent.
+/// like count for the same post, so this one's is not sent. `lane_likes`: for a like, the
+/// likes of its post from this record on in the lane (liker, liked at), oldest first.
 async fn handle_change(
     app: &App,
     change: &Change,
     like_superseded: bool,
+    lane_likes: &[(String, String)],
     reads: &mut LaneReads,
 ) -> Result<(), ApiError> {
     match change.clone() {
@@ -251,18 +274,29 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
-            notify_thread(app, reads, &post, &comment).await?;
-            // Whoever blocks the comment's writer does not hear it.
+            // Whoever blocks the comment's writer does not hear it, nor is notified.
             let hidden = reads.hidden_from(app, &comment.user_id).await?;
+            let blockers = reads.blockers_of(app, &comment.user_id).await?;
+            let participants = reads.participants_before(app, &post.id, &comment).await?;
+            let recipients = thread_recipients(&post, &comment, &blockers, &participants);
+            let users: Vec<String> = recipients.iter().map(|(u, _)| u.clone()).collect();
+            let connections = reads.connections_of(app, &users).await?;
             let author = author(app, &comment.user_id).await?;
             let message = ServerMessage::CommentCreated {
                 post_id: post.id.clone(),
-                comment: CommentView::new(comment, &author),
+                comment: CommentView::new(comment.clone(), &author),
                 comment_count: post.comment_count,
             };
-            reads
-                .tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
-                .await
+            // The inboxes and the live event at once: written one after the other, a busy
+            // thread's events fell seconds behind (the load run). A failed inbox write fails
+            // the record, whose retry may repeat the live event (at most a message) and writes
+            // only the notifications still missing.
+            let (notified, told) = tokio::join!(
+                notify_thread(app, &comment, recipients, &connections),
+                reads.tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
+            );
+            notified?;
+            told
         }
         Change::CommentChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
             // The post's count as now stored; a post deleted since has nothing to tell.
@@ -305,7 +339,7 @@ async fn handle_change(
             post_id,
             user_id,
             liked_at,
-        } => notify_like(app, reads, &post_id, &user_id, &liked_at).await,
+        } => notify_likes(app, reads, &post_id, &user_id, &liked_at, lane_likes).await,
         Change::CommentDeleted(comment) => {
             // Comments removed with their post are not news.
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
@@ -385,17 +419,12 @@ async fn release_media(app: &App, post: &Post) -> Result<(), ApiError> {
 /// mentions (`mention`); each recipient once, as the most personal of these; never the
 /// writer, never anyone who blocks them. Each once, whatever the redelivery. Bounded: a
 /// comment costs at most 21 notifications, however long the thread.
-async fn notify_thread(
-    app: &App,
-    reads: &mut LaneReads,
+fn thread_recipients(
     post: &Post,
     comment: &forum_domain::model::Comment,
-) -> Result<(), ApiError> {
-    let (blockers, participants) = tokio::join!(
-        reads.blockers_of(app, &comment.user_id),
-        app.table.thread_participants(&post.id, &comment.id, THREAD_WINDOW)
-    );
-    let blockers = blockers?;
+    blockers: &HashSet<String>,
+    participants: &[String],
+) -> Vec<(String, NotificationKind)> {
     let mut recipients: Vec<(String, NotificationKind)> = Vec::new();
     let mut add = |user: &str, kind: NotificationKind| {
         if user == comment.user_id || blockers.contains(user) {
@@ -410,14 +439,24 @@ async fn notify_thread(
         add(user, NotificationKind::Mention);
     }
     add(&post.user_id, NotificationKind::Comment);
-    for participant in participants?
+    for participant in participants
         .iter()
         .filter(|u| **u != post.user_id && **u != comment.user_id && !blockers.contains(*u))
         .take(REPLY_RECIPIENTS)
     {
         add(participant, NotificationKind::Reply);
     }
-    for (recipient, kind) in recipients {
+    recipients
+}
+
+/// Writes [`thread_recipients`]' notifications of `comment` (their sockets in `connections`).
+async fn notify_thread(
+    app: &App,
+    comment: &forum_domain::model::Comment,
+    recipients: Vec<(String, NotificationKind)>,
+    connections: &HashMap<String, Vec<Recipient>>,
+) -> Result<(), ApiError> {
+    let notifications = recipients.into_iter().map(|(recipient, kind)| {
         let notification = Notification {
             id: comment.id.clone(),
             kind,
@@ -428,9 +467,9 @@ async fn notify_thread(
             likers: Vec::new(),
             like_count: None,
         };
-        deliver(app, &recipient, notification).await?;
-    }
-    Ok(())
+        (recipient, notification)
+    });
+    deliver_all(app, notifications, connections).await
 }
 
 /// Those a post or comment mentions now and did not before (`before`: the mentions of the text
@@ -452,7 +491,9 @@ async fn notify_mentions(
     }
     let blockers = reads.blockers_of(app, writer).await?;
     let (post_id, comment_id) = source;
-    for recipient in new.into_iter().filter(|u| !blockers.contains(*u)) {
+    let recipients: Vec<String> = new.into_iter().filter(|u| !blockers.contains(*u)).cloned().collect();
+    let connections = reads.connections_of(app, &recipients).await?;
+    let notifications = recipients.into_iter().map(|recipient| {
         let notification = Notification {
             id: comment_id.unwrap_or(post_id).to_string(),
             kind: NotificationKind::Mention,
@@ -463,47 +504,80 @@ async fn notify_mentions(
             likers: Vec::new(),
             like_count: None,
         };
-        deliver(app, recipient, notification).await?;
-    }
-    Ok(())
+        (recipient, notification)
+    });
+    deliver_all(app, notifications, &connections).await
 }
 
 /// A like reaches its post's author as their post's one like notification, moved to the top
 /// with the count and the latest likers; never their own like, never from someone they block.
-async fn notify_like(
+/// The lane's likes of one post are told together by the first of them (one transaction,
+/// however many): one by one, a popular post's likes put its lane's events seconds behind in
+/// the load run. Each like is told once: the later records find theirs told.
+async fn notify_likes(
     app: &App,
     reads: &mut LaneReads,
     post_id: &str,
     liker: &str,
     liked_at: &str,
+    lane_likes: &[(String, String)],
 ) -> Result<(), ApiError> {
+    if reads
+        .likes_told
+        .contains(&(post_id.to_string(), liker.to_string(), liked_at.to_string()))
+    {
+        return Ok(());
+    }
     let Some(post) = reads.post_now(app, post_id).await? else {
         return Ok(());
     };
-    if post.user_id == liker || reads.blockers_of(app, liker).await?.contains(&post.user_id) {
-        return Ok(());
+    let mut likes: Vec<(String, String)> = Vec::new();
+    for (who, at) in lane_likes {
+        if *who == post.user_id || reads.blockers_of(app, who).await?.contains(&post.user_id) {
+            continue;
+        }
+        // Liked, taken back and liked again in one batch: the last like is the one that
+        // stands (and one transaction may not touch its item twice).
+        likes.retain(|(earlier, _)| earlier != who);
+        likes.push((who.clone(), at.clone()));
     }
-    let (id, created_at) = forum_domain::model::new_id_with_timestamp();
     let now = chrono::Utc::now().timestamp();
-    let like = forum_store::LikeNews {
-        post_id,
-        liker,
-        liked_at,
-        like_count: post.like_count,
-    };
-    let Some(notification) = app
-        .table
-        .notify_like(
-            &post.user_id,
-            &like,
-            (&id, &created_at),
-            now + app.notification_ttl_secs,
-        )
-        .await?
-    else {
-        return Ok(());
-    };
-    tell_recipient(app, &post.user_id, notification, now).await
+    let mut notification = None;
+    for chunk in likes.chunks(forum_store::MAX_LIKES_TOLD_AT_ONCE) {
+        let (id, created_at) = forum_domain::model::new_id_with_timestamp();
+        let told: Vec<forum_store::LikeNews<'_>> = chunk
+            .iter()
+            .map(|(who, at)| forum_store::LikeNews {
+                liker: who,
+                liked_at: at,
+            })
+            .collect();
+        let written = app
+            .table
+            .notify_likes(
+                &post.user_id,
+                post_id,
+                &told,
+                post.like_count,
+                (&id, &created_at),
+                now + app.notification_ttl_secs,
+            )
+            .await?;
+        notification = written.or(notification);
+    }
+    reads.likes_told.extend(
+        lane_likes
+            .iter()
+            .map(|(who, at)| (post_id.to_string(), who.clone(), at.clone())),
+    );
+    match notification {
+        Some(notification) => {
+            let connections = reads.connections_of(app, std::slice::from_ref(&post.user_id)).await?;
+            let sockets = connections.get(&post.user_id).map(Vec::as_slice).unwrap_or_default();
+            tell_recipient(app, &post.user_id, notification, sockets, now).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// How far back a thread's participants are looked for: its latest comments.
@@ -511,9 +585,42 @@ const THREAD_WINDOW: i32 = 100;
 /// How many of them a comment notifies, the most recent first.
 const REPLY_RECIPIENTS: usize = forum_domain::limits::REPLY_RECIPIENTS.usize();
 
+/// How many recipients of one record are written to at once: a comment's 21 one after
+/// another put the viral thread's events seconds behind in the load run.
+const DELIVERIES_AT_ONCE: usize = 8;
+
+/// [`deliver`]s each notification, a few at once; the first failure fails the record (a
+/// retry writes only what is missing: each write is once-only).
+async fn deliver_all(
+    app: &App,
+    notifications: impl Iterator<Item = (String, Notification)>,
+    connections: &HashMap<String, Vec<Recipient>>,
+) -> Result<(), ApiError> {
+    // Boxed and typed here: a closure over `app` inside the stream is not general enough
+    // for the spawned fan-out future.
+    type Delivery<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
+    let deliveries: Vec<Delivery<'_>> = notifications
+        .map(|(recipient, notification)| -> Delivery<'_> {
+            let sockets = connections.get(&recipient).map(Vec::as_slice).unwrap_or_default();
+            Box::pin(async move { deliver(app, &recipient, notification, sockets).await })
+        })
+        .collect();
+    futures::stream::iter(deliveries)
+        .buffer_unordered(DELIVERIES_AT_ONCE)
+        .collect::<Vec<Result<(), ApiError>>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Writes `notification` to `recipient`'s inbox and, the first time only, tells their
 /// sockets with the unread count.
-async fn deliver(app: &App, recipient: &str, notification: Notification) -> Result<(), ApiError> {
+async fn deliver(
+    app: &App,
+    recipient: &str,
+    notification: Notification,
+    connections: &[Recipient],
+) -> Result<(), ApiError> {
     let now = chrono::Utc::now().timestamp();
     if !app
         .table
@@ -522,11 +629,21 @@ async fn deliver(app: &App, recipient: &str, notification: Notification) -> Resu
     {
         return Ok(());
     }
-    tell_recipient(app, recipient, notification, now).await
+    tell_recipient(app, recipient, notification, connections, now).await
 }
 
-/// `notification.created` to the recipient's sockets, with their unread count.
-async fn tell_recipient(app: &App, recipient: &str, notification: Notification, now: i64) -> Result<(), ApiError> {
+/// `notification.created` to the recipient's `connections`, with their unread count; nothing
+/// is read for a recipient with no socket open (most of them).
+async fn tell_recipient(
+    app: &App,
+    recipient: &str,
+    notification: Notification,
+    connections: &[Recipient],
+    now: i64,
+) -> Result<(), ApiError> {
+    if connections.is_empty() {
+        return Ok(());
+    }
     let unread_count = app.table.unread_count(recipient, now).await?;
     let mut users: HashSet<String> = notification.likers.iter().cloned().collect();
     users.insert(notification.actor_id.clone());
@@ -535,7 +652,7 @@ async fn tell_recipient(app: &App, recipient: &str, notification: Notification, 
         notification: notification_view(notification, &profiles, false),
         unread_count,
     };
-    broadcast(app, &app.table.user_connections(recipient).await?, &message).await?;
+    broadcast(app, connections, &message).await?;
     Ok(())
 }
 
@@ -545,7 +662,7 @@ async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
 }
 
 /// What a lane's records share within one batch: a post as it is now and its audience, read
-/// once. Every record of the batch committed before the batch was read, so a read made while
+/// once; a thread's participants, read once and kept up to date by the lane's own comments. Every record of the batch committed before the batch was read, so a read made while
 /// handling any of them already sees everyone who followed the post before that commit.
 #[derive(Default)]
 struct LaneReads {
@@ -554,6 +671,12 @@ struct LaneReads {
     /// By author: who blocks them (moderators aside), and those users' connections.
     blockers: HashMap<String, HashSet<String>>,
     hidden: HashMap<String, HashSet<String>>,
+    /// By post: who commented on it, most recent first (as far as this lane has come).
+    participants: HashMap<String, Vec<String>>,
+    /// Likes already told with an earlier like of their post: (post, liker, liked at).
+    likes_told: HashSet<(String, String, String)>,
+    /// By user: their connections, for notifications (read once per user and batch).
+    connections: HashMap<String, Vec<Recipient>>,
 }
 
 impl LaneReads {
@@ -566,8 +689,61 @@ impl LaneReads {
         Ok(post)
     }
 
-    /// The connections of users who block `author` (one read per author and batch, and one
-    /// Query per blocker: nothing more for the many authors nobody blocks).
+    /// Who commented on the post before `comment`, most recent first: one Query per post and
+    /// batch; the lane's later comments on it follow in order, so each adds its writer.
+    async fn participants_before(
+        &mut self,
+        app: &App,
+        post_id: &str,
+        comment: &forum_domain::model::Comment,
+    ) -> Result<Vec<String>, ApiError> {
+        let before = match self.participants.get(post_id) {
+            Some(known) => known.clone(),
+            None => {
+                app.table
+                    .thread_participants(post_id, &comment.id, THREAD_WINDOW)
+                    .await?
+            }
+        };
+        let mut now = vec![comment.user_id.clone()];
+        now.extend(before.iter().filter(|u| **u != comment.user_id).cloned());
+        now.truncate(THREAD_WINDOW as usize);
+        self.participants.insert(post_id.to_string(), now);
+        Ok(before)
+    }
+
+    /// The connections of `users` (one Query per user and batch, a few at once).
+    async fn connections_of(
+        &mut self,
+        app: &App,
+        users: &[String],
+    ) -> Result<HashMap<String, Vec<Recipient>>, ApiError> {
+        let missing: Vec<&String> = users.iter().filter(|u| !self.connections.contains_key(*u)).collect();
+        type Read<'a> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<(String, Vec<Recipient>), forum_store::StoreError>> + Send + 'a,
+            >,
+        >;
+        let reads: Vec<Read<'_>> = missing
+            .into_iter()
+            .map(|user| -> Read<'_> {
+                Box::pin(async move { Ok((user.clone(), app.table.user_connections(user).await?)) })
+            })
+            .collect();
+        let read: Vec<Result<(String, Vec<Recipient>), forum_store::StoreError>> = futures::stream::iter(reads)
+            .buffer_unordered(DELIVERIES_AT_ONCE)
+            .collect()
+            .await;
+        for found in read {
+            let (user, connections) = found?;
+            self.connections.insert(user, connections);
+        }
+        Ok(users
+            .iter()
+            .filter_map(|u| self.connections.get(u).map(|c| (u.clone(), c.clone())))
+            .collect())
+    }
+
     /// Who blocks `author` (one read per author and batch, shared by the inbox and the sends).
     async fn blockers_of(&mut self, app: &App, author: &str) -> Result<HashSet<String>, ApiError> {
         if let Some(blockers) = self.blockers.get(author) {
