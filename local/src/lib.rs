@@ -4,6 +4,7 @@
 
 pub mod cors;
 pub mod dynamodb_local;
+pub mod dynamodb_rules;
 pub mod environment;
 pub mod gateway;
 pub mod iam;
@@ -88,6 +89,10 @@ pub struct StackOptions {
     pub secrets_listen: SocketAddr,
     /// Who runs `process-media` for an object created under `uploads/`.
     pub upload_trigger: UploadTrigger,
+    /// Every `n`th stream batch is delivered twice (after it succeeded), as Lambda may
+    /// redeliver (at least once): what the stream writes must still happen exactly once.
+    /// `None`: each batch once.
+    pub stream_redelivery: Option<u32>,
 }
 
 /// Who runs `process-media` for an object created under `uploads/`.
@@ -121,6 +126,7 @@ impl StackOptions {
             s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secrets_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upload_trigger: UploadTrigger::InProcess,
+            stream_redelivery: None,
         })
     }
 
@@ -204,6 +210,8 @@ pub struct Stack {
     /// The Secrets Manager stand-in's secrets (rotate one to test a rotation).
     pub secrets: Arc<LocalSecrets>,
     pub secrets_endpoint: String,
+    /// Stream batches delivered a second time (`StackOptions::stream_redelivery`).
+    pub redelivered: Arc<stream::Redelivery>,
     secrets_server: tokio::task::JoinHandle<()>,
     dynamo: Option<DynamoDbLocal>,
     s3: LocalS3,
@@ -404,13 +412,26 @@ impl Stack {
                 .endpoint_url(&dynamodb_endpoint)
                 .build(),
         );
+        let redelivered = Arc::new(stream::Redelivery::every(options.stream_redelivery));
+        let (poller_ready, poller_started) = oneshot::channel();
         let poller = tokio::spawn(stream::run(
             app_of("stream-fanout")?,
             streams,
             dynamodb.clone(),
             options.table_name.clone(),
             stream::EventFilter::new(template.stream_filters.clone()),
+            redelivered.clone(),
+            poller_ready,
         ));
+        // The poller reads the shards from their ends as it first finds them (Lambda's
+        // `StartingPosition: LATEST`): the stack is not up until it has, or a write made at
+        // once (a test's first post, on a busy machine) would never reach the stream's function.
+        if tokio::time::timeout(Duration::from_secs(30), poller_started)
+            .await
+            .is_err()
+        {
+            return Err(StackError::Setup("the stream poller did not start within 30 s".into()));
+        }
 
         let mut routes = Vec::new();
         for route in &translation.routes {
@@ -492,6 +513,7 @@ impl Stack {
             dynamodb,
             secrets,
             secrets_endpoint,
+            redelivered,
             secrets_server,
             dynamo,
             s3,

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
@@ -106,6 +107,46 @@ fn choice_matches(choice: &Value, value: Option<&Value>) -> bool {
     }
 }
 
+/// Redelivery on purpose: every `n`th batch is delivered again once it succeeded, as Lambda,
+/// at least once, may (after a timeout, a throttle, or a failure elsewhere in the batch).
+#[derive(Debug, Default)]
+pub struct Redelivery {
+    every: Option<u32>,
+    delivered: AtomicU64,
+    batches: AtomicU64,
+    records: AtomicU64,
+}
+
+impl Redelivery {
+    pub fn every(n: Option<u32>) -> Self {
+        Redelivery {
+            every: n.filter(|n| *n > 0),
+            ..Redelivery::default()
+        }
+    }
+
+    /// Whether the batch just delivered goes again.
+    fn again(&self, records: usize) -> bool {
+        let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(every) = self.every else { return false };
+        let again = n.is_multiple_of(u64::from(every));
+        if again {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.records.fetch_add(records as u64, Ordering::Relaxed);
+        }
+        again
+    }
+
+    /// (batches delivered, batches and records delivered again).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.delivered.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+            self.records.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Runs until the task is dropped.
 pub async fn run(
     app: Arc<App>,
@@ -113,7 +154,10 @@ pub async fn run(
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
     filter: EventFilter,
+    redelivery: Arc<Redelivery>,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut ready = Some(ready);
     let stream_arn = loop {
         match dynamodb.describe_table().table_name(&table).send().await {
             Ok(out) => {
@@ -121,6 +165,9 @@ pub async fn run(
                     break arn.to_string();
                 }
                 tracing::warn!("the table has no stream; live updates are off");
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
                 return;
             }
             Err(e) => {
@@ -161,6 +208,10 @@ pub async fn run(
                 iterators.insert(id.to_string(), iterator);
             }
             first = false;
+            // Reading from the shards' ends from here on: a write made after this is seen.
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
         }
         tick = tick.wrapping_add(1);
         for iterator in iterators.values_mut() {
@@ -174,7 +225,11 @@ pub async fn run(
                         .filter(|r| filter.admits(r))
                         .collect();
                     if !records.is_empty() {
+                        let again = redelivery.again(records.len()).then(|| records.clone());
                         deliver(&app, records).await;
+                        if let Some(records) = again {
+                            deliver(&app, records).await;
+                        }
                     }
                     *iterator = out.next_shard_iterator().map(str::to_string);
                 }

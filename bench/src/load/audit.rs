@@ -9,6 +9,12 @@
 //!   load: every acknowledged post and comment exists; `like_count` is what the users were
 //!   last told about their likes; `comment_count` is the comments listed.
 //! - On forum-local, in the table too: every touched post's counters equal its items.
+//! - Inboxes: every user who comes back finds each notification the run's writes owe them
+//!   exactly once (a comment on their post, a mention once their name was claimed, one like
+//!   notification per post someone else still likes), none about their own writes, and an
+//!   unread count equal to the unread notifications listed; keyed creates sent twice at once
+//!   were answered alike, one of them replayed, and made one item (no comment listed that
+//!   nobody was told was made).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -40,6 +46,16 @@ pub async fn audit(
     // The API's reads may be the read cache's TTL behind the last write (its stated bound).
     tokio::time::sleep_until((load_ended + target.staleness_bound).into()).await;
     through_the_api(target, run, &ledger, client, &mut problems).await;
+    inboxes(
+        target,
+        run,
+        &ledger,
+        deadline.max(Instant::now() + drain),
+        client,
+        &mut problems,
+    )
+    .await;
+    retries(&ledger, &mut problems);
     if let Some((_, stack)) = &target.local {
         in_the_table(stack, run, &ledger, &mut problems).await;
     }
@@ -139,7 +155,13 @@ async fn deliveries(
         ));
     }
     if duplicated > 0 {
-        problems.push(format!("{duplicated} events were heard more than once by one listener"));
+        if redelivering(run) {
+            println!(
+                "  ({duplicated} repeats: the stream redelivered batches on purpose; live events are at least once)"
+            );
+        } else {
+            problems.push(format!("{duplicated} events were heard more than once by one listener"));
+        }
     }
 }
 
@@ -265,6 +287,17 @@ async fn through_the_api(
                 problems.push(format!("comment {id} on {post} was acknowledged but is not listed"));
             }
         }
+        // Every comment request was answered (none unanswered below): a listed comment nobody
+        // was told of is a duplicate (a retry that wrote twice).
+        let unanswered = run.unanswered_comments.load(std::sync::atomic::Ordering::Relaxed);
+        let unknown: Vec<&String> = listed.iter().filter(|id| !ledger.comments.contains_key(*id)).collect();
+        if unanswered == 0 && !unknown.is_empty() {
+            problems.push(format!(
+                "post {post}: {} comments listed that no answer acknowledged (e.g. {})",
+                unknown.len(),
+                unknown[0]
+            ));
+        }
     }
     println!(
         "through the API: {checked} posts, {} acknowledged comments, {} like states read back",
@@ -340,4 +373,217 @@ async fn counted(stack: &forum_local::Stack, post_id: &str) -> Result<Option<(u6
         }
     }
     Ok(counters.map(|(l, c)| (l, c, likes, comments)))
+}
+
+fn redelivering(run: &Run) -> bool {
+    run.redelivery.is_some()
+}
+
+/// The keyed creates sent twice at once: answered alike, one replayed.
+fn retries(ledger: &Ledger, problems: &mut Vec<String>) {
+    println!(
+        "retries: {} keyed creates sent twice at once, {} answered unlike their twin",
+        ledger.retried,
+        ledger.retry_problems.len()
+    );
+    problems.extend(ledger.retry_problems.iter().take(10).cloned());
+}
+
+/// One notification as the audit reads it.
+struct Seen {
+    kind: String,
+    post_id: String,
+    comment_id: Option<String>,
+    actor: String,
+    read: bool,
+}
+
+/// Every notification in one user's inbox (every page), with the page's unread count.
+async fn inbox_of(client: &reqwest_tls::Client, api: &str, token: &str) -> Result<(Vec<Seen>, u64), String> {
+    let mut all = Vec::new();
+    let mut unread = None;
+    let mut next = Some(format!("{api}/api/forum/notifications/?limit=100"));
+    while let Some(url) = next.take() {
+        let (status, page) = get(client, &url, token).await;
+        if status != 200 {
+            return Err(format!("notifications read {status}: {page}"));
+        }
+        unread.get_or_insert(page["unread_count"].as_u64().unwrap_or(u64::MAX));
+        for n in page["notifications"].as_array().into_iter().flatten() {
+            all.push(Seen {
+                kind: n["kind"].as_str().unwrap_or_default().to_string(),
+                post_id: n["post_id"].as_str().unwrap_or_default().to_string(),
+                comment_id: n["comment_id"].as_str().map(str::to_string),
+                actor: n["actor"]["id"].as_str().unwrap_or_default().to_string(),
+                read: n["read"].as_bool().unwrap_or(false),
+            });
+        }
+        next = page["next_page"].as_str().map(String::from);
+    }
+    Ok((all, unread.unwrap_or(0)))
+}
+
+/// What the run's writes owe each identity's inbox: (identity, comment id) pairs that must be
+/// there, and (identity, post id) like groups.
+struct Owed {
+    comments: BTreeSet<(usize, String)>,
+    likes: BTreeSet<(usize, String)>,
+}
+
+fn owed(ledger: &Ledger) -> Owed {
+    let mut comments = BTreeSet::new();
+    for (id, (post, sent)) in &ledger.comments {
+        let Some((writer, named)) = ledger.comment_meta.get(id) else {
+            continue;
+        };
+        if let Some(author) = ledger.authors.get(post)
+            && author != writer
+        {
+            comments.insert((*author, id.clone()));
+        }
+        for who in named {
+            // Named after their name was claimed: it resolves.
+            if who != writer && ledger.names.get(who).is_some_and(|(_, claimed, _)| claimed < sent) {
+                comments.insert((*who, id.clone()));
+            }
+        }
+    }
+    let mut likes = BTreeSet::new();
+    for ((post, liker), state) in &ledger.likes {
+        if let Some(author) = ledger.authors.get(post)
+            && author != liker
+            && *state == Some(true)
+        {
+            likes.insert((*author, post.clone()));
+        }
+    }
+    Owed { comments, likes }
+}
+
+async fn inboxes(
+    target: &Target,
+    run: &Run,
+    ledger: &Ledger,
+    deadline: Instant,
+    client: &reqwest_tls::Client,
+    problems: &mut Vec<String>,
+) {
+    let owed = owed(ledger);
+    let identities: BTreeSet<usize> = owed
+        .comments
+        .iter()
+        .map(|(who, _)| *who)
+        .chain(owed.likes.iter().map(|(who, _)| *who))
+        .chain(ledger.names.keys().copied())
+        .collect();
+    if identities.is_empty() {
+        return;
+    }
+    // identity -> user id, from the notifications' actors and the ledger's names: a comment's
+    // writer is known by identity, a notification's actor by user id.
+    let user_ids: BTreeMap<usize, String> = ledger
+        .names
+        .iter()
+        .map(|(identity, (_, _, user_id))| (*identity, user_id.clone()))
+        .collect();
+    // The stream writes notifications after the load: wait until every owed one is there.
+    let mut read: BTreeMap<usize, (Vec<Seen>, u64)> = BTreeMap::new();
+    loop {
+        read.clear();
+        let mut failures = Vec::new();
+        for identity in &identities {
+            match inbox_of(client, &target.api, run.token(*identity)).await {
+                Ok(inbox) => {
+                    read.insert(*identity, inbox);
+                }
+                Err(e) => failures.push(format!("identity {identity}: {e}")),
+            }
+        }
+        let missing = missing(&owed, &read);
+        if (missing.is_empty() && failures.is_empty()) || Instant::now() >= deadline {
+            problems.extend(failures);
+            for (identity, what) in missing.iter().take(10) {
+                problems.push(format!("identity {identity}'s inbox lacks {what}"));
+            }
+            if missing.len() > 10 {
+                problems.push(format!("... {} owed notifications missing in all", missing.len()));
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Anything still on its way would change the counts: let the stream settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut total = 0;
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for (identity, (seen, unread)) in &read {
+        total += seen.len();
+        let me = user_ids.get(identity).cloned().unwrap_or_default();
+        let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+        for n in seen {
+            *by_kind.entry(n.kind.clone()).or_default() += 1;
+            let source = match &n.comment_id {
+                Some(c) => format!("comment {c}"),
+                None => format!("{} on post {}", n.kind, n.post_id),
+            };
+            *sources.entry(source).or_default() += 1;
+            if n.actor == me && n.kind != "like" {
+                problems.push(format!("identity {identity} was notified of their own {}", n.kind));
+            }
+            if let Some(c) = &n.comment_id
+                && let Some((writer, _)) = ledger.comment_meta.get(c)
+                && writer == identity
+            {
+                problems.push(format!("identity {identity} was notified of their own comment {c}"));
+            }
+        }
+        for (source, n) in sources.iter().filter(|(_, n)| **n > 1) {
+            problems.push(format!("identity {identity} was told of {source} {n} times"));
+        }
+        // The count is of what is listed unread, and the count route agrees.
+        let listed_unread = seen.iter().filter(|n| !n.read).count() as u64;
+        let (status, counted) = get(
+            client,
+            &format!("{}/api/forum/notifications/unread_count/", target.api),
+            run.token(*identity),
+        )
+        .await;
+        let counted = counted["unread_count"].as_u64();
+        if *unread != listed_unread || status != 200 || counted != Some(listed_unread) {
+            problems.push(format!(
+                "identity {identity}: unread_count {unread} (route: {status} {counted:?}), {listed_unread} listed unread"
+            ));
+        }
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "inboxes: {} users, {total} notifications ({}); {} owed by comments and mentions, {} like groups owed; {} inbox reads marked read during the load",
+        read.len(),
+        kinds.join(", "),
+        owed.comments.len(),
+        owed.likes.len(),
+        ledger.inbox_reads,
+    );
+}
+
+/// The owed notifications an inbox does not hold (once).
+fn missing(owed: &Owed, read: &BTreeMap<usize, (Vec<Seen>, u64)>) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (identity, comment) in &owed.comments {
+        let held = read
+            .get(identity)
+            .is_some_and(|(seen, _)| seen.iter().any(|n| n.comment_id.as_deref() == Some(comment.as_str())));
+        if !held {
+            out.push((*identity, format!("a notification of comment {comment}")));
+        }
+    }
+    for (identity, post) in &owed.likes {
+        let held = read
+            .get(identity)
+            .is_some_and(|(seen, _)| seen.iter().any(|n| n.kind == "like" && n.post_id == *post));
+        if !held {
+            out.push((*identity, format!("the like notification of post {post}")));
+        }
+    }
+    out
 }

@@ -5,13 +5,17 @@
 //! The target is a forum-local the command starts, or a deployed stack (`--api-url`,
 //! `--ws-url`, tokens minted from its HS256 secret or read from a file). Scenarios run one
 //! after the other on the same stack: `mixed` (the whole API), `viral` (one post everyone
-//! reads, likes and comments on) and `front` (everyone reloads the front page and opens the
-//! viral post: the reads the cache serves). Users ramp up over `--ramp-seconds`; each does one
+//! reads, likes and comments on), `front` (everyone reloads the front page and opens the
+//! viral post: the reads the cache serves) and `inbox` (users comment on each other's posts
+//! naming each other, like them, read and mark their notifications, and retry keyed creates
+//! as a client after a timeout would). With `--stream-redelivery`, forum-local delivers every
+//! nth stream batch twice, and the audit holds every notification to exactly once. Users ramp up over `--ramp-seconds`; each does one
 //! thing after another (a closed model), or, with `--rate`, requests arrive at a fixed rate
 //! whatever the answers' latency (an open model; see `Args::rate`).
 
 mod audit;
 mod listeners;
+mod report;
 mod scenarios;
 mod tally;
 mod target;
@@ -37,12 +41,13 @@ pub enum ScenarioName {
     Mixed,
     Viral,
     Front,
+    Inbox,
 }
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// Scenarios, run one after the other on the same stack.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed,viral,front")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed,viral,front,inbox")]
     scenarios: Vec<ScenarioName>,
     /// Simulated users (each its own account).
     #[arg(long, default_value_t = 16)]
@@ -67,13 +72,19 @@ pub struct Args {
     #[arg(long, default_value_t = 15)]
     drain_seconds: u64,
     /// Goose's HTML report (latency and throughput over time), one per scenario: with more
-    /// than one, `-<scenario>` goes before the extension.
+    /// than one, `-<scenario>` goes before the extension. Self-contained: its chart library
+    /// is inlined, so the charts draw offline.
     #[arg(long, default_value = "load-report.html")]
     report: String,
     /// On a deployed stack, keep what the run wrote. By default its posts are deleted after
     /// the audit (their comments, likes and media go with them).
     #[arg(long)]
     keep_data: bool,
+    /// On forum-local, deliver every Nth stream batch twice (Lambda delivers at least once):
+    /// notifications must still be written once; live events may then repeat, and the audit
+    /// counts them as repeats rather than failures.
+    #[arg(long, value_name = "N")]
+    stream_redelivery: Option<u32>,
     #[command(flatten)]
     target: target::TargetArgs,
 }
@@ -89,6 +100,14 @@ pub struct Run {
     tally: Mutex<Tally>,
     /// Answers that were neither a success nor a 429, over every scenario.
     failed_answers: AtomicU64,
+    /// The API's base URL and a client of its own, for requests goose cannot send (two at
+    /// once from one user: a retry racing its original).
+    api: String,
+    client: reqwest_tls::Client,
+    /// Comment requests no answer came back for (they may have committed).
+    unanswered_comments: AtomicU64,
+    /// `--stream-redelivery`: live events may repeat.
+    redelivery: Option<u32>,
 }
 
 /// Every acknowledged write, and when its request was sent.
@@ -100,6 +119,17 @@ pub struct Ledger {
     authors: BTreeMap<String, usize>,
     /// comment id -> (post id, sent)
     comments: BTreeMap<String, (String, Instant)>,
+    /// comment id -> (writer's identity, the identities its text names)
+    comment_meta: BTreeMap<String, (usize, Vec<usize>)>,
+    /// identity -> (name shown, when a write of theirs was answered: their name is claimed,
+    /// their user id)
+    names: BTreeMap<usize, (String, Instant, String)>,
+    /// Keyed creates sent twice at once (a retry racing its original), and what was wrong
+    /// with their answers.
+    retried: usize,
+    retry_problems: Vec<String>,
+    /// Inbox pages read and marked read during the load.
+    inbox_reads: usize,
     /// The like state each user was last told, per post; `None` when a toggle went
     /// unanswered (it may or may not have committed) and no answer came since.
     likes: BTreeMap<(String, usize), Option<bool>>,
@@ -136,8 +166,35 @@ impl Run {
         ledger.post_ids.push(id.to_string());
     }
 
-    fn record_comment(&self, id: &str, post: String, sent: Instant) {
-        self.ledger().comments.insert(id.to_string(), (post, sent));
+    fn record_comment(&self, id: &str, post: String, sent: Instant, writer: usize, names: Vec<usize>) {
+        let mut ledger = self.ledger();
+        ledger.comments.insert(id.to_string(), (post, sent));
+        ledger.comment_meta.insert(id.to_string(), (writer, names));
+    }
+
+    /// A write of `identity` was answered showing them as `body.user.username`: their name is
+    /// claimed from then on.
+    fn record_name(&self, identity: usize, body: &serde_json::Value) {
+        if let (Some(name), Some(id)) = (body["user"]["username"].as_str(), body["user"]["id"].as_str()) {
+            self.ledger()
+                .names
+                .entry(identity)
+                .or_insert_with(|| (name.to_string(), Instant::now(), id.to_string()));
+        }
+    }
+
+    /// One of the other users whose name is claimed, at random.
+    fn someone_named(&self, except: usize) -> Option<(usize, String)> {
+        let ledger = self.ledger();
+        let named: Vec<(&usize, &(String, Instant, String))> = ledger
+            .names
+            .iter()
+            .filter(|(identity, _)| **identity != except)
+            .collect();
+        (!named.is_empty()).then(|| {
+            let (identity, (name, _, _)) = named[ulid::Ulid::new().random() as usize % named.len()];
+            (*identity, name.clone())
+        })
     }
 
     fn record_like(&self, post: String, identity: usize, answer: &Answer) {
@@ -171,7 +228,10 @@ async fn run_load(args: &Args) -> Result<bool, String> {
     let run_tag = ulid::Ulid::new().to_string()[20..].to_lowercase();
     // Identities: the users, then the listeners, then the setup's own.
     let setup = args.users + args.listeners;
-    let target = Target::open(&args.target, setup + 1, &run_tag).await?;
+    let target = Target::open(&args.target, setup + 1, &run_tag, args.stream_redelivery).await?;
+    if target.local.is_none() && args.stream_redelivery.is_some() {
+        return Err("--stream-redelivery needs forum-local: a deployed stream is Lambda's".into());
+    }
     println!(
         "target: {} and {} ({})",
         target.api,
@@ -223,6 +283,10 @@ async fn run_load(args: &Args) -> Result<bool, String> {
             ledger: Mutex::new(ledger),
             tally: Mutex::new(Tally::default()),
             failed_answers: AtomicU64::new(0),
+            api: target.api.clone(),
+            client: client.clone(),
+            unanswered_comments: AtomicU64::new(0),
+            redelivery: args.stream_redelivery,
         })
         .is_err()
     {
@@ -247,6 +311,10 @@ async fn run_load(args: &Args) -> Result<bool, String> {
         &client,
     )
     .await;
+    if let Some((_, stack)) = &target.local {
+        let (batches, again, records) = stack.redelivered.counts();
+        println!("stream: {batches} batches delivered, {again} of them again ({records} records redelivered)");
+    }
     listeners.stop();
     if target.local.is_none() && !args.keep_data {
         clean_up(&target, &client).await;
@@ -286,6 +354,12 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> R
     } else {
         args.report.clone()
     };
+    if let Some(dir) = std::path::Path::new(&report)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let mut config = GooseConfiguration::default();
     config.quiet = 1;
     // Our own table follows; goose's full metrics are in its HTML report.
@@ -300,6 +374,7 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> R
             ScenarioName::Mixed => scenarios::mixed(),
             ScenarioName::Viral => scenarios::viral(),
             ScenarioName::Front => scenarios::front(),
+            ScenarioName::Inbox => scenarios::inbox(),
         })
         .set_default(GooseDefault::Host, api)
         .map_err(goose_error)?
@@ -323,6 +398,7 @@ async fn run_scenario(args: &Args, scenario: ScenarioName, target: &Target) -> R
     let started = Instant::now();
     attack.execute().await.map_err(goose_error)?;
     let elapsed = started.elapsed();
+    report::make_offline(&report)?;
     let model = match args.rate {
         Some(rate) => format!("open model, {rate} requests/s asked"),
         None => "closed model".into(),

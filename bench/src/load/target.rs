@@ -53,7 +53,12 @@ pub struct Target {
 
 impl Target {
     /// Opens the target with `identities` distinct users.
-    pub async fn open(args: &TargetArgs, identities: usize, run_tag: &str) -> Result<Target, String> {
+    pub async fn open(
+        args: &TargetArgs,
+        identities: usize,
+        run_tag: &str,
+        stream_redelivery: Option<u32>,
+    ) -> Result<Target, String> {
         let names: Vec<String> = (0..identities).map(|i| format!("load-{run_tag}-{i}")).collect();
         let mint = |settings: &TokenMint| -> Result<Vec<String>, String> {
             names
@@ -62,6 +67,7 @@ impl Target {
                 .collect()
         };
         let (Some(api), Some(ws)) = (&args.api_url, &args.ws_url) else {
+            // (A deployed stack's stream is Lambda's: nothing here can make it redeliver.)
             let dynamo = DynamoDbLocal::start(Storage::InMemory)
                 .await
                 .map_err(|e| format!("DynamoDB Local: {e}"))?;
@@ -74,6 +80,7 @@ impl Target {
             if let Some(ms) = args.read_cache_ttl_ms {
                 options = options.parameter("ReadCacheTtlMs", ms.to_string());
             }
+            options.stream_redelivery = stream_redelivery;
             let stack = Stack::start(options).await.map_err(|e| format!("forum-local: {e}"))?;
             let tokens = mint(&stack.jwt)?;
             let staleness_bound = stack
