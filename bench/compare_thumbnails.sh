@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# Thumbnails: our pipeline against Pillow (draft + thumbnail) and libvips (vipsthumbnail) on the
-# same machine and the same deterministic 4032x3024 images, producing the same outputs (a
-# display image bounded by 2048 plus 1280/640/320 thumbnails, EXIF orientation applied,
-# metadata dropped). Installs Pillow (pip) and libvips-tools (apt) if missing.
+# Thumbnails: our pipeline against Pillow (draft + thumbnail), sharp (libvips in process, the
+# fastest Node pipeline) and vipsthumbnail on the same machine and the same deterministic
+# 4032x3024 images, producing the same outputs (a display image bounded by 2048 plus
+# 1280/640/320 thumbnails, EXIF orientation applied, metadata dropped, JPEG q85). Installs
+# Pillow (a venv), sharp (npm) and libvips-tools (apt) under ~/.cache/forum-ci if missing.
 #
-#   bash bench/compare_thumbnails.sh            # builds forum-bench with --profile perf
+#   bash bench/compare_thumbnails.sh                       # forum-bench with --profile perf, 15 runs
+#   RUNS=2 BENCH_PROFILE=dev bash bench/compare_thumbnails.sh  # CI's short run (the test build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/forum-target}"
 RUNS="${RUNS:-15}"
+PROFILE="${BENCH_PROFILE:-perf}"
 OUT="$CARGO_TARGET_DIR/thumbnail-bench"
+TOOLS="$HOME/.cache/forum-ci"
 
-python3 -c 'import PIL' 2>/dev/null || pip install -q pillow
+# Debian's python refuses pip outside a venv (PEP 668): Pillow lives in its own.
+pillow="$TOOLS/pillow"
+[ -x "$pillow/bin/python" ] && "$pillow/bin/python" -c 'import PIL' 2>/dev/null || {
+  python3 -m venv "$pillow" && "$pillow/bin/pip" install -q "pillow==11.*"
+}
+sharp="$TOOLS/sharp-0.34"
+[ -d "$sharp/node_modules/sharp" ] || npm install -s --prefix "$sharp" --no-audit --no-fund "sharp@0.34" >/dev/null
 if ! command -v vipsthumbnail >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips-tools >/dev/null
 fi
 
 mkdir -p "$OUT"
-cargo build -q --profile perf -p forum-bench
+if [ "$PROFILE" = dev ]; then
+  cargo build -q --locked -p forum-bench
+  bench="$CARGO_TARGET_DIR/debug/forum-bench"
+else
+  cargo build -q --locked --profile "$PROFILE" -p forum-bench
+  bench="$CARGO_TARGET_DIR/$PROFILE/forum-bench"
+fi
 echo "== forum (shared::media::process, what process-media runs)"
-"$CARGO_TARGET_DIR/perf/forum-bench" thumbnails --runs "$RUNS" --out "$OUT" | tee "$OUT/forum.txt"
+"$bench" thumbnails --runs "$RUNS" --out "$OUT" | tee "$OUT/forum.txt"
 
 echo
-echo "== Pillow $(python3 -c 'import PIL; print(PIL.__version__)') (draft + thumbnail, same outputs)"
-python3 - "$OUT" "$RUNS" <<'PY' | tee "$OUT/pillow.txt"
+echo "== Pillow $("$pillow/bin/python" -c 'import PIL; print(PIL.__version__)') (draft + thumbnail, same outputs)"
+"$pillow/bin/python" - "$OUT" "$RUNS" <<'PY' | tee "$OUT/pillow.txt"
 import io, resource, statistics, sys, time
 from PIL import Image, ImageOps
 out, runs = sys.argv[1], int(sys.argv[2])
@@ -58,6 +74,59 @@ print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_m
 PY
 
 echo
+echo "== sharp $(node -p "require('$sharp/node_modules/sharp/package.json').version") (libvips $(node -p "require('$sharp/node_modules/sharp').versions.vips") in process; the faster of decoding once and one shrink-on-load pipeline per size)"
+NODE_PATH="$sharp/node_modules" node - "$OUT" "$RUNS" <<'JS' | tee "$OUT/sharp.txt"
+const sharp = require("sharp");
+const [out, runsArg] = process.argv.slice(2);
+sharp.concurrency(2);
+async function pipeline(path, jpeg) {
+  // Orientation applied, metadata dropped (sharp's default), like ours.
+  let input = await sharp(path).rotate().raw().toBuffer({ resolveWithObject: true });
+  const outputs = [];
+  for (const bound of [2048, 1280, 640, 320]) {
+    const resized = await sharp(input.data, { raw: input.info })
+      .resize(bound, bound, { fit: "inside", withoutEnlargement: true })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const encoded = sharp(resized.data, { raw: resized.info });
+    outputs.push(await (jpeg ? encoded.jpeg({ quality: 85, mozjpeg: true }) : encoded.png({ compressionLevel: 1 })).toBuffer());
+    input = resized;
+  }
+  return outputs;
+}
+// One pipeline per size, each from the file: libvips shrinks a JPEG while decoding it.
+async function perSize(path, jpeg) {
+  return Promise.all(
+    [2048, 1280, 640, 320].map((bound) => {
+      const resized = sharp(path).rotate().resize(bound, bound, { fit: "inside", withoutEnlargement: true });
+      return (jpeg ? resized.jpeg({ quality: 85, mozjpeg: true }) : resized.png({ compressionLevel: 1 })).toBuffer();
+    }),
+  );
+}
+async function median(run, path, jpeg, runs) {
+  await run(path, jpeg);
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = process.hrtime.bigint();
+    await run(path, jpeg);
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+(async () => {
+  for (const [name, jpeg, runs] of [["photo-4032x3024.jpg", true, +runsArg], ["photo-4032x3024.png", false, Math.min(+runsArg, 5)]]) {
+    const path = `${out}/${name}`;
+    const once = await median(pipeline, path, jpeg, runs);
+    const each = await median(perSize, path, jpeg, runs);
+    const [best, how] = once <= each ? [once, "decoded once"] : [each, "a pipeline per size"];
+    console.log(`${name}: median ${best.toFixed(1)} ms over ${runs} runs (${how}; decoded once ${once.toFixed(1)}, per size ${each.toFixed(1)})`);
+  }
+  console.log(`peak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MB`);
+})();
+JS
+
+echo
 echo "== libvips $(vips --version 2>/dev/null | head -1) (vipsthumbnail, one process per size, shrink-on-load)"
 for name in photo-4032x3024.jpg photo-4032x3024.png; do
   ext="${name##*.}"
@@ -90,13 +159,13 @@ def medians(path, threads=""):
         if m and threads in line:
             found["jpeg" if m.group(1).lower().startswith("j") else "png"] = float(m.group(2))
     return found
-pil, vips = medians(f"{out}/pillow.txt"), medians(f"{out}/vips.txt")
-print("| image | forum ms | Pillow ms | vipsthumbnail ms | Pillow / forum | vips / forum |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
+pil, sharp, vips = medians(f"{out}/pillow.txt"), medians(f"{out}/sharp.txt"), medians(f"{out}/vips.txt")
+print("| image | forum ms | Pillow ms | sharp ms | vipsthumbnail ms | forum / Pillow | forum / sharp |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for threads in ("2 threads", "1 thread"):
     ours = medians(f"{out}/forum.txt", threads)
     for kind in ("jpeg", "png"):
-        o, p, v = ours.get(kind), pil.get(kind), vips.get(kind)
-        if o and p and v:
-            print(f"| {kind} 4032x3024, forum {threads} | {o:.1f} | {p:.1f} | {v:.1f} | {p/o:.2f}x | {v/o:.2f}x |")
+        o, p, s, v = ours.get(kind), pil.get(kind), sharp.get(kind), vips.get(kind)
+        if o and p and s and v:
+            print(f"| {kind} 4032x3024, forum {threads} | {o:.1f} | {p:.1f} | {s:.1f} | {v:.1f} | {o/p:.2f}x | {o/s:.2f}x |")
 PY

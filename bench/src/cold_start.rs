@@ -6,12 +6,17 @@
 //!   as Init Duration), and the part of it spent warming up: opening connections and building
 //!   the profanity filter (the functions' own `warmed up during init` log line);
 //! - the first and the second invocation: event handed over until its response is posted;
-//! - connections the function opened to DynamoDB/S3/`@connections` during init and during the
-//!   first invocation, counted by TCP proxies in front of the local services. In AWS every new
-//!   connection is a TCP and TLS handshake: a first invocation that opens none paid for none.
+//! - connections the function opened to DynamoDB/S3/`@connections`/Secrets Manager during init
+//!   and during the first invocation, counted by the TLS proxies in front of the local services.
+//!   Every new connection is a TCP and TLS handshake, here as in AWS: a first invocation that
+//!   opens none paid for none.
 //!
 //! The services are forum-local's (DynamoDB Local, the in-process S3, `@connections`), reached
-//! through `AWS_ENDPOINT_URL_*` as `sam local` would. `bash bench/cold_start.sh` builds and runs it.
+//! as a deployed function reaches AWS: over HTTPS (`AWS_ENDPOINT_URL_*`, `WS_ENDPOINT`), through
+//! TLS-terminating proxies with a certificate made for the run, which the functions trust
+//! through `FORUM_TLS_ROOTS=system` and `SSL_CERT_FILE` (a deployed function refuses a plain
+//! HTTP `WS_ENDPOINT`, and every handshake a cold start pays in AWS it pays here). A function
+//! that fails is shown with its own stderr. `bash bench/cold_start.sh` builds and runs it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,23 +50,27 @@ const HELLO: &str = "hello-world";
 /// A cold start that has not finished both invocations by then failed.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
 
-/// A TCP proxy in front of one local service, noting when each connection was opened.
+/// A TLS-terminating TCP proxy in front of one local service, noting when each connection
+/// was opened.
 struct CountingProxy {
     addr: SocketAddr,
     opened: Shared<Vec<Instant>>,
 }
 
 impl CountingProxy {
-    async fn start(upstream: String) -> std::io::Result<Self> {
+    async fn start(upstream: String, tls: tokio_rustls::TlsAcceptor) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let opened: Shared<Vec<Instant>> = Arc::default();
         let log = opened.clone();
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 lock(&log).push(Instant::now());
-                let upstream = upstream.clone();
+                let (upstream, tls) = (upstream.clone(), tls.clone());
                 tokio::spawn(async move {
+                    let Ok(mut inbound) = tls.accept(inbound).await else {
+                        return;
+                    };
                     if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
@@ -72,12 +81,58 @@ impl CountingProxy {
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
     fn opened_between(&self, from: Instant, to: Instant) -> usize {
         lock(&self.opened).iter().filter(|t| **t >= from && **t < to).count()
     }
+}
+
+/// A certificate for 127.0.0.1 made for this run (`openssl`), its PEM file for the functions'
+/// `SSL_CERT_FILE`, and the proxies' acceptor.
+fn run_certificate(dir: &Path) -> Result<(PathBuf, tokio_rustls::TlsAcceptor), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-days",
+            "1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .map_err(|e| format!("openssl (for the run's certificate): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("openssl: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let chain = vec![CertificateDer::from_pem_file(&cert).map_err(|e| format!("{}: {e}", cert.display()))?];
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    Ok((cert, tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
 /// `http://host:port` -> `host:port`.
@@ -92,12 +147,14 @@ struct Services {
     /// Each function's environment from template.yaml (by binary).
     environments: BTreeMap<String, BTreeMap<String, String>>,
     /// The Secrets Manager stand-in, holding this run's own JWT and cursor keys.
-    secrets_endpoint: String,
+    secrets: CountingProxy,
+    /// The run's certificate (PEM), the one root the functions trust.
+    certificate: PathBuf,
 }
 
 impl Services {
     fn opened_between(&self, from: Instant, to: Instant) -> usize {
-        [&self.dynamodb, &self.s3, &self.connections]
+        [&self.dynamodb, &self.s3, &self.connections, &self.secrets]
             .iter()
             .map(|p| p.opened_between(from, to))
             .sum()
@@ -150,6 +207,9 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
     // are this run's own, since a deployed function refuses the repository's public ones.
     let mut env: BTreeMap<String, String> = services.environments.get(name).cloned().unwrap_or_default();
     env.extend(lambda_variables(name, api));
+    // Lambda always sets it (the template's MemorySize; hello-world has none: Lambda's default).
+    env.entry("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_string())
+        .or_insert_with(|| "128".to_string());
     for (k, v) in [
         ("AWS_REGION", forum_store::aws::LOCAL_REGION.to_string()),
         ("AWS_DEFAULT_REGION", forum_store::aws::LOCAL_REGION.into()),
@@ -158,34 +218,45 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
         ("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb.url()),
         ("AWS_ENDPOINT_URL_S3", services.s3.url()),
         ("WS_ENDPOINT", services.connections.url()),
+        ("FORUM_TLS_ROOTS", "system".into()),
+        ("SSL_CERT_FILE", services.certificate.display().to_string()),
         ("MEDIA_BASE_URL", "https://media.forum.test".into()),
         ("RUST_LOG", "info".into()),
     ] {
         env.insert(k.to_string(), v);
     }
-    env.insert(
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
-        services.secrets_endpoint.clone(),
-    );
+    env.insert("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), services.secrets.url());
     let spawned = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{}: {e}", binary.display()))?;
     let warm_up: Shared<Option<Duration>> = Arc::default();
+    // What the function said, shown when it fails: a benchmark never hides the cause.
+    let said: Shared<Vec<String>> = Arc::default();
     if let Some(stdout) = child.stdout.take() {
-        let warm_up = warm_up.clone();
+        let (warm_up, said) = (warm_up.clone(), said.clone());
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(elapsed) = warm_up_of(&line) {
                     *lock(&warm_up) = Some(elapsed);
                 }
+                lock(&said).push(line);
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let said = said.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                lock(&said).push(line);
             }
         });
     }
@@ -201,14 +272,27 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
         }
     })
     .await;
+    let exited = child.try_wait().ok().flatten();
     let _ = child.kill().await;
     server.abort();
+    // The output's last lines, once the readers have drained the pipes.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let output = {
+        let said = lock(&said);
+        let tail: Vec<&str> = said.iter().rev().take(20).rev().map(String::as_str).collect();
+        tail.join("\n  ")
+    };
     let t = lock(&timeline);
     if let Some(error) = t.errors.first() {
-        return Err(format!("{name} reported an error: {error}"));
+        return Err(format!("{name} reported an error: {error}\n  {output}"));
     }
     if finished.is_err() || t.responded.len() < 2 || t.delivered.len() < 2 || t.next_calls.is_empty() {
-        return Err(format!("{name} did not answer two invocations within {RUN_LIMIT:?}"));
+        let how = exited
+            .map(|status| format!(" (it exited: {status})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "{name} did not answer two invocations within {RUN_LIMIT:?}{how}; its output:\n  {output}"
+        ));
     }
     let init_done = t.next_calls[0];
     let warm_up = *lock(&warm_up);
@@ -252,16 +336,22 @@ pub async fn run(args: &Args) {
     options.storage = forum_local::Storage::InMemory;
     options.table_name = format!("forum-cold-start-{}", ulid::Ulid::new());
     let stack = Stack::start(options).await.expect("the local stack starts");
+    let tls_dir = std::env::temp_dir().join(format!("forum-cold-start-{}", ulid::Ulid::new()));
+    let (certificate, tls) = match run_certificate(&tls_dir) {
+        Ok(made) => made,
+        Err(e) => {
+            eprintln!("the run's TLS certificate: {e}");
+            std::process::exit(1);
+        }
+    };
+    let proxy = |upstream: String| CountingProxy::start(upstream, tls.clone());
     let services = Services {
-        dynamodb: CountingProxy::start(host_port(&stack.dynamodb_endpoint))
-            .await
-            .expect("proxy"),
-        s3: CountingProxy::start(host_port(&stack.s3_endpoint))
-            .await
-            .expect("proxy"),
-        connections: CountingProxy::start(stack.http_addr.to_string()).await.expect("proxy"),
+        dynamodb: proxy(host_port(&stack.dynamodb_endpoint)).await.expect("proxy"),
+        s3: proxy(host_port(&stack.s3_endpoint)).await.expect("proxy"),
+        connections: proxy(stack.http_addr.to_string()).await.expect("proxy"),
         environments: stack.environments.clone(),
-        secrets_endpoint: stack.secrets_endpoint.clone(),
+        secrets: proxy(host_port(&stack.secrets_endpoint)).await.expect("proxy"),
+        certificate,
     };
     // Deployed functions refuse the repository's public development keys: this run's own.
     for env in stack.environments.values() {
@@ -303,9 +393,20 @@ pub async fn run(args: &Args) {
             .unwrap_or_default()
     };
     let hello_init = ms(median(samples[0].iter().map(|s| s.init).collect()));
+    // The profile is the binaries' directory (`target/<profile>`): figures are the release
+    // profile's (what Lambda runs); CI's short run uses the test build, to keep the bench running.
+    let profile = args
+        .bin_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_string();
+    let built = match profile.as_str() {
+        "release" => "release profile (fat LTO, codegen-units=1, panic=abort, strip)".to_string(),
+        other => format!("`{other}` profile: a smoke run, not figures (those are the release profile's)"),
+    };
     println!(
-        "cold starts: median of {runs} per binary; release profile (fat LTO, codegen-units=1, panic=abort, \
-         strip), {} here; Runtime API and services local",
+        "cold starts: median of {runs} per binary; {built}, {} here; Runtime API and services local, over TLS",
         std::env::consts::ARCH
     );
     println!(
@@ -348,4 +449,5 @@ pub async fn run(args: &Args) {
          conns: connections opened in init + in the 1st invocation (max over runs; 0 in the 1st = no handshake paid there)"
     );
     drop(stack);
+    let _ = std::fs::remove_dir_all(&tls_dir);
 }
