@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/forum-target}"
 RUNS="${RUNS:-9}"
 
-cargo build -q --release -p functions
+# Only the binaries asked for (each links with fat LTO: the whole set takes a long while).
+bins=()
+for b in "$@"; do bins+=(--bin "$b"); done
+cargo build -q --release -p functions "${bins[@]}"
 cargo build -q --release -p forum-bench --bin hello-world
 cargo build -q --profile perf -p forum-bench --bin forum-bench
 only=()

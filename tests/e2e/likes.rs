@@ -243,3 +243,98 @@ async fn put_and_delete_set_the_like_so_a_retry_leaves_the_state_asked_for() {
         .assert_error(404, "not_found");
     fan.delete(missing).await.assert_error(404, "not_found");
 }
+
+/// A viewer's likes are read from their own partition, one item per window of time; a viewer
+/// who likes more posts of one window than an item holds marks it overflowed, and pages fall
+/// back to the posts' like keys for it: `is_liked` stays exact on both sides of the bound.
+#[tokio::test]
+async fn is_liked_stays_exact_past_a_windows_capacity() {
+    let stack = shared_stack().await;
+    let author = stack.user("window-author");
+    let fan = stack.user("window-fan");
+    let other = stack.user("window-other");
+    let count = forum_store::MAX_LIKED_PER_WINDOW + 2;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        ids.push(
+            author.create_post(&format!("window post {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let like = |who: &Client, id: &str, method: reqwest::Method| {
+        let (who, path) = (who.clone(), format!("/api/forum/posts/{id}/like/"));
+        async move {
+            let answer = who.send(method, &path, None).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+        }
+    };
+    for id in &ids {
+        like(&fan, id, reqwest::Method::PUT).await;
+    }
+    // Another viewer's likes are their own.
+    like(&other, &ids[0], reqwest::Method::PUT).await;
+    like(&fan, &ids[1], reqwest::Method::DELETE).await;
+    // The author's posts, all of them in one or two windows of time: every one the fan likes
+    // reads liked, the one taken back not, for the fan; for the other viewer only the first.
+    let liked_of = |who: &Client| {
+        let (who, author) = (who.clone(), author.user_id.clone());
+        async move {
+            let mut liked = std::collections::BTreeMap::new();
+            let mut next = Some(format!("/api/forum/users/{author}/posts/?limit=100"));
+            while let Some(path) = next.take() {
+                let page = who.get(&path).await;
+                assert_eq!(page.status, 200, "{}", page.body);
+                for post in page.body["posts"].as_array().unwrap() {
+                    liked.insert(
+                        post["id"].as_str().unwrap().to_string(),
+                        post["is_liked"].as_bool().unwrap(),
+                    );
+                }
+                next = page.body["next_page"]
+                    .as_str()
+                    .map(|url| url[url.find("/api/").unwrap()..].to_string());
+            }
+            liked
+        }
+    };
+    let fans_view = liked_of(&fan).await;
+    assert_eq!(fans_view.len(), count);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(fans_view[id], i != 1, "post {i} for the fan");
+    }
+    let others_view = liked_of(&other).await;
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(others_view[id], i == 0, "post {i} for the other viewer");
+    }
+    // The fan's window for these posts overflowed (they are over its capacity); the other
+    // viewer's holds the one id.
+    let window = |who: &Client| {
+        let (dynamodb, table, pk, sk) = (
+            stack.stack.dynamodb.clone(),
+            stack.table_name.clone(),
+            format!("USER#{}", who.user_id),
+            forum_store::keys::liked_window_sk(&ids[count - 1]).unwrap(),
+        );
+        async move {
+            use aws_sdk_dynamodb::types::AttributeValue;
+            let out = dynamodb
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap();
+            out.item().cloned().unwrap_or_default()
+        }
+    };
+    let fans_window = window(&fan).await;
+    let others_window = window(&other).await;
+    if forum_store::keys::liked_window_sk(&ids[0]) == forum_store::keys::liked_window_sk(&ids[count - 1]) {
+        assert!(fans_window.contains_key("overflow"), "{fans_window:?}");
+    }
+    assert!(!others_window.contains_key("overflow"));
+}

@@ -131,6 +131,15 @@ pub fn notification_sk(id: &str) -> String {
     format!("{NOTIFICATION_PREFIX}{id}")
 }
 pub const INBOX_SK: &str = "INBOX";
+/// Which posts of one window of time a user likes (`USER#<uid>` / `LIKED#<window>`): the
+/// window is a post id's first 5 ULID characters (its top 23 bits of milliseconds, about 9.3
+/// hours), so a feed page's posts share one or two. `None` for an id that is not a ULID.
+pub const LIKED_PREFIX: &str = "LIKED#";
+pub const LIKED_WINDOW_CHARS: usize = 5;
+pub fn liked_window_sk(post_id: &str) -> Option<String> {
+    (post_id.len() == 26 && post_id.is_ascii()).then(|| format!("{LIKED_PREFIX}{}", &post_id[..LIKED_WINDOW_CHARS]))
+}
+
 /// A post's like notification group in its author's partition (`USER#<uid>` / `LIKES#<pid>`).
 pub fn like_group_sk(post_id: &str) -> String {
     format!("LIKES#{post_id}")

@@ -43,6 +43,7 @@ pub use blocks::{Block, MAX_BLOCKS, ViewerState};
 pub use connections::{Connection, MAX_CONNECTIONS_PER_USER, MAX_SUBSCRIPTIONS, Recipient};
 pub use error::{Entity, MediaRefusal, ModerationConflict, StoreError};
 pub use forum_domain::model::RateAction;
+pub use likes::MAX_LIKED_PER_WINDOW;
 pub use media::{OwnMedia, UNCLAIMED_MEDIA_TTL_SECS};
 pub use notifications::{LikeNews, MAX_LIKES_TOLD_AT_ONCE};
 pub use page::{

@@ -259,29 +259,27 @@ impl Table {
             .iter()
             .map(|e| key(keys::post_pk(&e.0), keys::POST_SK))
             .collect();
-        wanted.extend(
-            ids.items
-                .iter()
-                .map(|e| key(keys::post_pk(&e.0), keys::like_sk(viewer))),
-        );
+        let post_ids: Vec<String> = ids.items.iter().map(|e| e.0.clone()).collect();
+        wanted.extend(super::likes::liked_keys(viewer, &post_ids));
         wanted.push(key(keys::user_pk(viewer), keys::BLOCKS_SK));
         let mut posts = HashMap::new();
         let mut state = ViewerState::default();
+        let asked: HashSet<&str> = post_ids.iter().map(String::as_str).collect();
+        let mut liked = super::likes::LikedRead::default();
         for item in self.batch_get(wanted).await? {
+            if liked.take(&item, &asked) {
+                continue;
+            }
             match get_s(&item, keys::SK).as_deref() {
                 Some(keys::POST_SK) => {
                     let post = post_from_item(&item)?;
                     posts.insert(post.id.clone(), post);
                 }
                 Some(keys::BLOCKS_SK) => state.blocked = blocked_set(&item),
-                Some(_) => {
-                    if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
-                        state.liked.insert(pid);
-                    }
-                }
-                None => {}
+                _ => {}
             }
         }
+        state.liked = self.liked_among(liked, viewer, &post_ids).await?;
         // In the page's order; a post deleted since the Query is left out.
         // A post removed since the Query (its feed keys go with the removal) is left out too.
         let items = ids

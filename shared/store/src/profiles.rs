@@ -122,11 +122,7 @@ impl Table {
             .iter()
             .map(|uid| key(keys::user_pk(uid), keys::PROFILE_SK))
             .collect();
-        wanted.extend(
-            post_ids
-                .iter()
-                .map(|pid| key(keys::post_pk(pid), keys::like_sk(viewer))),
-        );
+        wanted.extend(super::likes::liked_keys(viewer, post_ids));
         // Whom the viewer blocks (for a list) rides along with their likes: no round trip of
         // its own.
         if with_blocks {
@@ -134,21 +130,22 @@ impl Table {
         }
         let mut profiles = HashMap::new();
         let mut state = ViewerState::default();
+        let asked: HashSet<&str> = post_ids.iter().map(String::as_str).collect();
+        let mut liked = super::likes::LikedRead::default();
         for item in self.batch_get(wanted).await? {
+            if liked.take(&item, &asked) {
+                continue;
+            }
             match get_s(&item, keys::SK).as_deref() {
                 Some(keys::PROFILE_SK) => {
                     let profile = profile_from_item(&item)?;
                     profiles.insert(profile.user_id.clone(), profile);
                 }
                 Some(keys::BLOCKS_SK) => state.blocked = blocked_set(&item),
-                Some(sk) if sk.starts_with("LIKE#") => {
-                    if let Some(pid) = get_s(&item, keys::PK).as_deref().and_then(keys::post_id_in) {
-                        state.liked.insert(pid);
-                    }
-                }
                 _ => {}
             }
         }
+        state.liked = self.liked_among(liked, viewer, post_ids).await?;
         Ok((profiles, state))
     }
 }
