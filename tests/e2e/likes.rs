@@ -125,19 +125,8 @@ async fn like_reading(stack: &crate::support::TestStack, post_id: &str) -> (usiz
             break;
         }
     }
-    let post = client
-        .get_item()
-        .table_name(table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("POST#{post_id}")),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("POST".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    let count = post.item().unwrap()["like_count"].as_n().unwrap().parse().unwrap();
+    let post = stack.stored_item(&format!("POST#{post_id}"), "POST").await;
+    let count = post["like_count"].as_n().unwrap().parse().unwrap();
     (likes, count)
 }
 
@@ -310,29 +299,12 @@ async fn is_liked_stays_exact_past_a_windows_capacity() {
     }
     // The fan's window for these posts overflowed (they are over its capacity); the other
     // viewer's holds the one id.
-    let window = |who: &Client| {
-        let (dynamodb, table, pk, sk) = (
-            stack.stack.dynamodb.clone(),
-            stack.table_name.clone(),
-            format!("USER#{}", who.user_id),
-            forum_store::keys::liked_window_sk(&ids[count - 1]).unwrap(),
-        );
-        async move {
-            use aws_sdk_dynamodb::types::AttributeValue;
-            let out = dynamodb
-                .get_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(pk))
-                .key("sk", AttributeValue::S(sk))
-                .consistent_read(true)
-                .send()
-                .await
-                .unwrap();
-            out.item().cloned().unwrap_or_default()
-        }
-    };
-    let fans_window = window(&fan).await;
-    let others_window = window(&other).await;
+    let window_sk = forum_store::keys::liked_window_sk(&ids[count - 1]).unwrap();
+    let (fan_pk, other_pk) = (format!("USER#{}", fan.user_id), format!("USER#{}", other.user_id));
+    let (fans_window, others_window) = (
+        stack.stored_item(&fan_pk, &window_sk).await,
+        stack.stored_item(&other_pk, &window_sk).await,
+    );
     if forum_store::keys::liked_window_sk(&ids[0]) == forum_store::keys::liked_window_sk(&ids[count - 1]) {
         assert!(fans_window.contains_key("overflow"), "{fans_window:?}");
     }

@@ -25,21 +25,8 @@ async fn act(moderator: &Client, body: Value) -> Value {
 
 /// The post's `comment_count` as stored, and the comments a reader sees (every page).
 async fn comment_truth(stack: &TestStack, reader: &Client, post_id: &str) -> (u64, usize) {
-    let item = stack
-        .stack
-        .dynamodb
-        .get_item()
-        .table_name(&stack.table_name)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("POST#{post_id}")),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("POST".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    let count = item.item().unwrap()["comment_count"].as_n().unwrap().parse().unwrap();
+    let item = stack.stored_item(&format!("POST#{post_id}"), "POST").await;
+    let count = item["comment_count"].as_n().unwrap().parse().unwrap();
     let mut seen = 0;
     let mut page = reader.get(&format!("{}?limit=7", comments_path(post_id))).await;
     loop {

@@ -372,24 +372,14 @@ async fn likes_are_one_notification_per_post_moved_to_the_top_with_the_count_and
     // The stream delivering a like's record again writes nothing, nor does the record of a
     // like since taken back: the like item says whether it was told.
     let liked_at = |fan: &crate::support::Client| {
-        let (client, table, key) = (
-            stack.stack.dynamodb.clone(),
-            stack.table_name.clone(),
-            (format!("POST#{post_id}"), format!("LIKE#{}", fan.user_id)),
-        );
+        let key = (format!("POST#{post_id}"), format!("LIKE#{}", fan.user_id));
         async move {
-            use aws_sdk_dynamodb::types::AttributeValue;
-            let item = client
-                .get_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(key.0))
-                .key("sk", AttributeValue::S(key.1))
-                .consistent_read(true)
-                .send()
-                .await
-                .unwrap();
-            let item = item.item().unwrap();
-            assert_eq!(item.get("notified"), Some(&AttributeValue::Bool(true)), "{item:?}");
+            let item = stack.stored_item(&key.0, &key.1).await;
+            assert_eq!(
+                item.get("notified"),
+                Some(&aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
+                "{item:?}"
+            );
             item["created_at"].as_s().unwrap().clone()
         }
     };
@@ -459,23 +449,9 @@ async fn a_like_taken_back_and_given_again_in_one_batch_is_told_once() {
     let like = format!("/api/forum/posts/{post_id}/like/");
     assert_eq!(bob.send(reqwest::Method::PUT, &like, None).await.status, 200);
     let item = stack
-        .stack
-        .dynamodb
-        .get_item()
-        .table_name(&stack.table_name)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("POST#{post_id}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("LIKE#{}", bob.user_id)),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    let standing = item.item().unwrap()["created_at"].as_s().unwrap().clone();
+        .stored_item(&format!("POST#{post_id}"), &format!("LIKE#{}", bob.user_id))
+        .await;
+    let standing = item["created_at"].as_s().unwrap().clone();
     let batch = json!({"Records": [
         like_record("900", &post_id, &bob.user_id, "2026-01-01T00:00:00.000Z"),
         like_record("901", &post_id, &bob.user_id, &standing),

@@ -199,6 +199,28 @@ fn http() -> &'static reqwest::Client {
 
 /// An answer from the API, already checked against openapi.yaml.
 impl TestStack {
+    /// An item as stored (a consistent GetItem), or an empty map when there is none: what a
+    /// test checks behind the API's back.
+    pub async fn stored_item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let out = self
+            .stack
+            .dynamodb
+            .get_item()
+            .table_name(&self.table_name)
+            .key("pk", AttributeValue::S(pk.to_string()))
+            .key("sk", AttributeValue::S(sk.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem");
+        out.item().cloned().unwrap_or_default()
+    }
+
     /// How long the read functions serve a post or a feed page from memory, as the template
     /// configures them: the staleness bound the API states for lists and post reads.
     pub fn read_cache_ttl(&self) -> std::time::Duration {
