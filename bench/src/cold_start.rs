@@ -89,40 +89,67 @@ impl CountingProxy {
     }
 }
 
-/// A certificate for 127.0.0.1 made for this run (`openssl`), its PEM file for the functions'
-/// `SSL_CERT_FILE`, and the proxies' acceptor.
+/// A certificate authority and a certificate for 127.0.0.1 it signed, made for this run
+/// (`openssl`): the authority's PEM file for the functions' `SSL_CERT_FILE`, and the proxies'
+/// acceptor. (A self-signed server certificate will not do: it is a CA, and WebPKI refuses a
+/// CA used as an end entity.)
 fn run_certificate(dir: &Path) -> Result<(PathBuf, tokio_rustls::TlsAcceptor), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-days",
-            "1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .map_err(|e| format!("openssl (for the run's certificate): {e}"))?;
-    if !out.status.success() {
-        return Err(format!("openssl: {}", String::from_utf8_lossy(&out.stderr)));
-    }
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("openssl (for the run's certificates): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {}: {}", args[0], String::from_utf8_lossy(&out.stderr)))
+        }
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-subj", "/CN=forum cold-start CA", "-days", "1"],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &["-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "leaf.csr"],
+        ]
+        .concat(),
+    )?;
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ])?;
+    let (cert, key, authority) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
     let chain = vec![CertificateDer::from_pem_file(&cert).map_err(|e| format!("{}: {e}", cert.display()))?];
     let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -132,7 +159,7 @@ fn run_certificate(dir: &Path) -> Result<(PathBuf, tokio_rustls::TlsAcceptor), S
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| e.to_string())?;
-    Ok((cert, tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    Ok((authority, tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
 /// `http://host:port` -> `host:port`.
@@ -285,6 +312,15 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
     let t = lock(&timeline);
     if let Some(error) = t.errors.first() {
         return Err(format!("{name} reported an error: {error}\n  {output}"));
+    }
+    // An HTTP function that answered 5xx did not work (a service it could not reach, say):
+    // its timing would not be a cold start's.
+    if let Some(failed) = t
+        .responses
+        .iter()
+        .find(|r| r["statusCode"].as_u64().is_some_and(|status| status >= 500))
+    {
+        return Err(format!("{name} answered {}\n  {output}", failed));
     }
     if finished.is_err() || t.responded.len() < 2 || t.delivered.len() < 2 || t.next_calls.is_empty() {
         let how = exited
