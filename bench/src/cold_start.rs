@@ -13,8 +13,8 @@
 //!
 //! The services are forum-local's (DynamoDB Local, the in-process S3, `@connections`), reached
 //! as a deployed function reaches AWS: over HTTPS (`AWS_ENDPOINT_URL_*`, `WS_ENDPOINT`), through
-//! TLS-terminating proxies with a certificate made for the run, which the functions trust
-//! through `FORUM_TLS_ROOTS=system` and `SSL_CERT_FILE` (a deployed function refuses a plain
+//! TLS-terminating proxies with a certificate made for the run, whose CA the functions trust
+//! through `FORUM_TLS_ROOTS=<its PEM file>` (a deployed function refuses a plain
 //! HTTP `WS_ENDPOINT`, and every handshake a cold start pays in AWS it pays here). A function
 //! that fails is shown with its own stderr. `bash bench/cold_start.sh` builds and runs it.
 
@@ -245,8 +245,9 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
         ("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb.url()),
         ("AWS_ENDPOINT_URL_S3", services.s3.url()),
         ("WS_ENDPOINT", services.connections.url()),
-        ("FORUM_TLS_ROOTS", "system".into()),
-        ("SSL_CERT_FILE", services.certificate.display().to_string()),
+        // The run's CA alone, as cheap to load as the compiled-in Amazon roots (the system's
+        // store would add its ~150 certificates to every init).
+        ("FORUM_TLS_ROOTS", services.certificate.display().to_string()),
         ("MEDIA_BASE_URL", "https://media.forum.test".into()),
         ("RUST_LOG", "info".into()),
     ] {

@@ -55,7 +55,7 @@ pub fn retries() -> RetryConfig {
 const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("amazon-trust-services.pem");
 
 /// Which roots TLS connections to AWS trust.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TlsRoots {
     /// The five Amazon Trust Services roots, compiled in: the default. Loading the system's
     /// store instead (about 150 certificates, or a directory of them) costs a cold start
@@ -64,12 +64,16 @@ pub enum TlsRoots {
     /// The system's trust store (`FORUM_TLS_ROOTS=system`), e.g. for an HTTPS endpoint
     /// override (`AWS_ENDPOINT_URL_*`) signed by another CA.
     System,
+    /// The roots in one PEM file (`FORUM_TLS_ROOTS=/path/roots.pem`): such an override's own
+    /// CA, as cheap to load as the compiled-in roots (the cold-start bench runs this way).
+    File(std::path::PathBuf),
 }
 
 impl TlsRoots {
     pub fn from_env() -> Self {
         match std::env::var("FORUM_TLS_ROOTS").as_deref() {
             Ok("system") => TlsRoots::System,
+            Ok(path) if path.starts_with('/') => TlsRoots::File(path.into()),
             _ => TlsRoots::Amazon,
         }
     }
@@ -81,6 +85,10 @@ pub fn https_client(roots: TlsRoots) -> Result<SharedHttpClient, String> {
     let store = match roots {
         TlsRoots::Amazon => TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES),
         TlsRoots::System => TrustStore::default(),
+        TlsRoots::File(path) => {
+            let pem = std::fs::read(&path).map_err(|e| format!("FORUM_TLS_ROOTS {}: {e}", path.display()))?;
+            TrustStore::empty().with_pem_certificate(pem.as_slice())
+        }
     };
     let context = TlsContext::builder()
         .with_trust_store(store)
@@ -99,7 +107,8 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     match target {
         AwsTarget::Environment => match https_client(TlsRoots::from_env()) {
             Ok(client) => loader.http_client(client).load().await,
-            // Cannot happen with the compiled-in roots; the SDK's default client still works.
+            // Cannot happen with the compiled-in roots (a roots file that cannot be read
+            // can): the SDK's default client still works, trusting the system's roots.
             Err(e) => {
                 tracing::warn!(error = %e, "using the SDK's default HTTPS client");
                 loader.load().await
@@ -223,5 +232,15 @@ mod tests {
         assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
         assert!(https_client(TlsRoots::Amazon).is_ok());
         assert!(https_client(TlsRoots::System).is_ok());
+    }
+
+    #[test]
+    fn roots_from_a_file_load_and_a_missing_file_is_said() {
+        let path = std::env::temp_dir().join(format!("forum-roots-{}.pem", std::process::id()));
+        std::fs::write(&path, AMAZON_TRUST_SERVICES).unwrap();
+        assert!(https_client(TlsRoots::File(path.clone())).is_ok());
+        std::fs::remove_file(&path).unwrap();
+        let missing = https_client(TlsRoots::File(path)).err().unwrap_or_default();
+        assert!(missing.contains("FORUM_TLS_ROOTS"), "{missing}");
     }
 }
