@@ -68,10 +68,14 @@ impl CountingProxy {
                 lock(&log).push(Instant::now());
                 let (upstream, tls) = (upstream.clone(), tls.clone());
                 tokio::spawn(async move {
+                    // Nagle's algorithm against delayed ACKs stalls a TLS handshake's small
+                    // flights by tens of milliseconds: a proxy must not add what AWS does not.
+                    let _ = inbound.set_nodelay(true);
                     let Ok(mut inbound) = tls.accept(inbound).await else {
                         return;
                     };
                     if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = outbound.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
