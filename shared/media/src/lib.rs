@@ -109,10 +109,12 @@ pub enum Coding {
     /// A JPEG: its components (1 grey, 3 colour, 4 CMYK), the 8x8 blocks they hold in all
     /// (each component at its own sampling, padded to whole MCUs), and whether it is
     /// progressive. Either way its decode may hold every coefficient of the whole image (64 of
-    /// 2 bytes per block), whatever the scale of the output: a progressive decode keeps them
-    /// until its last scan, and a baseline one hands rows of them to the decoder's threads
-    /// through an unbounded queue, which holds them all when those threads fall behind (seen
-    /// in the allocation test, and likely on Lambda's fractional vCPUs).
+    /// 2 bytes per block), whatever the scale of the output: a baseline decode hands rows of
+    /// them to the decoder's threads through an unbounded queue, which holds them all when
+    /// those threads fall behind (seen in the allocation test, and likely on Lambda's
+    /// fractional vCPUs). A progressive decode keeps them all until its last scan and then
+    /// queues a copy of each finished row, so when its threads fall behind it holds them twice
+    /// (the allocation test measured 1.3x once its worker thread was starved on a loaded CI).
     Jpeg {
         components: u8,
         blocks: u64,
@@ -308,8 +310,13 @@ impl Probe {
     pub fn decode_bytes(&self, cover: u32) -> u64 {
         let (ow, oh, channels) = self.decoded_size(cover);
         match self.coding {
-            Coding::Jpeg { components, blocks, .. } => {
-                let coefficients = blocks * 64 * 2;
+            Coding::Jpeg {
+                components,
+                blocks,
+                progressive,
+            } => {
+                let copies = if progressive { 2 } else { 1 };
+                let coefficients = copies * blocks * 64 * 2;
                 let block_side = u64::from(8 / jpeg_scale(self.width, self.height, cover));
                 let planes = blocks * block_side * block_side;
                 let output = ow * oh * u64::from(components);
