@@ -279,6 +279,31 @@ impl Answer {
     }
 }
 
+/// Sends a request again while it is answered `503` (at most 8 times), as a client that keeps
+/// its requests does: waits its `Retry-After`, doubled with each attempt up to 4x, plus up to
+/// a second of jitter, so clients refused together do not all come back together. Returns
+/// the last answer and how many `503`s came before it. A loaded machine makes DynamoDB Local
+/// miss a request's deadline; what such a client then sees (with an `Idempotency-Key`,
+/// exactly one write) is what the tests hold.
+pub async fn until_answered<F, Fut>(mut send: F) -> (Answer, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let mut unavailable = 0;
+    loop {
+        let answer = send().await;
+        if answer.status != 503 || unavailable == 8 {
+            return (answer, unavailable);
+        }
+        let retry_after: u64 = answer.header("retry-after").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let jitter = (ulid::Ulid::new().random() % 1000) as u64;
+        tokio::time::sleep(Duration::from_secs(retry_after << unavailable.min(2)) + Duration::from_millis(jitter))
+            .await;
+        unavailable += 1;
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     pub base: String,
