@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 
 use super::App;
 use super::notifications::notification_view;
@@ -596,21 +597,20 @@ async fn deliver_all(
     notifications: impl Iterator<Item = (String, Notification)>,
     connections: &HashMap<String, Vec<Recipient>>,
 ) -> Result<(), ApiError> {
-    // Boxed and typed here: a closure over `app` inside the stream is not general enough
-    // for the spawned fan-out future.
-    type Delivery<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
-    let deliveries: Vec<Delivery<'_>> = notifications
-        .map(|(recipient, notification)| -> Delivery<'_> {
+    let deliveries = notifications
+        .map(|(recipient, notification)| {
             let sockets = connections.get(&recipient).map(Vec::as_slice).unwrap_or_default();
-            Box::pin(async move { deliver(app, &recipient, notification, sockets).await })
+            async move { deliver(app, &recipient, notification, sockets).await }.boxed()
         })
         .collect();
-    futures::stream::iter(deliveries)
-        .buffer_unordered(DELIVERIES_AT_ONCE)
-        .collect::<Vec<Result<(), ApiError>>>()
-        .await
-        .into_iter()
-        .collect()
+    at_most(DELIVERIES_AT_ONCE, deliveries).await.into_iter().collect()
+}
+
+/// Runs `work`, at most `n` at once, and gives every output (in the order they finish).
+/// Boxed: a closure over `app` inside the stream is not general enough for the spawned
+/// fan-out future.
+async fn at_most<'a, T>(n: usize, work: Vec<BoxFuture<'a, T>>) -> Vec<T> {
+    futures::stream::iter(work).buffer_unordered(n).collect().await
 }
 
 /// Writes `notification` to `recipient`'s inbox and, the first time only, tells their
@@ -718,22 +718,13 @@ impl LaneReads {
         app: &App,
         users: &[String],
     ) -> Result<HashMap<String, Vec<Recipient>>, ApiError> {
-        let missing: Vec<&String> = users.iter().filter(|u| !self.connections.contains_key(*u)).collect();
-        type Read<'a> = std::pin::Pin<
-            Box<
-                dyn std::future::Future<Output = Result<(String, Vec<Recipient>), forum_store::StoreError>> + Send + 'a,
-            >,
-        >;
-        let reads: Vec<Read<'_>> = missing
-            .into_iter()
-            .map(|user| -> Read<'_> {
-                Box::pin(async move { Ok((user.clone(), app.table.user_connections(user).await?)) })
-            })
+        let reads = users
+            .iter()
+            .filter(|u| !self.connections.contains_key(*u))
+            .map(|user| async move { Ok((user.clone(), app.table.user_connections(user).await?)) }.boxed())
             .collect();
-        let read: Vec<Result<(String, Vec<Recipient>), forum_store::StoreError>> = futures::stream::iter(reads)
-            .buffer_unordered(DELIVERIES_AT_ONCE)
-            .collect()
-            .await;
+        let read: Vec<Result<(String, Vec<Recipient>), forum_store::StoreError>> =
+            at_most(DELIVERIES_AT_ONCE, reads).await;
         for found in read {
             let (user, connections) = found?;
             self.connections.insert(user, connections);
@@ -758,16 +749,14 @@ impl LaneReads {
         if let Some(hidden) = self.hidden.get(author) {
             return Ok(hidden.clone());
         }
-        let mut hidden = HashSet::new();
-        for blocker in self.blockers_of(app, author).await? {
-            hidden.extend(
-                app.table
-                    .user_connections(&blocker)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.connection_id),
-            );
-        }
+        let blockers: Vec<String> = self.blockers_of(app, author).await?.into_iter().collect();
+        let hidden: HashSet<String> = self
+            .connections_of(app, &blockers)
+            .await?
+            .into_values()
+            .flatten()
+            .map(|r| r.connection_id)
+            .collect();
         self.hidden.insert(author.to_string(), hidden.clone());
         Ok(hidden)
     }
