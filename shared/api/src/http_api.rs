@@ -1,5 +1,6 @@
 //! Small helpers shared by the HTTP handlers: request ids, JSON in and out, query parameters.
 
+use forum_domain::cursor::{CursorCodec, PageCursor};
 use forum_domain::limits;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -121,6 +122,18 @@ pub fn page_url(req: &Request, cursor: &str, limit: usize) -> String {
         url.push_str(&format!("&limit={limit}"));
     }
     url
+}
+
+/// A page's `next_page` and `previous_page` links: its cursors, sealed, on the route asked.
+pub fn page_links(
+    req: &Request,
+    cursors: &CursorCodec,
+    limit: usize,
+    next: Option<&PageCursor>,
+    previous: Option<&PageCursor>,
+) -> (Option<String>, Option<String>) {
+    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    (next.map(link), previous.map(link))
 }
 
 /// A ULID path parameter. Anything that is not one cannot name an item: 404.

@@ -10,8 +10,7 @@ use serde::Serialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, page_limit, page_url, path_user_id};
-use forum_domain::cursor::PageCursor;
+use crate::http_api::{self, json, page_limit, page_links, path_user_id};
 use forum_domain::model::{Profile, UserView, now_rfc3339};
 use forum_store::blocks_scope;
 
@@ -90,13 +89,13 @@ pub async fn list_blocks(app: &App, req: &Request, caller: &Caller) -> Result<Re
             }
         })
         .collect();
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &BlockPage {
             blocks,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }

@@ -10,8 +10,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use std::sync::Arc;
 
-use crate::http_api::{self, json, json_body, json_text, page_limit, page_url, path_id};
-use forum_domain::cursor::PageCursor;
+use crate::http_api::{self, json, json_body, json_text, page_limit, page_links, path_id};
 use forum_domain::model::{
     Comment, CommentPage, CommentView, Profile, new_id_with_timestamp, now_rfc3339, timestamp_of,
 };
@@ -71,13 +70,13 @@ pub async fn list_comments(app: &App, req: &Request, caller: &Caller) -> Result<
             CommentView::new(c, &author)
         })
         .collect();
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &CommentPage {
             comments,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, page_limit, page_url};
-use forum_domain::cursor::PageCursor;
+use crate::http_api::{self, json, json_body, page_limit, page_links};
 use forum_domain::model::new_id_with_timestamp;
 use forum_domain::moderation::{self, ActionKind, LogEntry, LogPage, Suspension};
 use forum_domain::reports::{ReportOutcome, ReportTarget};
@@ -222,12 +221,12 @@ pub async fn moderation_log(app: &App, req: &Request, caller: &Caller) -> Result
         .map(|raw| cursors.decode(raw, &log_scope()))
         .transpose()?;
     let page = app.table.log_page(position.as_ref(), limit).await?;
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &LogPage {
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
             actions: page.items,
         },
     ))

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, page_limit, page_url};
-use forum_domain::cursor::PageCursor;
+use crate::http_api::{self, json, json_body, page_limit, page_links};
 use forum_domain::model::{Profile, UserView};
 use forum_domain::notifications::{Notification, NotificationKind, NotificationPage, NotificationView};
 use forum_store::notifications_scope;
@@ -57,14 +56,14 @@ pub async fn list_notifications(app: &App, req: &Request, caller: &Caller) -> Re
             notification_view(n, &profiles, read)
         })
         .collect();
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &NotificationPage {
             notifications,
             unread_count: unread,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, json_text, page_limit, page_url, path_id};
+use crate::http_api::{self, json, json_body, json_text, page_limit, page_links, path_id};
 use std::sync::Arc;
 
 use forum_domain::model::{Post, PostPage, PostView, Profile, new_id_with_timestamp, now_rfc3339};
@@ -67,13 +67,13 @@ pub async fn list_posts(app: &App, req: &Request, caller: &Caller) -> Result<Res
         .transpose()?;
     let (page, liked) = app.feed_page(position.as_ref(), limit, &caller.user_id).await?;
     let posts = app.post_views(page.items, caller, liked).await?;
-    let link = |c: &forum_domain::cursor::PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &PostPage {
             posts,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }

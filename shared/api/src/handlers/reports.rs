@@ -11,8 +11,7 @@ use super::App;
 use super::moderation::moderator;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, json_body, json_text, page_limit, page_url, path_id};
-use forum_domain::cursor::PageCursor;
+use crate::http_api::{self, json, json_body, json_text, page_limit, page_links, path_id};
 use forum_domain::model::{CommentView, PostView, Profile, new_id_with_timestamp};
 use forum_domain::reports::{QueueEntry, QueuePage, Report, ReportReason, ReportTarget, clean_note};
 use forum_store::idempotency::{RenderAnswer, StoredAnswer};
@@ -118,13 +117,13 @@ pub async fn list_reports(app: &App, req: &Request, caller: &Caller) -> Result<R
             resolved_at: summary.resolved_at,
         })
         .collect();
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &QueuePage {
             reports,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }

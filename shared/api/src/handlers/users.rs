@@ -9,8 +9,7 @@ use serde::Serialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, page_limit, page_url, path_user_id};
-use forum_domain::cursor::PageCursor;
+use crate::http_api::{self, json, page_limit, page_links, path_user_id};
 use forum_domain::model::{CommentPage, CommentView, PostPage, Profile, UserView};
 use forum_store::{user_comments_scope, user_posts_scope};
 
@@ -65,13 +64,13 @@ pub async fn user_posts(app: &App, req: &Request, caller: &Caller) -> Result<Res
         .await?;
     // Blocked authors are left out here as in every list (a moderator sees everything).
     let posts = app.post_views(page.items, caller, Some(viewer)).await?;
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &PostPage {
             posts,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }
@@ -98,13 +97,13 @@ pub async fn user_comments(app: &App, req: &Request, caller: &Caller) -> Result<
         .cloned()
         .unwrap_or_else(|| Profile::unknown(&user_id));
     let comments = page.items.into_iter().map(|c| CommentView::new(c, &author)).collect();
-    let link = |c: &PageCursor| page_url(req, &cursors.encode(c), limit);
+    let (next_page, previous_page) = page_links(req, &cursors, limit, page.next.as_ref(), page.previous.as_ref());
     Ok(json(
         200,
         &CommentPage {
             comments,
-            next_page: page.next.as_ref().map(link),
-            previous_page: page.previous.as_ref().map(link),
+            next_page,
+            previous_page,
         },
     ))
 }
