@@ -110,6 +110,25 @@ fn measure(name: &str, bytes: &[u8], runs: usize, parallel: bool) {
     );
 }
 
+/// What no JPEG pipeline here gets below: reading every entropy-coded byte, which is serial
+/// without restart markers. A decode at 1/8 scale (what `verify` runs) is that and little else:
+/// one coefficient per block to transform. `compare_thumbnails.sh` times libjpeg-turbo's.
+fn entropy_floor(jpeg: &[u8], runs: usize) {
+    let verify = || media::verify(jpeg, MAX_UPLOAD_BYTES, process_media_budget()).expect("verifies");
+    verify();
+    let times = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(verify());
+            started.elapsed()
+        })
+        .collect();
+    println!(
+        "entropy floor, a decode at 1/8 scale (verify, 1 thread): median {:.1} ms over {runs} runs",
+        median(times).as_secs_f64() * 1000.0
+    );
+}
+
 pub fn run(args: &Args) {
     let jpeg = fixtures::photo_jpeg(4032, 3024);
     let png = fixtures::photo_png(4032, 3024);
@@ -126,5 +145,6 @@ pub fn run(args: &Args) {
         measure("JPEG 4032x3024", &jpeg, args.runs, parallel);
         measure("PNG  4032x3024", &png, args.runs.min(5), parallel);
     }
+    entropy_floor(&jpeg, args.runs);
     println!("source images written to {}", args.out.display());
 }
