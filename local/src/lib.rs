@@ -364,13 +364,12 @@ impl Stack {
                     std::slice::from_ref(&check),
                 ))
             });
-            let secrets_client = aws::secrets_client_with(&sdk, &target, std::slice::from_ref(&check));
             let app = App::new(
                 config,
                 client,
                 s3,
                 notifier,
-                secrets_client,
+                || aws::secrets_client_with(&sdk, &target, std::slice::from_ref(&check)),
                 Deployment::Development,
                 usage,
             );
@@ -395,7 +394,7 @@ impl Stack {
             dynamodb.clone(),
             s3_client.clone(),
             Some(forum_store::notifier::Notifier::new(ws_client.clone())),
-            aws::secrets_client(&sdk, &target),
+            || aws::secrets_client(&sdk, &target),
             Deployment::Development,
             api_trips.clone(),
         );

@@ -38,7 +38,9 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
             .ws_endpoint
             .as_deref()
             .map(|endpoint| Notifier::new(aws::ws_client(&sdk, endpoint))),
-        aws::secrets_client(&sdk, &target),
+        // Built only for a function that reads a secret: each SDK client parses its
+        // service's endpoint rules once, which a function that never calls it need not pay.
+        || aws::secrets_client(&sdk, &target),
         env.deployment(),
         usage,
     );

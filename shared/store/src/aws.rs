@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
+use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -14,7 +15,9 @@ pub use crate::dynamodb_usage::DynamoDbUsage;
 /// Where the AWS services are.
 #[derive(Clone, Debug)]
 pub enum AwsTarget {
-    /// The real services, with region and credentials from the environment (Lambda).
+    /// The real services, with region and credentials from the environment variables Lambda
+    /// sets (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`;
+    /// `sam local` sets them too), and nothing else: no profile, IMDS or web identity.
     Environment,
     /// Local stand-ins (DynamoDB Local, the in-process S3, forum-local's Secrets Manager), with
     /// fixed development credentials.
@@ -105,15 +108,24 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
         .timeout_config(timeouts())
         .retry_config(retries());
     match target {
-        AwsTarget::Environment => match https_client(TlsRoots::from_env()) {
-            Ok(client) => loader.http_client(client).load().await,
-            // Cannot happen with the compiled-in roots (a roots file that cannot be read
-            // can): the SDK's default client still works, trusting the system's roots.
-            Err(e) => {
-                tracing::warn!(error = %e, "using the SDK's default HTTPS client");
-                loader.load().await
+        AwsTarget::Environment => {
+            // Lambda gives a function its region and its role's credentials in the
+            // environment, so only the environment is asked: the default chains would build an
+            // STS client (web identity) and two IMDS clients at every cold start only to leave
+            // them unused (a tenth of get-post's init CPU, docs/performance.md).
+            let loader = loader
+                .region(EnvironmentVariableRegionProvider::new())
+                .credentials_provider(EnvironmentVariableCredentialsProvider::new());
+            match https_client(TlsRoots::from_env()) {
+                Ok(client) => loader.http_client(client).load().await,
+                // Cannot happen with the compiled-in roots (a roots file that cannot be read
+                // can): the SDK's default client still works, trusting the system's roots.
+                Err(e) => {
+                    tracing::warn!(error = %e, "using the SDK's default HTTPS client");
+                    loader.load().await
+                }
             }
-        },
+        }
         AwsTarget::Local { .. } => {
             loader
                 .region(Region::new(LOCAL_REGION))

@@ -94,7 +94,7 @@ impl App {
         dynamodb: aws_sdk_dynamodb::Client,
         s3: aws_sdk_s3::Client,
         notifier: Option<Notifier>,
-        secrets: aws_sdk_secretsmanager::Client,
+        secrets: impl FnOnce() -> aws_sdk_secretsmanager::Client,
         deployment: Deployment,
         dynamodb_usage: DynamoDbUsage,
     ) -> Arc<Self> {
@@ -105,7 +105,7 @@ impl App {
             cursor_key: config
                 .cursor_secret_arn
                 .as_deref()
-                .map(|arn| SecretSource::new(secrets, arn, "CursorSecretArn", deployment)),
+                .map(|arn| SecretSource::new(secrets(), arn, "CursorSecretArn", deployment)),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
             notification_ttl_secs: config.notification_ttl_secs,
