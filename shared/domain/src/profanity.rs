@@ -259,9 +259,15 @@ fn readings(word: &str) -> Vec<String> {
 /// "the American Nazi Party").
 const ORDINARY_WORDS: &[&str] = &["cracker", "crackers", "ho", "kkk", "nazi", "nazis", "nudest"];
 
-/// rustrict's words, with slurs it does not rate as refused added.
-static WORDS: std::sync::LazyLock<Trie> = std::sync::LazyLock::new(|| {
-    let mut words = Trie::default();
+/// rustrict's words, with slurs it does not rate as refused added. Added to rustrict's own
+/// table, not to a copy of it: the copy doubled what the filter costs every text function's
+/// cold start (another 18 MB and 17 ms, measured with rustrict 0.7.39).
+static WORDS: std::sync::LazyLock<&'static Trie> = std::sync::LazyLock::new(|| {
+    // SAFETY: rustrict's default table may be changed only while nothing else refers to it.
+    // Nothing in this program reaches rustrict but `is_refused`, which takes `WORDS` before it
+    // builds a `Censor`; a LazyLock runs this once and holds every other caller until it
+    // returns, and the mutable borrow ends with it.
+    let words = unsafe { Trie::customize_default() };
     for slur in ["spic", "spics"] {
         words.set(slur, Type::OFFENSIVE & Type::SEVERE);
     }
@@ -293,8 +299,10 @@ fn is_refused(candidate: &str) -> bool {
     if ORDINARY_WORDS.contains(&word) {
         return false;
     }
+    // First: no `Censor` may exist while `WORDS` is being set up (see there).
+    let words: &'static Trie = *WORDS;
     let (censored, analysis) = Censor::from_str(word)
-        .with_trie(&WORDS)
+        .with_trie(words)
         .with_censor_threshold(refused_language())
         .censor_and_analyze();
     if !analysis.is(refused_language()) {
@@ -406,6 +414,14 @@ pub fn warm_up() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slurs_rustrict_misses_are_refused_in_its_own_table() {
+        for slur in ["spic", "spics", "Spics"] {
+            assert!(first_finding(&format!("go home {slur}")).is_some(), "{slur}");
+        }
+        assert!(first_finding("a spicy dish").is_none());
+    }
 
     #[test]
     fn a_finding_is_the_span_as_written() {
