@@ -8,7 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/forum-lambda-target}"
-command -v cargo-lambda >/dev/null 2>&1 || pip install -q cargo-lambda
+# Debian's python refuses pip outside a venv (PEP 668): cargo-lambda lives in its own.
+if ! command -v cargo-lambda >/dev/null 2>&1; then
+  venv="$HOME/.cache/forum-ci/cargo-lambda"
+  [ -x "$venv/bin/cargo-lambda" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q cargo-lambda; }
+  export PATH="$venv/bin:$PATH"
+fi
 
 if [ "$#" -gt 0 ]; then
   bins=("$@")
