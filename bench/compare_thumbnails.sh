@@ -63,24 +63,22 @@ def pipeline(path):
         im = t                          # each size from the previous, like ours
     return results
 
-for name, runs_here in (("photo-4032x3024.jpg", runs), ("photo-4032x3024.png", min(runs, 5))):
-    path = f"{out}/{name}"
-    pipeline(path)
+def median_ms(work, path, runs_here):
+    work(path)                          # untimed first run
     times = []
     for _ in range(runs_here):
-        t0 = time.perf_counter(); pipeline(path); times.append(time.perf_counter() - t0)
-    print(f"{name}: median {statistics.median(times)*1000:.1f} ms over {runs_here} runs")
+        t0 = time.perf_counter(); work(path); times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+for name, runs_here in (("photo-4032x3024.jpg", runs), ("photo-4032x3024.png", min(runs, 5))):
+    print(f"{name}: median {median_ms(pipeline, f'{out}/{name}', runs_here):.1f} ms over {runs_here} runs")
 # libjpeg-turbo's entropy decoding, as forum-bench times ours: a decode at 1/8 scale.
 def floor(path):
     im = Image.open(path)
     im.draft("RGB", (im.width // 8, im.height // 8))
     im.load()
-path = f"{out}/photo-4032x3024.jpg"
-floor(path)
-times = []
-for _ in range(runs):
-    t0 = time.perf_counter(); floor(path); times.append(time.perf_counter() - t0)
-print(f"entropy floor, a decode at 1/8 scale (draft, 1 thread): median {statistics.median(times)*1000:.1f} ms over {runs} runs")
+print(f"entropy floor, a decode at 1/8 scale (draft, 1 thread): "
+      f"median {median_ms(floor, f'{out}/photo-4032x3024.jpg', runs):.1f} ms over {runs} runs")
 print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024:.1f} MB")
 PY
 

@@ -76,26 +76,32 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The median time of `runs` calls of `work`, after one untimed call (page faults, lazy tables).
+fn median_time<T>(runs: usize, mut work: impl FnMut() -> T) -> Duration {
+    std::hint::black_box(work());
+    let times = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(work());
+            started.elapsed()
+        })
+        .collect();
+    median(times)
+}
+
 fn measure(name: &str, bytes: &[u8], runs: usize, parallel: bool) {
     // The pipeline, not the upload limit, is measured: a noisy 12 MP PNG is larger than the
     // 15 MiB an upload may be.
     let limit = MAX_UPLOAD_BYTES.max(bytes.len() as u64);
     let budget = process_media_budget();
-    // Warm-up (page faults, lazy tables), then timed runs.
-    let warm = media::process_with(bytes, limit, budget, parallel).expect("the benchmark image processes");
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        let out = media::process_with(bytes, limit, budget, parallel).expect("processes");
-        times.push(started.elapsed());
-        std::hint::black_box(out);
-    }
+    let time = median_time(runs, || {
+        media::process_with(bytes, limit, budget, parallel).expect("processes")
+    });
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
     let out = media::process_with(bytes, limit, budget, parallel).expect("processes");
     let peak = PEAK.load(Ordering::Relaxed) - baseline;
-    drop(out);
-    let sizes: Vec<String> = warm
+    let sizes: Vec<String> = out
         .variants
         .iter()
         .map(|v| format!("{} {}x{} ({} KB)", v.name, v.width, v.height, v.bytes.len() / 1024))
@@ -103,7 +109,7 @@ fn measure(name: &str, bytes: &[u8], runs: usize, parallel: bool) {
     let threads = if parallel { "2 threads" } else { "1 thread " };
     println!(
         "{name}, {threads}: median {:.1} ms over {runs} runs, peak heap growth {:.1} MB (input {:.1} MB) -> {}",
-        median(times).as_secs_f64() * 1000.0,
+        time.as_secs_f64() * 1000.0,
         peak as f64 / (1024.0 * 1024.0),
         bytes.len() as f64 / (1024.0 * 1024.0),
         sizes.join(", ")
@@ -114,18 +120,13 @@ fn measure(name: &str, bytes: &[u8], runs: usize, parallel: bool) {
 /// without restart markers. A decode at 1/8 scale (what `verify` runs) is that and little else:
 /// one coefficient per block to transform. `compare_thumbnails.sh` times libjpeg-turbo's.
 fn entropy_floor(jpeg: &[u8], runs: usize) {
-    let verify = || media::verify(jpeg, MAX_UPLOAD_BYTES, process_media_budget()).expect("verifies");
-    verify();
-    let times = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            std::hint::black_box(verify());
-            started.elapsed()
-        })
-        .collect();
+    let budget = process_media_budget();
+    let time = median_time(runs, || {
+        media::verify(jpeg, MAX_UPLOAD_BYTES, budget).expect("verifies")
+    });
     println!(
         "entropy floor, a decode at 1/8 scale (verify, 1 thread): median {:.1} ms over {runs} runs",
-        median(times).as_secs_f64() * 1000.0
+        time.as_secs_f64() * 1000.0
     );
 }
 
