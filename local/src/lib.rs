@@ -355,21 +355,27 @@ impl Stack {
                     aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(combined),
                 ],
             );
-            let s3 = aws::s3_client_with(&sdk, &target, std::slice::from_ref(&check));
+            // Built on first use, as the deployed functions build theirs (`serve_http`).
+            let s3 = {
+                let (sdk, target, check) = (sdk.clone(), target.clone(), check.clone());
+                aws::deferred(move || aws::s3_client_with(&sdk, &target, std::slice::from_ref(&check)))
+            };
             // Each function its own, as each container has its own (and its own send limit).
             let notifier = config.ws_endpoint.as_ref().map(|_| {
-                forum_store::notifier::Notifier::new(aws::ws_client_with(
-                    &sdk,
-                    &connections_endpoint,
-                    std::slice::from_ref(&check),
-                ))
+                let (sdk, endpoint, check) = (sdk.clone(), connections_endpoint.clone(), check.clone());
+                forum_store::notifier::Notifier::new(aws::deferred(move || {
+                    aws::ws_client_with(&sdk, &endpoint, std::slice::from_ref(&check))
+                }))
             });
             let app = App::new(
                 config,
                 client,
                 s3,
                 notifier,
-                || aws::secrets_client_with(&sdk, &target, std::slice::from_ref(&check)),
+                {
+                    let (sdk, target, check) = (sdk.clone(), target.clone(), check.clone());
+                    aws::deferred(move || aws::secrets_client_with(&sdk, &target, std::slice::from_ref(&check)))
+                },
                 Deployment::Development,
                 usage,
             );
@@ -392,9 +398,18 @@ impl Stack {
         let api_app = App::new(
             list_posts,
             dynamodb.clone(),
-            s3_client.clone(),
-            Some(forum_store::notifier::Notifier::new(ws_client.clone())),
-            || aws::secrets_client(&sdk, &target),
+            {
+                let s3 = s3_client.clone();
+                aws::deferred(move || s3)
+            },
+            Some(forum_store::notifier::Notifier::new({
+                let ws = ws_client.clone();
+                aws::deferred(move || ws)
+            })),
+            {
+                let (sdk, target) = (sdk.clone(), target.clone());
+                aws::deferred(move || aws::secrets_client(&sdk, &target))
+            },
             Deployment::Development,
             api_trips.clone(),
         );

@@ -13,7 +13,7 @@ use crate::auth::{self, JwtKeys, JwtSettings, TokenVerifier};
 use crate::config::{Config, Env};
 use crate::handlers::Route;
 use crate::handlers::route_table::DYNAMODB;
-use crate::handlers::{self, App, Uses};
+use crate::handlers::{self, App, Handler, Uses};
 use crate::routes::WS_ROUTES;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use forum_store::aws;
@@ -30,17 +30,27 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     let target = crate::config::aws_target(&env)?;
     let sdk = aws::sdk_config(&target).await;
     let usage = aws::DynamoDbUsage::default();
+    // Each client other than DynamoDB's is built when first used (`aws::Deferred`): the
+    // Secrets Manager client in the warm-up of a function that reads a secret, the others by
+    // the functions that call them.
+    let secrets = {
+        let (sdk, target) = (sdk.clone(), target.clone());
+        aws::deferred(move || aws::secrets_client(&sdk, &target))
+    };
+    let s3 = {
+        let (sdk, target) = (sdk.clone(), target.clone());
+        aws::deferred(move || aws::s3_client(&sdk, &target))
+    };
+    let notifier = config.ws_endpoint.clone().map(|endpoint| {
+        let sdk = sdk.clone();
+        Notifier::new(aws::deferred(move || aws::ws_client(&sdk, &endpoint)))
+    });
     let app = App::new(
         &config,
         aws::dynamodb_client(&sdk, &target, &usage),
-        aws::s3_client(&sdk, &target),
-        config
-            .ws_endpoint
-            .as_deref()
-            .map(|endpoint| Notifier::new(aws::ws_client(&sdk, endpoint))),
-        // Built only for a function that reads a secret: each SDK client parses its
-        // service's endpoint rules once, which a function that never calls it need not pay.
-        || aws::secrets_client(&sdk, &target),
+        s3,
+        notifier,
+        secrets,
         env.deployment(),
         usage,
     );
@@ -58,7 +68,9 @@ const WARM_UP_LIMIT: Duration = Duration::from_millis(1_500);
 /// connections, because handlers make up to two calls at once (PATCH's update and like
 /// lookup, a comment list and its post check). A secret that is there but unusable stops the
 /// function here, naming its parameter.
-async fn warm_up(app: &App, uses: Uses) -> Result<(), Error> {
+/// `text_tables` builds the profanity filter's tables: given as a function only by the
+/// functions that check text (`serve_http` folds it), so that the others do not link them.
+async fn warm_up(app: &App, uses: Uses, text_tables: Option<fn()>) -> Result<(), Error> {
     let started = Instant::now();
     let secrets = async {
         tokio::time::timeout(WARM_UP_LIMIT, app.load_secrets())
@@ -66,8 +78,8 @@ async fn warm_up(app: &App, uses: Uses) -> Result<(), Error> {
             .unwrap_or(Ok(()))
     };
     let text = async {
-        if uses.text {
-            let _ = tokio::task::spawn_blocking(forum_domain::validate::warm_up).await;
+        if let Some(build) = text_tables {
+            let _ = tokio::task::spawn_blocking(build).await;
         }
     };
     let dynamodb = async {
@@ -86,7 +98,8 @@ async fn warm_up(app: &App, uses: Uses) -> Result<(), Error> {
         }
     };
     let warm = tokio::time::timeout(WARM_UP_LIMIT, async { tokio::join!(text, dynamodb, s3, connections) });
-    let (secrets, warm) = tokio::join!(secrets, warm);
+    // The connections first: their handshakes are under way while the secrets' client is built.
+    let (warm, secrets) = tokio::join!(warm, secrets);
     log_warm_up(started, warm.is_ok(), uses);
     Ok(secrets?)
 }
@@ -101,14 +114,25 @@ fn log_warm_up(started: Instant, completed: bool, uses: impl std::fmt::Debug) {
     );
 }
 
-/// Runs an HTTP route's Lambda function.
-pub async fn serve_http(route: Route) -> Result<(), Error> {
+/// Runs an HTTP route's Lambda function. Inlined into the binary's `main`, where `route` is a
+/// constant: the handler is picked there, so the binary links that handler only.
+#[inline(always)]
+pub fn serve_http(route: Route) -> impl Future<Output = Result<(), Error>> {
+    let text_tables = route
+        .spec()
+        .uses
+        .text
+        .then_some(forum_domain::validate::warm_up as fn());
+    serve_route(route, route.handler(), text_tables)
+}
+
+async fn serve_route(route: Route, handler: Handler, text_tables: Option<fn()>) -> Result<(), Error> {
     let spec = route.spec();
     let app = app_from_env(spec.binary, spec.uses).await?;
-    warm_up(&app, spec.uses).await?;
+    warm_up(&app, spec.uses, text_tables).await?;
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(handlers::handle(&app, route, req).await) }
+        async move { Ok::<_, Infallible>(handlers::handle_with(&app, route, handler, req).await) }
     }))
     .await
 }
@@ -118,7 +142,7 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
 pub async fn serve_process_media() -> Result<(), Error> {
     let uses = Uses { s3: true, ..DYNAMODB };
     let app = app_from_env("process-media", uses).await?;
-    warm_up(&app, uses).await?;
+    warm_up(&app, uses, None).await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<S3Event>| {
         let app = app.clone();
         async move {
@@ -198,7 +222,7 @@ pub async fn serve_ws(route: WsRoute) -> Result<(), Error> {
         ..DYNAMODB
     };
     let app = app_from_env(route.binary(), uses).await?;
-    warm_up(&app, uses).await?;
+    warm_up(&app, uses, None).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
@@ -222,7 +246,7 @@ pub async fn serve_stream_fanout() -> Result<(), Error> {
         ..DYNAMODB
     };
     let app = app_from_env("stream-fanout", uses).await?;
-    warm_up(&app, uses).await?;
+    warm_up(&app, uses, None).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
             let app = app.clone();

@@ -1,5 +1,6 @@
 //! The one place that builds AWS clients, with the timeouts and retries every call relies on.
 
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -26,6 +27,17 @@ pub enum AwsTarget {
         s3_endpoint: String,
         secrets_endpoint: String,
     },
+}
+
+/// An SDK client built the first time it is used. Each SDK crate parses its service's
+/// endpoint partitions when its first client is built (about a twentieth of a cold start's
+/// CPU), so a function pays only for the services it calls: its warm-up builds the clients it
+/// calls on every invocation, and a rare call (get-post never touches S3) builds its own.
+pub type Deferred<C> = Arc<LazyLock<C, Box<dyn FnOnce() -> C + Send>>>;
+
+/// A [`Deferred`] client, built by `build` on first use.
+pub fn deferred<C>(build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
+    Arc::new(LazyLock::new(Box::new(build)))
 }
 
 /// Region and credentials the local stand-ins are addressed with.

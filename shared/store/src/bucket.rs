@@ -9,6 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
 
 use crate::StoreError;
+use crate::aws::Deferred;
 use forum_media::{MediaType, VARIANTS};
 
 /// Processed media never changes under its URL: browsers and the CDN may keep it forever.
@@ -42,13 +43,13 @@ pub struct PresignedUpload {
 
 #[derive(Clone, Debug)]
 pub struct Bucket {
-    client: aws_sdk_s3::Client,
+    client: Deferred<aws_sdk_s3::Client>,
     name: String,
     public_base: String,
 }
 
 impl Bucket {
-    pub fn new(client: aws_sdk_s3::Client, name: impl Into<String>, public_base: impl Into<String>) -> Self {
+    pub fn new(client: Deferred<aws_sdk_s3::Client>, name: impl Into<String>, public_base: impl Into<String>) -> Self {
         Bucket {
             client,
             name: name.into(),
@@ -103,7 +104,7 @@ impl Bucket {
         content_type: &str,
         cache_control: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.client
+        self.client()
             .put_object()
             .bucket(&self.name)
             .key(key)
@@ -117,7 +118,7 @@ impl Bucket {
 
     /// An object's bytes, refusing to read more than `max_bytes`. `None` if it does not exist.
     pub async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let out = match self.client.get_object().bucket(&self.name).key(key).send().await {
+        let out = match self.client().get_object().bucket(&self.name).key(key).send().await {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -146,7 +147,7 @@ impl Bucket {
     /// `Table::warm_up`): a HEAD of a key no upload ever has; the answer does not matter.
     pub async fn warm_up(&self) {
         let _ = self
-            .client
+            .client()
             .head_object()
             .bucket(&self.name)
             .key("uploads/warm-up")
@@ -155,7 +156,7 @@ impl Bucket {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client.delete_object().bucket(&self.name).key(key).send().await?;
+        self.client().delete_object().bucket(&self.name).key(key).send().await?;
         Ok(())
     }
 
@@ -178,7 +179,7 @@ impl Bucket {
     pub async fn presign_put(&self, key: &str, kind: MediaType, length: u64) -> Result<PresignedUpload, StoreError> {
         let config = PresigningConfig::expires_in(PRESIGN_TTL).map_err(|e| StoreError::Internal(e.to_string()))?;
         let request = self
-            .client
+            .client()
             .put_object()
             .bucket(&self.name)
             .key(key)
@@ -224,7 +225,11 @@ mod tests {
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .build();
-        Bucket::new(aws_sdk_s3::Client::from_conf(conf), "b", "https://cdn.example.com")
+        Bucket::new(
+            crate::aws::deferred(|| aws_sdk_s3::Client::from_conf(conf)),
+            "b",
+            "https://cdn.example.com",
+        )
     }
 
     #[test]

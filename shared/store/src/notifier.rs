@@ -3,6 +3,8 @@
 use forum_domain::messages::ServerMessage;
 use futures::StreamExt;
 
+use crate::aws::Deferred;
+
 /// Sends in flight at once per fan-out.
 pub const SEND_CONCURRENCY: usize = 32;
 /// Sends in flight from one container at most, across the fan-outs it runs at once
@@ -12,7 +14,7 @@ pub const MAX_SENDS_IN_FLIGHT: usize = 64;
 /// Pushes messages to WebSocket connections through the `@connections` API.
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    client: aws_sdk_apigatewaymanagement::Client,
+    client: Deferred<aws_sdk_apigatewaymanagement::Client>,
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -26,11 +28,15 @@ pub struct Delivery {
 }
 
 impl Notifier {
-    pub fn new(client: aws_sdk_apigatewaymanagement::Client) -> Self {
+    pub fn new(client: Deferred<aws_sdk_apigatewaymanagement::Client>) -> Self {
         Notifier {
             client,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SENDS_IN_FLIGHT)),
         }
+    }
+
+    fn client(&self) -> &aws_sdk_apigatewaymanagement::Client {
+        &self.client
     }
 
     /// Sends one message to each connection, at most [`SEND_CONCURRENCY`] at a time (and
@@ -48,7 +54,7 @@ impl Notifier {
                     // Never closed, so acquiring only waits; were it closed, send anyway.
                     let _permit = self.in_flight.acquire().await.ok();
                     let result = self
-                        .client
+                        .client()
                         .post_to_connection()
                         .connection_id(&id)
                         .data(payload)
@@ -88,14 +94,14 @@ impl Notifier {
     /// Opens a pooled connection to the `@connections` endpoint during a cold start (see
     /// `Table::warm_up`): a lookup of a connection id that cannot exist.
     pub async fn warm_up(&self) {
-        let _ = self.client.get_connection().connection_id("warm-up").send().await;
+        let _ = self.client().get_connection().connection_id("warm-up").send().await;
     }
 
     /// Closes a socket from the server's side (`DELETE @connections/{id}`); API Gateway then
     /// runs `$disconnect`. A connection already gone is fine; any other failure (a role that may
     /// not DELETE, a throttle) is logged and returned.
     pub async fn close(&self, connection: &str) -> Result<(), String> {
-        match self.client.delete_connection().connection_id(connection).send().await {
+        match self.client().delete_connection().connection_id(connection).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(()),
             Err(e) => {

@@ -98,7 +98,9 @@ struct State {
 
 /// One secret, read and refreshed as described above.
 pub struct SecretSource {
-    client: aws_sdk_secretsmanager::Client,
+    /// Built when the secret is first read (in a function's warm-up, beside its other
+    /// connections).
+    client: crate::aws::Deferred<aws_sdk_secretsmanager::Client>,
     arn: String,
     /// The template parameter that names it, for messages.
     parameter: &'static str,
@@ -119,7 +121,7 @@ impl std::fmt::Debug for SecretSource {
 
 impl SecretSource {
     pub fn new(
-        client: aws_sdk_secretsmanager::Client,
+        client: crate::aws::Deferred<aws_sdk_secretsmanager::Client>,
         arn: impl Into<String>,
         parameter: &'static str,
         deployment: Deployment,
@@ -249,8 +251,8 @@ impl SecretSource {
 
     /// One version stage's id and `SecretString`; `None` when the secret has no such version.
     async fn fetch_stage(&self, stage: &str) -> Result<Option<(String, String)>, SecretError> {
-        match self
-            .client
+        let client: &aws_sdk_secretsmanager::Client = &self.client;
+        match client
             .get_secret_value()
             .secret_id(&self.arn)
             .version_stage(stage)

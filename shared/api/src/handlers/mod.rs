@@ -18,7 +18,7 @@ mod ws;
 
 pub use fanout::stream_fanout;
 pub use media::process_uploads;
-pub use route_table::{ROUTES, Route, RouteSpec, Uses};
+pub use route_table::{Handler, ROUTES, Route, RouteSpec, Uses};
 pub use ws::{ws_connect, ws_disconnect, ws_message};
 
 use std::collections::{HashMap, HashSet};
@@ -92,9 +92,9 @@ impl App {
     pub fn new(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
-        s3: aws_sdk_s3::Client,
+        s3: forum_store::aws::Deferred<aws_sdk_s3::Client>,
         notifier: Option<Notifier>,
-        secrets: impl FnOnce() -> aws_sdk_secretsmanager::Client,
+        secrets: forum_store::aws::Deferred<aws_sdk_secretsmanager::Client>,
         deployment: Deployment,
         dynamodb_usage: DynamoDbUsage,
     ) -> Arc<Self> {
@@ -105,7 +105,7 @@ impl App {
             cursor_key: config
                 .cursor_secret_arn
                 .as_deref()
-                .map(|arn| SecretSource::new(secrets(), arn, "CursorSecretArn", deployment)),
+                .map(|arn| SecretSource::new(secrets, arn, "CursorSecretArn", deployment)),
             profanity: config.profanity,
             rate_limits: config.rate_limits,
             notification_ttl_secs: config.notification_ttl_secs,
@@ -281,6 +281,12 @@ impl App {
 /// Runs `route` for one request: authenticates the caller, calls the handler, answers
 /// conditional GETs, and maps any error to the API's error shape.
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
+    handle_with(app, route, route.handler(), req).await
+}
+
+/// [`handle`] with the route's handler given: a Lambda binary passes the one it serves
+/// (see [`Route::handler`]).
+pub async fn handle_with(app: &App, route: Route, handler: Handler, req: Request) -> Response<Body> {
     let request_id = http_api::request_id(&req);
     let trips_before = app.dynamodb_usage.round_trips();
     let result = if route == Route::Fallback && req.method() == http::Method::OPTIONS {
@@ -291,7 +297,7 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
         match Caller::from_request(&req) {
             // One deadline for everything the request sets off: a slow or frozen DynamoDB is a
             // 503 in the API's shape within the budget, never Lambda's timeout.
-            Ok(caller) => forum_store::deadline::within(request_budget(&req), dispatch(app, route, &req, &caller))
+            Ok(caller) => forum_store::deadline::within(request_budget(&req), handler(app, &req, &caller))
                 .await
                 .unwrap_or_else(|forum_store::deadline::Elapsed| {
                     Err(ApiError::Unavailable("the request's deadline passed".into()))
@@ -366,8 +372,4 @@ fn conditional_get(req: &Request, mut response: Response<Body>) -> Response<Body
         response.headers_mut().remove(http::header::CONTENT_TYPE);
     }
     response
-}
-
-async fn dispatch(app: &App, route: Route, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    (route.spec().handler)(app, req, caller).await
 }
