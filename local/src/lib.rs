@@ -369,7 +369,7 @@ impl Stack {
             });
             let app = App::new(
                 config,
-                client,
+                aws::deferred(move || client),
                 s3,
                 notifier,
                 {
@@ -397,7 +397,10 @@ impl Stack {
             .ok_or_else(|| StackError::Setup("template.yaml has no list-posts function".into()))?;
         let api_app = App::new(
             list_posts,
-            dynamodb.clone(),
+            {
+                let dynamodb = dynamodb.clone();
+                aws::deferred(move || dynamodb)
+            },
             {
                 let s3 = s3_client.clone();
                 aws::deferred(move || s3)

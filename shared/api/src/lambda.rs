@@ -30,12 +30,14 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     let target = crate::config::aws_target(&env)?;
     let sdk = aws::sdk_config(&target).await;
     let usage = aws::DynamoDbUsage::default();
-    // Each client other than DynamoDB's is built when first used (`aws::Deferred`): the
-    // Secrets Manager client in the warm-up of a function that reads a secret, the others by
-    // the functions that call them.
-    let secrets = {
-        let (sdk, target) = (sdk.clone(), target.clone());
-        aws::deferred(move || aws::secrets_client(&sdk, &target))
+    // DynamoDB's client is built now where the function calls it on every invocation (the
+    // `$default` route's function never does). Every other client is built when first used
+    // (`aws::Deferred`): get-post never builds an S3 one, and a function that does call S3,
+    // `@connections` or Secrets Manager builds that client in its warm-up, after the DynamoDB
+    // handshakes are under way, so the building overlaps their network wait.
+    let dynamodb = {
+        let (sdk, target, usage) = (sdk.clone(), target.clone(), usage.clone());
+        aws::deferred_unless(uses.dynamodb, move || aws::dynamodb_client(&sdk, &target, &usage))
     };
     let s3 = {
         let (sdk, target) = (sdk.clone(), target.clone());
@@ -45,15 +47,11 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
         let sdk = sdk.clone();
         Notifier::new(aws::deferred(move || aws::ws_client(&sdk, &endpoint)))
     });
-    let app = App::new(
-        &config,
-        aws::dynamodb_client(&sdk, &target, &usage),
-        s3,
-        notifier,
-        secrets,
-        env.deployment(),
-        usage,
-    );
+    let secrets = {
+        let (sdk, target) = (sdk.clone(), target.clone());
+        aws::deferred(move || aws::secrets_client(&sdk, &target))
+    };
+    let app = App::new(&config, dynamodb, s3, notifier, secrets, env.deployment(), usage);
     Ok(app)
 }
 
@@ -97,19 +95,21 @@ async fn warm_up(app: &App, uses: Uses, text_tables: Option<fn()>) -> Result<(),
             notifier.warm_up().await;
         }
     };
+    // In this order: DynamoDB's handshakes start before the S3 and `@connections` clients are
+    // built (on their first use, here).
     let warm = tokio::time::timeout(WARM_UP_LIMIT, async { tokio::join!(text, dynamodb, s3, connections) });
     // The connections first: their handshakes are under way while the secrets' client is built.
     let (warm, secrets) = tokio::join!(warm, secrets);
-    log_warm_up(started, warm.is_ok(), uses);
+    log_warm_up(started, warm.is_ok(), &format!("{uses:?}"));
     Ok(secrets?)
 }
 
 /// The one line the cold-start bench reads: how long init spent on the network and on tables.
-fn log_warm_up(started: Instant, completed: bool, uses: impl std::fmt::Debug) {
+fn log_warm_up(started: Instant, completed: bool, warmed: &str) {
     tracing::info!(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         completed,
-        ?uses,
+        warmed,
         "warmed up during init"
     );
 }

@@ -40,6 +40,17 @@ pub fn deferred<C>(build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
     Arc::new(LazyLock::new(Box::new(build)))
 }
 
+/// A client built now when `now` (the function calls it on every invocation, so its warm-up
+/// connects with it), else on first use.
+pub fn deferred_unless<C: Send + 'static>(now: bool, build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
+    if now {
+        let client = build();
+        deferred(move || client)
+    } else {
+        deferred(build)
+    }
+}
+
 /// Region and credentials the local stand-ins are addressed with.
 pub const LOCAL_REGION: &str = "us-east-1";
 pub const LOCAL_ACCESS_KEY: &str = "forumlocal";

@@ -60,7 +60,7 @@ pub type Item = HashMap<String, AttributeValue>;
 /// The table, and the queries and writes the handlers need.
 #[derive(Clone, Debug)]
 pub struct Table {
-    client: Client,
+    client: aws::Deferred<Client>,
     name: String,
 }
 
@@ -73,6 +73,12 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Table::deferred(aws::deferred(move || client), name)
+    }
+
+    /// A table whose client is built when first used: for a function that may never call it
+    /// (the `$default` route's).
+    pub fn deferred(client: aws::Deferred<Client>, name: impl Into<String>) -> Self {
         Table {
             client,
             name: name.into(),

@@ -91,7 +91,7 @@ pub struct App {
 impl App {
     pub fn new(
         config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
+        dynamodb: forum_store::aws::Deferred<aws_sdk_dynamodb::Client>,
         s3: forum_store::aws::Deferred<aws_sdk_s3::Client>,
         notifier: Option<Notifier>,
         secrets: forum_store::aws::Deferred<aws_sdk_secretsmanager::Client>,
@@ -101,7 +101,7 @@ impl App {
         Arc::new(App {
             notifier,
             bucket: Bucket::new(s3, &config.media_bucket, &config.media_base_url),
-            table: Table::new(dynamodb, &config.table_name),
+            table: Table::deferred(dynamodb, &config.table_name),
             cursor_key: config
                 .cursor_secret_arn
                 .as_deref()
