@@ -25,6 +25,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::stats::median;
 use forum_local::runtime_api::{Shared, Timeline, lambda_variables, lock, serve_runtime_api};
 use forum_local::{Stack, StackOptions};
 use serde_json::Value;
@@ -345,11 +346,6 @@ async fn cold_start(binary: &Path, name: &str, services: &Services) -> Result<Co
         connections_in_init: services.opened_between(spawned, init_done),
         connections_in_first: services.opened_between(t.delivered[0], t.responded[0]),
     })
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {

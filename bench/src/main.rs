@@ -65,8 +65,7 @@ impl Sample {
     fn percentile(&self, p: f64) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort();
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1]
+        stats::percentile(&sorted, p)
     }
 }
 
@@ -138,6 +137,7 @@ fn id(v: &Value) -> String {
 mod cold_start;
 mod load;
 mod outage;
+mod stats;
 mod thumbnails;
 
 /// Counts heap bytes so the thumbnail benchmark can report peak memory.

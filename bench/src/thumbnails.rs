@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::stats::median;
 use forum_media::{self as media, MAX_UPLOAD_BYTES};
 use forum_testkit::images as fixtures;
 
@@ -69,11 +70,6 @@ fn process_media_budget() -> u64 {
         .map(|f| f.memory_mb)
         .expect("process-media is in the template");
     media::decode_budget(memory)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// The median time of `runs` calls of `work`, after one untimed call (page faults, lazy tables).

@@ -24,9 +24,10 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::listeners::Listeners;
-use super::tally::{ms, percentile};
+use super::tally::ms;
 use super::target::Target;
 use super::{Ledger, Run};
+use crate::stats::percentile;
 
 pub async fn audit(
     target: &Target,

@@ -1,6 +1,7 @@
 //! What users were answered, per route: latency percentiles and answers by status and error
 //! code, with rate limiting (429) counted apart from failures.
 
+use crate::stats::percentile;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -14,14 +15,6 @@ struct Route {
     latencies: Vec<Duration>,
     /// (status, error code): 0 is a transport failure (no answer).
     answers: BTreeMap<(u16, String), u64>,
-}
-
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 pub fn ms(d: Duration) -> String {
