@@ -429,6 +429,12 @@ pub async fn run(args: &Args) {
             .map(|m| m.len() as f64 / (1024.0 * 1024.0))
             .unwrap_or_default()
     };
+    let relocations = |name: &str| {
+        std::fs::read(args.bin_dir.join(name))
+            .ok()
+            .and_then(|elf| load_relocations(&elf))
+            .map_or_else(|| "?".to_string(), |n| n.to_string())
+    };
     let hello_init = ms(median(samples[0].iter().map(|s| s.init).collect()));
     // The profile is the binaries' directory (`target/<profile>`): figures are the release
     // profile's (what Lambda runs); CI's short run uses the test build, to keep the bench running.
@@ -447,8 +453,18 @@ pub async fn run(args: &Args) {
         std::env::consts::ARCH
     );
     println!(
-        "{:<16} {:>7} {:>8} {:>8} {:>10} {:>11} {:>9} {:>9} {:>8} {:>8}",
-        "binary", "MB", "init ms", "/ hello", "warm-up ms", "own init ms", "/ hello", "1st inv", "2nd inv", "conns"
+        "{:<16} {:>7} {:>7} {:>8} {:>8} {:>10} {:>11} {:>9} {:>9} {:>8} {:>8}",
+        "binary",
+        "MB",
+        "relocs",
+        "init ms",
+        "/ hello",
+        "warm-up ms",
+        "own init ms",
+        "/ hello",
+        "1st inv",
+        "2nd inv",
+        "conns"
     );
     for (binary, samples) in binaries.iter().zip(&samples) {
         let init = ms(median(samples.iter().map(|s| s.init).collect()));
@@ -467,9 +483,10 @@ pub async fn run(args: &Args) {
         let in_init = samples.iter().map(|s| s.connections_in_init).max().unwrap_or_default();
         let in_first = samples.iter().map(|s| s.connections_in_first).max().unwrap_or_default();
         println!(
-            "{:<16} {:>7.1} {:>8.2} {:>7.2}x {:>10} {:>11.2} {:>8.2}x {:>9.2} {:>8.2} {:>8}",
+            "{:<16} {:>7.1} {:>7} {:>8.2} {:>7.2}x {:>10} {:>11.2} {:>8.2}x {:>9.2} {:>8.2} {:>8}",
             binary,
             size(binary),
+            relocations(binary),
             init,
             init / hello_init,
             warm_up.map(|w| format!("{w:.2}")).unwrap_or_else(|| "-".into()),
@@ -481,10 +498,38 @@ pub async fn run(args: &Args) {
         );
     }
     println!(
-        "init: exec -> first GET /next; warm-up: connections opened and filter built during init (the function's log); \
+        "relocs: dynamic relocations the loader applies at every start; \
+         init: exec -> first GET /next; warm-up: connections opened and filter built during init (the function's log); \
          own init: init without the warm-up; 1st/2nd inv: event -> response, ms; \
          conns: connections opened in init + in the 1st invocation (max over runs; 0 in the 1st = no handshake paid there)"
     );
     drop(stack);
     let _ = std::fs::remove_dir_all(&tls_dir);
+}
+
+/// The dynamic relocations an ELF64 (little-endian) executable has the loader apply at start:
+/// the entries of its allocated RELA sections (`.rela.dyn`, `.rela.plt`). `None` if the file
+/// is not such an executable.
+fn load_relocations(elf: &[u8]) -> Option<u64> {
+    const SHT_RELA: u32 = 4;
+    const SHF_ALLOC: u64 = 2;
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?));
+    // ELF64, little-endian.
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let section_headers = usize::try_from(u64_at(0x28)?).ok()?;
+    let (entry_size, count) = (usize::from(u16_at(0x3a)?), usize::from(u16_at(0x3c)?));
+    let mut total = 0;
+    for index in 0..count {
+        let header = section_headers + index * entry_size;
+        let (kind, flags) = (u32_at(header + 4)?, u64_at(header + 8)?);
+        let (size, entry) = (u64_at(header + 0x20)?, u64_at(header + 0x38)?);
+        if kind == SHT_RELA && flags & SHF_ALLOC != 0 && entry > 0 {
+            total += size / entry;
+        }
+    }
+    Some(total)
 }
