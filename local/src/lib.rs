@@ -369,7 +369,7 @@ impl Stack {
             });
             let app = App::new(
                 config,
-                aws::deferred(move || client),
+                aws::built(client),
                 s3,
                 notifier,
                 {
@@ -397,18 +397,9 @@ impl Stack {
             .ok_or_else(|| StackError::Setup("template.yaml has no list-posts function".into()))?;
         let api_app = App::new(
             list_posts,
-            {
-                let dynamodb = dynamodb.clone();
-                aws::deferred(move || dynamodb)
-            },
-            {
-                let s3 = s3_client.clone();
-                aws::deferred(move || s3)
-            },
-            Some(forum_store::notifier::Notifier::new({
-                let ws = ws_client.clone();
-                aws::deferred(move || ws)
-            })),
+            aws::built(dynamodb.clone()),
+            aws::built(s3_client.clone()),
+            Some(forum_store::notifier::Notifier::new(aws::built(ws_client.clone()))),
             {
                 let (sdk, target) = (sdk.clone(), target.clone());
                 aws::deferred(move || aws::secrets_client(&sdk, &target))

@@ -334,7 +334,7 @@ async fn a_rotated_secret_is_read_and_what_its_previous_version_signed_still_ver
     let first = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
     stack.stack.secrets.put(&own, &first);
     let source = forum_store::secrets::SecretSource::new(
-        forum_store::aws::deferred(move || client),
+        forum_store::aws::built(client),
         own.clone(),
         "CursorSecretArn",
         forum_api::config::Deployment::Deployed,

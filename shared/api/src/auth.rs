@@ -432,7 +432,7 @@ impl TokenVerifier {
                 let client = secrets
                     .ok_or_else(|| ConfigError("HS256 needs a Secrets Manager client for JwtSecretArn".into()))?;
                 KeySource::Secret(Box::new(SecretSource::new(
-                    forum_store::aws::deferred(move || client),
+                    forum_store::aws::built(client),
                     arn.clone(),
                     "JwtSecretArn",
                     deployment,

@@ -66,6 +66,7 @@ const WARM_UP_LIMIT: Duration = Duration::from_millis(1_500);
 /// connections, because handlers make up to two calls at once (PATCH's update and like
 /// lookup, a comment list and its post check). A secret that is there but unusable stops the
 /// function here, naming its parameter.
+///
 /// `text_tables` builds the profanity filter's tables: given as a function only by the
 /// functions that check text (`serve_http` folds it), so that the others do not link them.
 async fn warm_up(app: &App, uses: Uses, text_tables: Option<fn()>) -> Result<(), Error> {

@@ -40,15 +40,15 @@ pub fn deferred<C>(build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
     Arc::new(LazyLock::new(Box::new(build)))
 }
 
+/// A client already built, where a [`Deferred`] one is asked for.
+pub fn built<C: Send + 'static>(client: C) -> Deferred<C> {
+    deferred(move || client)
+}
+
 /// A client built now when `now` (the function calls it on every invocation, so its warm-up
 /// connects with it), else on first use.
 pub fn deferred_unless<C: Send + 'static>(now: bool, build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
-    if now {
-        let client = build();
-        deferred(move || client)
-    } else {
-        deferred(build)
-    }
+    if now { built(build()) } else { deferred(build) }
 }
 
 /// Region and credentials the local stand-ins are addressed with.

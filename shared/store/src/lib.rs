@@ -73,7 +73,7 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Self {
-        Table::deferred(aws::deferred(move || client), name)
+        Table::deferred(aws::built(client), name)
     }
 
     /// A table whose client is built when first used: for a function that may never call it
