@@ -299,17 +299,17 @@ impl Stack {
             s3_endpoint: s3.endpoint.clone(),
             secrets_endpoint: secrets_endpoint.clone(),
         };
-        let sdk = aws::sdk_config(&target).await;
+        let clients = aws::Clients::load(target).await;
         // Each function counts its own DynamoDB usage, as its container would; the HTTP
         // functions also add up into one counter (a request's round trips, whichever function
         // served it), and the triggers into another, so they never count against a request's.
         let api_trips = aws::DynamoDbUsage::default();
         let trigger_trips = aws::DynamoDbUsage::default();
-        let dynamodb = aws::dynamodb_client(&sdk, &target, &api_trips);
-        let s3_client = aws::s3_client(&sdk, &target);
+        let dynamodb = clients.dynamodb(&api_trips);
+        let s3_client = clients.s3();
         // `@connections` is served by this stack itself, at its own address.
         let connections_endpoint = format!("http://{http_addr}");
-        let ws_client = aws::ws_client(&sdk, &connections_endpoint);
+        let ws_client = clients.connections(&connections_endpoint);
 
         // Each function calls AWS only as its role in the translated template allows, and
         // only as local/aws-calls.json declares.
@@ -345,37 +345,26 @@ impl Stack {
             let http = Route::from_binary(binary).is_some();
             let combined = if http { api_trips.clone() } else { trigger_trips.clone() };
             let usage = aws::DynamoDbUsage::default();
-            let check = check_for(binary, &config.media_bucket)?;
-            let client = aws::dynamodb_client_with(
-                &sdk,
-                &target,
-                &usage,
-                &[
-                    check.clone(),
-                    aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(combined),
-                ],
-            );
-            // Built on first use, as the deployed functions build theirs (`serve_http`).
-            let s3 = {
-                let (sdk, target, check) = (sdk.clone(), target.clone(), check.clone());
-                aws::deferred(move || aws::s3_client_with(&sdk, &target, std::slice::from_ref(&check)))
-            };
-            // Each function its own, as each container has its own (and its own send limit).
+            // Every client of the function carries its role's check.
+            let role = clients.with_interceptor(check_for(binary, &config.media_bucket)?);
+            let dynamodb = role
+                .with_interceptor(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(
+                    combined,
+                ))
+                .dynamodb(&usage);
+            // Built on first use, as the deployed functions build theirs (`serve_http`); each
+            // function its own `@connections` client, as each container has its own (and its
+            // own send limit).
             let notifier = config.ws_endpoint.as_ref().map(|_| {
-                let (sdk, endpoint, check) = (sdk.clone(), connections_endpoint.clone(), check.clone());
-                forum_store::notifier::Notifier::new(aws::deferred(move || {
-                    aws::ws_client_with(&sdk, &endpoint, std::slice::from_ref(&check))
-                }))
+                let endpoint = connections_endpoint.clone();
+                forum_store::notifier::Notifier::new(role.deferred(move |role| role.connections(&endpoint)))
             });
             let app = App::new(
                 config,
-                aws::built(client),
-                s3,
+                aws::built(dynamodb),
+                role.deferred(aws::Clients::s3),
                 notifier,
-                {
-                    let (sdk, target, check) = (sdk.clone(), target.clone(), check.clone());
-                    aws::deferred(move || aws::secrets_client_with(&sdk, &target, std::slice::from_ref(&check)))
-                },
+                role.deferred(aws::Clients::secrets),
                 Deployment::Development,
                 usage,
             );
@@ -400,10 +389,7 @@ impl Stack {
             aws::built(dynamodb.clone()),
             aws::built(s3_client.clone()),
             Some(forum_store::notifier::Notifier::new(aws::built(ws_client.clone()))),
-            {
-                let (sdk, target) = (sdk.clone(), target.clone());
-                aws::deferred(move || aws::secrets_client(&sdk, &target))
-            },
+            clients.deferred(aws::Clients::secrets),
             Deployment::Development,
             api_trips.clone(),
         );
@@ -416,7 +402,7 @@ impl Stack {
             created_rx,
         ));
         let streams = aws_sdk_dynamodbstreams::Client::from_conf(
-            aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
+            aws_sdk_dynamodbstreams::config::Builder::from(clients.sdk_config())
                 .endpoint_url(&dynamodb_endpoint)
                 .build(),
         );
@@ -461,11 +447,11 @@ impl Stack {
         let authorizer = authorizer_binary(&translation)?;
         let verifier = TokenVerifier::new(
             &functions.jwt,
-            Some(aws::secrets_client_with(
-                &sdk,
-                &target,
-                &[check_for(&authorizer, &list_posts.media_bucket)?],
-            )),
+            Some(
+                clients
+                    .with_interceptor(check_for(&authorizer, &list_posts.media_bucket)?)
+                    .secrets(),
+            ),
             Deployment::Development,
         )?;
         verifier

@@ -328,7 +328,7 @@ async fn a_rotated_secret_is_read_and_what_its_previous_version_signed_still_ver
         s3_endpoint: stack.stack.s3_endpoint.clone(),
         secrets_endpoint: stack.stack.secrets_endpoint.clone(),
     };
-    let client = forum_store::aws::secrets_client(&forum_store::aws::sdk_config(&target).await, &target);
+    let client = forum_store::aws::Clients::load(target).await.secrets();
     // A secret of its own, so the shared stack's functions keep theirs.
     let own = format!("{arn}-rotation-{}", ulid::Ulid::new());
     let first = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());

@@ -165,8 +165,9 @@ async fn a_warmed_up_table_serves_its_first_request_on_the_warm_connection() {
             s3_endpoint: "http://127.0.0.1:9".into(),
             secrets_endpoint: "http://127.0.0.1:9".into(),
         };
-        let sdk = aws::sdk_config(&target).await;
-        let client = aws::dynamodb_client(&sdk, &target, &aws::DynamoDbUsage::default());
+        let client = aws::Clients::load(target)
+            .await
+            .dynamodb(&aws::DynamoDbUsage::default());
         forum_store::Table::new(client, stack.table_name.clone())
     };
 

@@ -27,8 +27,7 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     crate::telemetry::init();
     let env = Env::process();
     let config = Config::for_function(&env, binary, uses.cursors)?;
-    let target = crate::config::aws_target(&env)?;
-    let sdk = aws::sdk_config(&target).await;
+    let clients = aws::Clients::load(crate::config::aws_target(&env)?).await;
     let usage = aws::DynamoDbUsage::default();
     // DynamoDB's client is built now where the function calls it on every invocation (the
     // `$default` route's function never does). Every other client is built when first used
@@ -36,21 +35,15 @@ async fn app_from_env(binary: &str, uses: Uses) -> Result<Arc<App>, Error> {
     // `@connections` or Secrets Manager builds that client in its warm-up, after the DynamoDB
     // handshakes are under way, so the building overlaps their network wait.
     let dynamodb = {
-        let (sdk, target, usage) = (sdk.clone(), target.clone(), usage.clone());
-        aws::deferred_unless(uses.dynamodb, move || aws::dynamodb_client(&sdk, &target, &usage))
+        let usage = usage.clone();
+        clients.deferred_unless(uses.dynamodb, move |clients| clients.dynamodb(&usage))
     };
-    let s3 = {
-        let (sdk, target) = (sdk.clone(), target.clone());
-        aws::deferred(move || aws::s3_client(&sdk, &target))
-    };
-    let notifier = config.ws_endpoint.clone().map(|endpoint| {
-        let sdk = sdk.clone();
-        Notifier::new(aws::deferred(move || aws::ws_client(&sdk, &endpoint)))
-    });
-    let secrets = {
-        let (sdk, target) = (sdk.clone(), target.clone());
-        aws::deferred(move || aws::secrets_client(&sdk, &target))
-    };
+    let s3 = clients.deferred(aws::Clients::s3);
+    let notifier = config
+        .ws_endpoint
+        .clone()
+        .map(|endpoint| Notifier::new(clients.deferred(move |clients| clients.connections(&endpoint))));
+    let secrets = clients.deferred(aws::Clients::secrets);
     let app = App::new(&config, dynamodb, s3, notifier, secrets, env.deployment(), usage);
     Ok(app)
 }
@@ -163,10 +156,7 @@ pub async fn serve_authorizer() -> Result<(), Error> {
     let env = Env::process();
     let settings = JwtSettings::from_env(&env)?;
     let secrets = match settings.keys {
-        JwtKeys::Secret { .. } => {
-            let target = crate::config::aws_target(&env)?;
-            Some(aws::secrets_client(&aws::sdk_config(&target).await, &target))
-        }
+        JwtKeys::Secret { .. } => Some(aws::Clients::load(crate::config::aws_target(&env)?).await.secrets()),
         _ => None,
     };
     let verifier = Arc::new(TokenVerifier::new(&settings, secrets, env.deployment())?);

@@ -4,6 +4,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 
 use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
 use aws_config::retry::RetryConfig;
@@ -43,12 +44,6 @@ pub fn deferred<C>(build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
 /// A client already built, where a [`Deferred`] one is asked for.
 pub fn built<C: Send + 'static>(client: C) -> Deferred<C> {
     deferred(move || client)
-}
-
-/// A client built now when `now` (the function calls it on every invocation, so its warm-up
-/// connects with it), else on first use.
-pub fn deferred_unless<C: Send + 'static>(now: bool, build: impl FnOnce() -> C + Send + 'static) -> Deferred<C> {
-    if now { built(build()) } else { deferred(build) }
 }
 
 /// Region and credentials the local stand-ins are addressed with.
@@ -165,96 +160,111 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     }
 }
 
-/// The S3 client. Checksums only when S3 requires them: the SDK's default CRC32 on every put
-/// breaks presigned PUTs from clients that cannot compute it (awslabs/aws-sdk-rust#1240).
-/// Local stand-ins are addressed path-style.
-pub fn s3_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_s3::Client {
-    s3_client_with(config, target, &[])
+/// Builds every SDK client one function uses, each from the same SDK configuration and target
+/// and carrying the same extra interceptors (forum-local checks each function's IAM policy
+/// with one). Cheap to clone, so a [`Deferred`] client owns one until it is built.
+#[derive(Clone)]
+pub struct Clients {
+    sdk: SdkConfig,
+    target: AwsTarget,
+    interceptors: Vec<SharedInterceptor>,
 }
 
-/// [`s3_client`] with `extra` interceptors.
-pub fn s3_client_with(config: &SdkConfig, target: &AwsTarget, extra: &Interceptors) -> aws_sdk_s3::Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(config);
-    for interceptor in extra {
-        builder.push_interceptor(interceptor.clone());
+impl Clients {
+    /// The clients for `target`, with its SDK configuration loaded ([`sdk_config`]).
+    pub async fn load(target: AwsTarget) -> Self {
+        Clients::new(sdk_config(&target).await, target)
     }
-    if let AwsTarget::Local { s3_endpoint, .. } = target {
-        builder = builder.endpoint_url(s3_endpoint);
+
+    pub fn new(sdk: SdkConfig, target: AwsTarget) -> Self {
+        Clients {
+            sdk,
+            target,
+            interceptors: Vec::new(),
+        }
     }
-    let conf = builder
-        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
-        .force_path_style(
-            matches!(target, AwsTarget::Local { .. }) || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some(),
-        )
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
 
-/// The Secrets Manager client (functions read their keys with it at run time).
-pub fn secrets_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_secretsmanager::Client {
-    secrets_client_with(config, target, &[])
-}
-
-/// [`secrets_client`] with `extra` interceptors.
-pub fn secrets_client_with(
-    config: &SdkConfig,
-    target: &AwsTarget,
-    extra: &Interceptors,
-) -> aws_sdk_secretsmanager::Client {
-    let mut builder = aws_sdk_secretsmanager::config::Builder::from(config);
-    for interceptor in extra {
-        builder.push_interceptor(interceptor.clone());
+    /// These clients, each also carrying `interceptor`.
+    pub fn with_interceptor(&self, interceptor: SharedInterceptor) -> Self {
+        let mut clients = self.clone();
+        clients.interceptors.push(interceptor);
+        clients
     }
-    if let AwsTarget::Local { secrets_endpoint, .. } = target {
-        builder = builder.endpoint_url(secrets_endpoint);
+
+    /// The SDK configuration the clients are built from.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk
     }
-    aws_sdk_secretsmanager::Client::from_conf(builder.build())
-}
 
-/// The `@connections` client for a WebSocket API stage (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
-pub fn ws_client(config: &SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
-    ws_client_with(config, endpoint, &[])
-}
-
-/// [`ws_client`] with `extra` interceptors.
-pub fn ws_client_with(
-    config: &SdkConfig,
-    endpoint: &str,
-    extra: &Interceptors,
-) -> aws_sdk_apigatewaymanagement::Client {
-    let mut builder = aws_sdk_apigatewaymanagement::config::Builder::from(config).endpoint_url(endpoint);
-    for interceptor in extra {
-        builder.push_interceptor(interceptor.clone());
+    /// A client `build` makes from these on first use.
+    pub fn deferred<C>(&self, build: impl FnOnce(&Clients) -> C + Send + 'static) -> Deferred<C> {
+        let clients = self.clone();
+        deferred(move || build(&clients))
     }
-    aws_sdk_apigatewaymanagement::Client::from_conf(builder.build())
-}
 
-/// Interceptors a client is given beyond its own (forum-local checks each function's IAM
-/// policy with one).
-pub type Interceptors = [aws_smithy_runtime_api::client::interceptors::SharedInterceptor];
-
-/// The DynamoDB client, counting what it asks into `usage`.
-pub fn dynamodb_client(config: &SdkConfig, target: &AwsTarget, usage: &DynamoDbUsage) -> aws_sdk_dynamodb::Client {
-    dynamodb_client_with(config, target, usage, &[])
-}
-
-/// [`dynamodb_client`] with `extra` interceptors.
-pub fn dynamodb_client_with(
-    config: &SdkConfig,
-    target: &AwsTarget,
-    usage: &DynamoDbUsage,
-    extra: &Interceptors,
-) -> aws_sdk_dynamodb::Client {
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(config).interceptor(usage.clone());
-    for interceptor in extra {
-        builder.push_interceptor(interceptor.clone());
+    /// A client built now when `now` (the function calls it on every invocation, so its
+    /// warm-up connects with it), else on first use.
+    pub fn deferred_unless<C: Send + 'static>(
+        &self,
+        now: bool,
+        build: impl FnOnce(&Clients) -> C + Send + 'static,
+    ) -> Deferred<C> {
+        if now { built(build(self)) } else { self.deferred(build) }
     }
-    if let AwsTarget::Local { dynamodb_endpoint, .. } = target {
-        builder = builder.endpoint_url(dynamodb_endpoint);
+
+    /// The DynamoDB client, counting what it asks into `usage`.
+    pub fn dynamodb(&self, usage: &DynamoDbUsage) -> aws_sdk_dynamodb::Client {
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(usage.clone());
+        for interceptor in &self.interceptors {
+            builder.push_interceptor(interceptor.clone());
+        }
+        if let AwsTarget::Local { dynamodb_endpoint, .. } = &self.target {
+            builder = builder.endpoint_url(dynamodb_endpoint);
+        }
+        aws_sdk_dynamodb::Client::from_conf(builder.build())
     }
-    let conf = builder.build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
+
+    /// The S3 client. Checksums only when S3 requires them: the SDK's default CRC32 on every
+    /// put breaks presigned PUTs from clients that cannot compute it (awslabs/aws-sdk-rust#1240).
+    /// Local stand-ins are addressed path-style.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let mut builder = aws_sdk_s3::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            builder.push_interceptor(interceptor.clone());
+        }
+        if let AwsTarget::Local { s3_endpoint, .. } = &self.target {
+            builder = builder.endpoint_url(s3_endpoint);
+        }
+        let local = matches!(self.target, AwsTarget::Local { .. });
+        let conf = builder
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .force_path_style(local || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// The Secrets Manager client (functions read their keys with it at run time).
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            builder.push_interceptor(interceptor.clone());
+        }
+        if let AwsTarget::Local { secrets_endpoint, .. } = &self.target {
+            builder = builder.endpoint_url(secrets_endpoint);
+        }
+        aws_sdk_secretsmanager::Client::from_conf(builder.build())
+    }
+
+    /// The `@connections` client for a WebSocket API stage
+    /// (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
+    pub fn connections(&self, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+        let mut builder = aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk).endpoint_url(endpoint);
+        for interceptor in &self.interceptors {
+            builder.push_interceptor(interceptor.clone());
+        }
+        aws_sdk_apigatewaymanagement::Client::from_conf(builder.build())
+    }
 }
 
 #[cfg(test)]
