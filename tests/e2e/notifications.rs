@@ -90,9 +90,13 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
         0
     );
 
-    // Read up to the first: one left; an older mark later changes nothing; then all.
+    // Read up to the first (its id in lower case is the same id, not one sorting after every
+    // id): one left; an older mark later changes nothing; then all.
     let read = alice
-        .post("/api/forum/notifications/read/", json!({"up_to": first_id}))
+        .post(
+            "/api/forum/notifications/read/",
+            json!({"up_to": first_id.to_lowercase()}),
+        )
         .await;
     assert_eq!(read.body["unread_count"], 1, "{}", read.body);
     let inbox = alice.get("/api/forum/notifications/").await;
@@ -118,6 +122,29 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
             .body["unread_count"],
         0,
         "the mark never moves back"
+    );
+
+    // A mark from the future (the largest id there can be) marks what exists, never what
+    // comes later.
+    assert_eq!(
+        alice
+            .post(
+                "/api/forum/notifications/read/",
+                json!({"up_to": "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"})
+            )
+            .await
+            .body["unread_count"],
+        0
+    );
+    let third = bob.post(&comments, json!({"content": "third answer"})).await;
+    assert_eq!(third.status, 201, "{}", third.body);
+    let event = alice_live
+        .expect("the third notification", |m| m["type"] == "notification.created")
+        .await;
+    assert_eq!(event["unread_count"], 1, "{event}");
+    assert_eq!(
+        alice.get("/api/forum/notifications/unread_count/").await.body["unread_count"],
+        1
     );
 }
 

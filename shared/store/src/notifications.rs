@@ -307,15 +307,16 @@ impl Table {
         self.count_every(query).await
     }
 
-    /// Marks read everything up to `up_to` (the newest notification's id when `None`): the
-    /// mark only moves forward, so a late request never marks unread what was read.
+    /// Marks read everything up to `up_to` (the newest notification's id when `None`, or when
+    /// `up_to` is newer than any: what has not happened yet is never marked read). The mark
+    /// only moves forward, so a late request never marks unread what was read.
     pub async fn mark_read(&self, user: &str, up_to: Option<&str>) -> Result<(), StoreError> {
-        let newest = match up_to {
-            Some(id) => Some(id.to_string()),
-            None => self.newest_notification(user).await?,
-        };
-        let Some(newest) = newest else {
+        let Some(newest) = self.newest_notification(user).await? else {
             return Ok(());
+        };
+        let newest = match up_to {
+            Some(id) if id < newest.as_str() => id.to_string(),
+            _ => newest,
         };
         let result = self
             .client

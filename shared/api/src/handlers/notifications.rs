@@ -100,15 +100,19 @@ pub async fn unread_count(app: &App, _req: &Request, caller: &Caller) -> Result<
 /// `POST /notifications/read/` `{"up_to"?}`: marks read; answers the unread count left.
 pub async fn mark_read(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let body: ReadBody = json_body(req)?;
-    if let Some(id) = &body.up_to
-        && !(id.len() == 26 && ulid::Ulid::from_string(id).is_ok())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "`up_to` must be a notification id",
-        ));
-    }
-    app.table.mark_read(&caller.user_id, body.up_to.as_deref()).await?;
+    // Ids are compared as stored (canonical, upper case): `7zzz...` in lower case would sort
+    // after every id there is and mark every notification yet to come as read.
+    let up_to = body
+        .up_to
+        .map(|id| match ulid::Ulid::from_string(&id) {
+            Ok(ulid) if id.len() == 26 => Ok(ulid.to_string()),
+            _ => Err(ApiError::bad_request(
+                "invalid_request",
+                "`up_to` must be a notification id",
+            )),
+        })
+        .transpose()?;
+    app.table.mark_read(&caller.user_id, up_to.as_deref()).await?;
     let unread_count = app
         .table
         .unread_count(&caller.user_id, chrono::Utc::now().timestamp())
