@@ -254,6 +254,48 @@ async fn a_removed_post_is_gone_for_everyone_but_moderators_until_restored() {
 }
 
 #[tokio::test]
+async fn a_run_of_removed_comments_longer_than_a_pages_reads_never_ends_the_thread() {
+    let stack = shared_stack().await;
+    let author = stack.user("author");
+    let moderator = stack.moderator("mod");
+    let post_id = author.create_post("a raided thread").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A raid of 16 comments, each removed: more than a page of one reads (5 Queries of 3).
+    for i in 0..16 {
+        let raider = stack.user(&format!("raider{i}"));
+        let c = raider.post(&comments_path(&post_id), json!({"content": "spam"})).await;
+        assert_eq!(c.status, 201, "{}", c.body);
+        act(
+            &moderator,
+            json!({"action": "remove_comment", "post_id": post_id, "comment_id": c.body["id"], "reason": "raid"}),
+        )
+        .await;
+    }
+    let answer = author
+        .post(&comments_path(&post_id), json!({"content": "still here"}))
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+
+    // Page by page, one at a time: empty pages may come first, but the list goes on to it.
+    let reader = stack.user("reader");
+    let mut page = reader.get(&format!("{}?limit=1", comments_path(&post_id))).await;
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        assert_eq!(page.status, 200, "{}", page.body);
+        for comment in page.body["comments"].as_array().unwrap() {
+            seen.push(comment["id"].as_str().unwrap().to_string());
+        }
+        match page.body["next_page"].as_str() {
+            Some(next) => page = reader.get(next).await,
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![answer.body["id"].as_str().unwrap().to_string()]);
+}
+
+#[tokio::test]
 async fn removal_racing_the_authors_delete_likes_and_comments_moves_each_counter_once() {
     let stack = shared_stack().await;
     let author = stack.user("author");

@@ -1,7 +1,7 @@
 //! Keyset pagination over a partition or an index, in either direction.
 
 use super::error::StoreError;
-use super::items::s;
+use super::items::{get_s, s};
 use super::{Item, Table, keys};
 use forum_domain::cursor::{Direction, PageCursor};
 use forum_domain::model::Comment;
@@ -151,7 +151,8 @@ impl Table {
         // A filter applies after `Limit`: removed items read leave a page short, so it reads on
         // from where DynamoDB stopped until the page is full or the list ends (bounded; a list
         // that still has more says so, and the next page goes on from there).
-        let mut unread_left = false;
+        // Where DynamoDB stopped reading, if it did before the list's end.
+        let mut stopped_at: Option<String> = None;
         for read in 0..MAX_QUERIES_PER_PAGE {
             let out = query.clone().send().await?;
             for item in out.items() {
@@ -162,7 +163,11 @@ impl Table {
                 items.push(parsed);
             }
             let resume = out.last_evaluated_key().cloned();
-            unread_left = resume.is_some();
+            stopped_at = resume.as_ref().map(|key| {
+                get_s(key, spec.sk_attr)
+                    .and_then(|sk| sk.strip_prefix(spec.sk_prefix).map(str::to_string))
+                    .unwrap_or_default()
+            });
             match resume {
                 Some(start) if items.len() <= limit && read + 1 < MAX_QUERIES_PER_PAGE => {
                     query = query.set_exclusive_start_key(Some(start));
@@ -170,18 +175,29 @@ impl Table {
                 _ => break,
             }
         }
-        // Stopped at the bound (or DynamoDB's 1 MB) with items unread: more may exist that way.
-        let more = items.len() > limit || unread_left;
-        Ok(Self::finish_page(spec, position, items, limit, more))
+        // Where the next page that way starts: after the page's last item if more were read
+        // than it holds; else, stopped at the bound (or DynamoDB's 1 MB) with items unread,
+        // after the last item read, shown or not. A run of removed items longer than a page's
+        // reads then moves the list on instead of ending it.
+        let read_on_from = if items.len() > limit {
+            limit
+                .checked_sub(1)
+                .and_then(|i| items.get(i))
+                .map(|i| i.sort_id().to_string())
+        } else {
+            stopped_at.filter(|key| !key.is_empty())
+        };
+        Ok(Self::finish_page(spec, position, items, limit, read_on_from))
     }
 
-    /// A page's items in list order and its cursors either way.
+    /// A page's items in list order and its cursors either way; `read_on_from` is where more
+    /// may be read in the direction this page was read, if anywhere.
     fn finish_page<T: HasSortId>(
         spec: &ListSpec<'_>,
         position: Option<&PageCursor>,
         mut items: Vec<T>,
         limit: usize,
-        more: bool,
+        read_on_from: Option<String>,
     ) -> Page<T> {
         items.truncate(limit);
         let reading_backwards = position.is_some_and(|c| c.direction == Direction::Before);
@@ -196,20 +212,14 @@ impl Table {
         let first = items.first().map(|i| i.sort_id().to_string());
         let last = items.last().map(|i| i.sort_id().to_string());
         let (next, previous) = match position {
-            None => (
-                more.then(|| last.as_deref().map(|k| cursor(Direction::After, k)))
-                    .flatten(),
-                None,
-            ),
+            None => (read_on_from.map(|k| cursor(Direction::After, &k)), None),
             Some(c) if c.direction == Direction::After => (
-                more.then(|| last.as_deref().map(|k| cursor(Direction::After, k)))
-                    .flatten(),
+                read_on_from.map(|k| cursor(Direction::After, &k)),
                 Some(cursor(Direction::Before, first.as_deref().unwrap_or(&c.key))),
             ),
             Some(c) => (
                 Some(cursor(Direction::After, last.as_deref().unwrap_or(&c.key))),
-                more.then(|| first.as_deref().map(|k| cursor(Direction::Before, k)))
-                    .flatten(),
+                read_on_from.map(|k| cursor(Direction::Before, &k)),
             ),
         };
         Page { items, next, previous }
