@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use forum_testkit::images::{
-    jpeg_with_exif, png, png_bomb, png_header_only, png_with_chunk_bomb, png_with_trailing_data, progressive_jpeg,
+    hollow_jpeg, jpeg_scans_repeated, jpeg_with_exif, png, png_bomb, png_header_only, png_with_chunk_bomb,
+    png_with_trailing_data, progressive_jpeg,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -279,6 +280,26 @@ async fn malicious_files_are_refused_and_nothing_is_stored() {
             "invalid_image",
         ),
         ("over 4 MiB", oversize, 413, "payload_too_large"),
+        // Seconds of CPU apiece for a decoder that decodes every scan it is given and reads
+        // zeros where data runs out: refused from their headers, before any decoding.
+        (
+            "50 MP jpeg, its scan a hundred times, no data",
+            hollow_jpeg(7071, 7071, 100),
+            400,
+            "invalid_image",
+        ),
+        (
+            "a photo's scan twice",
+            jpeg_scans_repeated(&jpeg, 2),
+            400,
+            "invalid_image",
+        ),
+        (
+            "a progressive jpeg's scans five times",
+            jpeg_scans_repeated(&progressive_jpeg(64, 64, 3), 5),
+            400,
+            "invalid_image",
+        ),
     ];
     for (what, bytes, status, code) in cases {
         let answer = upload(&alice, bytes, "upload.bin").await;
@@ -311,6 +332,7 @@ async fn malicious_files_are_refused_and_nothing_is_stored() {
     for (declared, bytes) in [
         ("image/png", b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec()),
         ("image/jpeg", png_bomb(50_000, 50_000)),
+        ("image/jpeg", hollow_jpeg(7071, 7071, 100)),
     ] {
         let presigned = alice
             .post(

@@ -304,6 +304,18 @@ pub const IMAGE_SIDE: Limit = fixed(
     Unit::Pixels,
     "forum-media: `413 image_too_large`",
 );
+pub const JPEG_SCANS: Limit = fixed(
+    "scans in a JPEG (libjpeg's progressive script has 10)",
+    64,
+    Unit::Items,
+    "forum-media, from the headers: `400 invalid_image`",
+);
+pub const JPEG_PROGRESSIVE_PASSES: Limit = fixed(
+    "times a progressive JPEG's scans code its coefficients over (libjpeg's script: 2.3-3, mozjpeg's: at most 3.98; a sequential JPEG codes each component in one scan)",
+    4,
+    Unit::Items,
+    "forum-media, from the headers: `400 invalid_image`",
+);
 pub const DECODE_RESERVE_MB: Limit = fixed(
     "memory kept from an image's decode for the runtime and the request (MB; the decode gets half of `MemorySize` less this)",
     48,
@@ -396,6 +408,8 @@ pub const ALL: &[Limit] = &[
     PRESIGNED_UPLOAD_BYTES,
     IMAGE_PIXELS,
     IMAGE_SIDE,
+    JPEG_SCANS,
+    JPEG_PROGRESSIVE_PASSES,
     DECODE_RESERVE_MB,
     PRESIGN_TTL_SECS,
     UNCLAIMED_MEDIA_SECS,

@@ -125,11 +125,41 @@ pub enum Coding {
     Png { bytes_per_pixel: u8 },
 }
 
-/// The 8x8 blocks of a JPEG's frame, from its SOF header: per component, `mcus_wide *
-/// h_sampling` by `mcus_high * v_sampling`, as the decoder allocates them. The header has
-/// already been read by the decoder; this only walks the segments to it.
-fn jpeg_blocks(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaError> {
+/// How many times over a progressive JPEG's scans may code its coefficients: libjpeg's
+/// default script codes them 2.3-3 times (successive approximation refines each band), and
+/// mozjpeg's optimised scripts at most 3.98 (luma at four bit levels).
+const MAX_PROGRESSIVE_PASSES: u64 = limits::JPEG_PROGRESSIVE_PASSES.value;
+/// Scans a JPEG may have: libjpeg's default progressive script has 10.
+const MAX_JPEG_SCANS: usize = limits::JPEG_SCANS.value as usize;
+
+/// One component of a JPEG frame, as its scans address it.
+struct JpegComponent {
+    id: u8,
+    /// Its 8x8 blocks as an interleaved scan codes them (padded to whole MCUs).
+    mcu_blocks: u64,
+    /// Its 8x8 blocks as a scan of it alone codes them (its own size, rounded up to blocks).
+    own_blocks: u64,
+}
+
+/// Walks a JPEG's segments to its end and checks what its scans ask of a decoder against its
+/// frame, before anything is decoded; answers the frame's blocks (as the decoder allocates
+/// them). jpeg-decoder decodes every scan it is given and reads zeros where a scan's data runs
+/// out, so a file of a few hundred bytes can be a 50 MP frame with a scan repeated a hundred
+/// times: seconds of CPU each (docs/performance.md, "Hostile JPEGs"). So:
+/// - a sequential frame codes each component in one scan, as the standard says;
+/// - a progressive frame's scans code its coefficients at most [`MAX_PROGRESSIVE_PASSES`]
+///   times, in at most [`MAX_JPEG_SCANS`] scans;
+/// - a scan that codes every block it covers (a sequential scan: a DC code and at least an
+///   end-of-block code each, so 2 bits; a progressive DC scan: 1 bit each) carries at least
+///   that many bits: less is a truncated or hollow file, the rest of which would be zeros.
+fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaError> {
     let missing = || MediaError::Corrupt("the JPEG's frame header could not be read".into());
+    let refuse = |why: String| MediaError::Corrupt(why);
+    let mut frame: Option<(Vec<JpegComponent>, bool)> = None;
+    let mut scans = 0usize;
+    // Coefficients the scans code (blocks x band width), and sequential scans per component.
+    let mut coded = 0u64;
+    let mut sequential_scans: Vec<u8> = Vec::new();
     let mut at = 2; // after SOI
     loop {
         // Markers may be preceded by fill bytes (0xFF).
@@ -140,6 +170,9 @@ fn jpeg_blocks(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaError>
             return Err(missing());
         };
         at += 2;
+        if marker == 0xD9 {
+            break; // EOI
+        }
         if matches!(marker, 0x01 | 0xD0..=0xD7) {
             continue; // no length
         }
@@ -148,29 +181,109 @@ fn jpeg_blocks(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaError>
         };
         let length = usize::from(u16::from_be_bytes([high, low]));
         let segment = bytes.get(at + 2..at + length).ok_or_else(missing)?;
-        if matches!(marker, 0xC0..=0xC3) {
-            // P, Y, X, Nf, then Nf x (id, H<<4|V, Tq).
-            let count = usize::from(*segment.get(5).ok_or_else(missing)?);
-            let sampling: Vec<(u32, u32)> = segment
-                .get(6..6 + 3 * count)
-                .ok_or_else(missing)?
-                .chunks_exact(3)
-                .map(|c| (u32::from(c[1] >> 4).max(1), u32::from(c[1] & 0x0F).max(1)))
-                .collect();
-            let h_max = sampling.iter().map(|s| s.0).max().ok_or_else(missing)?;
-            let v_max = sampling.iter().map(|s| s.1).max().ok_or_else(missing)?;
-            let mcus_wide = u64::from(width.div_ceil(h_max * 8));
-            let mcus_high = u64::from(height.div_ceil(v_max * 8));
-            return Ok(sampling
-                .iter()
-                .map(|&(h, v)| mcus_wide * u64::from(h) * mcus_high * u64::from(v))
-                .sum());
-        }
-        if marker == 0xDA {
-            return Err(missing()); // scan data before any frame header
-        }
         at += length;
+        match marker {
+            0xC0..=0xC3 => {
+                if frame.is_some() {
+                    return Err(refuse("the JPEG has more than one frame".into()));
+                }
+                // P, Y, X, Nf, then Nf x (id, H<<4|V, Tq).
+                let count = usize::from(*segment.get(5).ok_or_else(missing)?);
+                let sampling: Vec<(u8, u32, u32)> = segment
+                    .get(6..6 + 3 * count)
+                    .ok_or_else(missing)?
+                    .chunks_exact(3)
+                    .map(|c| (c[0], u32::from(c[1] >> 4).max(1), u32::from(c[1] & 0x0F).max(1)))
+                    .collect();
+                let h_max = sampling.iter().map(|s| s.1).max().ok_or_else(missing)?;
+                let v_max = sampling.iter().map(|s| s.2).max().ok_or_else(missing)?;
+                let mcus_wide = u64::from(width.div_ceil(h_max * 8));
+                let mcus_high = u64::from(height.div_ceil(v_max * 8));
+                let components = sampling
+                    .iter()
+                    .map(|&(id, h, v)| JpegComponent {
+                        id,
+                        mcu_blocks: mcus_wide * u64::from(h) * mcus_high * u64::from(v),
+                        own_blocks: u64::from((width * h).div_ceil(h_max).div_ceil(8))
+                            * u64::from((height * v).div_ceil(v_max).div_ceil(8)),
+                    })
+                    .collect();
+                frame = Some((components, marker == 0xC2));
+            }
+            0xDA => {
+                let (components, progressive) = frame
+                    .as_ref()
+                    .ok_or_else(|| refuse("the JPEG has scan data before its frame header".into()))?;
+                scans += 1;
+                if scans > MAX_JPEG_SCANS {
+                    return Err(refuse(format!("the JPEG has more than {MAX_JPEG_SCANS} scans")));
+                }
+                // Ns, Ns x (id, tables), Ss, Se, Ah<<4|Al.
+                let count = usize::from(*segment.first().ok_or_else(missing)?);
+                let ids = segment.get(1..1 + 2 * count).ok_or_else(missing)?;
+                let (start, end) = match segment.get(1 + 2 * count..4 + 2 * count) {
+                    Some(&[start, end, _]) => (start, end),
+                    _ => return Err(missing()),
+                };
+                let mut blocks = 0u64;
+                for pair in ids.chunks_exact(2) {
+                    let component = components
+                        .iter()
+                        .find(|c| c.id == pair[0])
+                        .ok_or_else(|| refuse("a JPEG scan names a component its frame has not".into()))?;
+                    blocks += if count == 1 {
+                        component.own_blocks
+                    } else {
+                        component.mcu_blocks
+                    };
+                    if !progressive {
+                        if sequential_scans.contains(&pair[0]) {
+                            return Err(refuse("a component of the JPEG is coded in more than one scan".into()));
+                        }
+                        sequential_scans.push(pair[0]);
+                    }
+                }
+                let band = if *progressive {
+                    u64::from(end.min(63).saturating_sub(start)) + 1
+                } else {
+                    64
+                };
+                coded += blocks * band;
+                // The scan's entropy-coded data runs to the next marker that is not a restart.
+                let data_start = at;
+                while let Some(found) = bytes.get(at..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) {
+                    at += found;
+                    match bytes.get(at + 1) {
+                        Some(0x00 | 0xD0..=0xD7) => at += 2, // a stuffed 0xFF, a restart
+                        _ => break,
+                    }
+                }
+                let bits_needed = match (*progressive, start) {
+                    (false, _) => 2 * blocks,
+                    (true, 0) => blocks,
+                    // An AC band may end every block at once (end-of-band runs).
+                    (true, _) => 0,
+                };
+                if ((at - data_start) as u64) * 8 < bits_needed {
+                    return Err(refuse(
+                        "a scan holds fewer bits than its blocks take (the file is cut short or hollow)".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
     }
+    let (components, progressive) = frame.ok_or_else(missing)?;
+    let blocks: u64 = components.iter().map(|c| c.mcu_blocks).sum();
+    if scans == 0 {
+        return Err(refuse("the JPEG has no scans".into()));
+    }
+    if progressive && coded > MAX_PROGRESSIVE_PASSES * 64 * blocks {
+        return Err(refuse(format!(
+            "the JPEG's scans code its coefficients more than {MAX_PROGRESSIVE_PASSES} times over"
+        )));
+    }
+    Ok(blocks)
 }
 
 /// What the header says, after every check that needs no pixel decoding.
@@ -235,7 +348,7 @@ pub fn probe(bytes: &[u8], max_bytes: u64) -> Result<Probe, MediaError> {
                 height,
                 Coding::Jpeg {
                     components,
-                    blocks: jpeg_blocks(bytes, width, height)?,
+                    blocks: jpeg_structure(bytes, width, height)?,
                     progressive,
                 },
             )
@@ -792,6 +905,50 @@ mod tests {
         assert!(small.variants.iter().all(|v| (v.width, v.height) == (100, 50)));
         let decoded = image::load_from_memory(&small.variants[3].bytes).unwrap();
         assert!(decoded.color().has_alpha(), "PNG transparency kept");
+    }
+
+    /// What a decoder would be asked to do beyond the image's own work is refused from the
+    /// headers, before any decoding: each of these costs seconds of CPU to decode.
+    #[test]
+    fn hollow_repeated_and_over_refined_jpegs_are_refused_from_their_headers() {
+        let refused = |bytes: &[u8]| match probe(bytes, MAX_UPLOAD_BYTES) {
+            Err(MediaError::Corrupt(why)) => why,
+            other => panic!("not refused as corrupt: {other:?}"),
+        };
+        // 50 MP with no data, once and a hundred times: a few hundred bytes.
+        for scans in [1, 100] {
+            let hollow = hollow_jpeg(7071, 7071, scans);
+            assert!(hollow.len() < 4_000, "{}", hollow.len());
+            assert!(refused(&hollow).contains("fewer bits"));
+        }
+        // A photo cut short 100 bytes into its scan (its end-of-image marker put back): fewer
+        // than 2 bits for each of its blocks.
+        let photo = photo_jpeg(256, 256);
+        let (mut cut, scans) = jpeg_parts(&photo);
+        let header = 2 + usize::from(u16::from_be_bytes([scans[0][2], scans[0][3]]));
+        cut.extend_from_slice(&scans[0][..header + 100]);
+        cut.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(refused(&cut).contains("fewer bits"));
+        // A sequential frame codes each component once.
+        assert!(probe(&jpeg_scans_repeated(&photo, 1), MAX_UPLOAD_BYTES).is_ok());
+        assert!(refused(&jpeg_scans_repeated(&photo, 2)).contains("more than one scan"));
+        // A progressive frame's scans may refine its coefficients, up to four times over.
+        let progressive = progressive_jpeg(256, 256, 3);
+        let (_, scans) = jpeg_parts(&progressive);
+        assert!(probe(&progressive, MAX_UPLOAD_BYTES).is_ok());
+        assert!(probe(&jpeg_scans_repeated(&progressive, 4), MAX_UPLOAD_BYTES).is_ok());
+        assert!(refused(&jpeg_scans_repeated(&progressive, 5)).contains("4 times over"));
+        // ... in at most 64 scans: its DC scan (one coefficient a block) 70 times.
+        let (head, _) = jpeg_parts(&progressive);
+        let mut many = head;
+        for _ in 0..70 {
+            many.extend_from_slice(&scans[0]);
+        }
+        for scan in &scans[1..] {
+            many.extend_from_slice(scan);
+        }
+        many.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(refused(&many).contains("more than 64 scans"));
     }
 
     #[test]
