@@ -91,6 +91,21 @@ async fn a_keyed_create_is_answered_again_on_retry_and_written_once() {
         &reported,
         &keyed(&bob, "report-key").post(&report, json!({"reason": "spam"})).await,
     );
+    // A direct upload is known by its file, whatever multipart boundary each send draws.
+    let png = forum_testkit::images::png(8, 8, false);
+    let first = crate::media::upload(&keyed(&bob, "direct-key"), png.clone(), "a.png").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    same_answer(
+        &first,
+        &crate::media::upload(&keyed(&bob, "direct-key"), png, "a.png").await,
+    );
+    crate::media::upload(
+        &keyed(&bob, "direct-key"),
+        forum_testkit::images::png(9, 9, false),
+        "a.png",
+    )
+    .await
+    .assert_error(422, "idempotency_key_reused");
     let presign = json!({"content_type": "image/png", "content_length": 1000});
     let first = keyed(&bob, "upload-key")
         .post("/api/forum/upload/presign/", presign.clone())
@@ -111,4 +126,34 @@ async fn a_keyed_create_is_answered_again_on_retry_and_written_once() {
         answer.assert_error(400, "invalid_idempotency_key");
     }
     assert_eq!(feed_count(&bob, "bad key").await, 0);
+
+    // A comment's retry after its post was deleted is answered as the comment was (it was
+    // written), not 404; a new comment with another key gets the 404.
+    let gone = alice.create_post("deleted under a retry").await;
+    let comments = format!("/api/forum/posts/{}/comments/", gone["id"].as_str().unwrap());
+    let first = keyed(&bob, "late-retry")
+        .post(&comments, json!({"content": "in time"}))
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(
+        alice
+            .delete(&format!("/api/forum/posts/{}/", gone["id"].as_str().unwrap()))
+            .await
+            .status,
+        204
+    );
+    same_answer(
+        &first,
+        &keyed(&bob, "late-retry")
+            .post(&comments, json!({"content": "in time"}))
+            .await,
+    );
+    keyed(&bob, "late-retry")
+        .post(&comments, json!({"content": "another"}))
+        .await
+        .assert_error(422, "idempotency_key_reused");
+    keyed(&bob, "too-late")
+        .post(&comments, json!({"content": "in time"}))
+        .await
+        .assert_error(404, "not_found");
 }

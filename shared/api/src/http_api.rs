@@ -166,9 +166,11 @@ pub fn path_user_id(req: &Request, name: &str) -> Result<String, ApiError> {
 
 /// The request's `Idempotency-Key`, if it carries one (IETF httpapi draft): 1 to 255 visible
 /// ASCII characters, else `400 invalid_idempotency_key`. Its fingerprint is the method, path
-/// and body: a retry must send the same request.
+/// and `content`, what the request sends: a retry must send the same. `content` is the body,
+/// or for a multipart upload the file it carries (a client draws a new boundary on each send).
 pub fn idempotency(
     req: &Request,
+    content: &[u8],
     render: std::sync::Arc<forum_store::idempotency::RenderAnswer>,
 ) -> Result<Option<forum_store::idempotency::Idempotency>, ApiError> {
     use sha2::{Digest, Sha256};
@@ -195,7 +197,7 @@ pub fn idempotency(
     fingerprint.update([0]);
     fingerprint.update(req.uri().path().trim_end_matches('/').as_bytes());
     fingerprint.update([0]);
-    fingerprint.update(req.body().as_ref());
+    fingerprint.update(content);
     Ok(Some(forum_store::idempotency::Idempotency {
         key_hash: hex(&Sha256::digest(key.as_bytes())),
         fingerprint: hex(&fingerprint.finalize()),

@@ -118,6 +118,30 @@ impl Table {
     }
 }
 
+impl Table {
+    /// What a keyed create that cannot run any more had answered, if it ran: its answer
+    /// (`Replayed`) for the same request, `IdempotencyKeyReused` for another; `Ok` if the key
+    /// is unused. For a create refused before its transaction by what it reads first (a
+    /// comment's post, deleted since the comment was written).
+    pub async fn earlier_answer(&self, user_id: &str, idempotency: &Idempotency, now: i64) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key("pk", super::items::s(keys::user_pk(user_id)))
+            .key("sk", super::items::s(keys::idempotency_sk(&idempotency.key_hash)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        match out.item() {
+            Some(item) if decode::<KeyRecord>(item).is_ok_and(|record| record.ttl >= now) => {
+                Err(key_taken(Some(item), idempotency))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a failed key condition means: the same request again (its answer), or another
 /// request reusing the key.
 pub(super) fn key_taken(seen: Option<&Item>, idempotency: &Idempotency) -> StoreError {

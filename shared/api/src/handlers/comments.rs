@@ -90,7 +90,7 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
     // The post's author decides who may not comment (blocks): checked in the transaction. Read
     // beside the mentions' names (both only when not known or named).
     let (post_author, mentions) = tokio::join!(app.post_author(&post_id), app.mentioned(&content, caller));
-    let (post_author, mentions) = (post_author?, mentions?);
+    let mentions = mentions?;
     let comment = Comment {
         id,
         post_id,
@@ -117,6 +117,17 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         location: Some(location.clone()),
     });
     let rate = app.create_token(req, caller, RateAction::Comment, &render)?;
+    let post_author = match post_author {
+        Ok(post_author) => post_author,
+        // A keyed retry of a comment that was written is answered as it was, though its post
+        // has gone since.
+        Err(gone) => {
+            if let Some(idempotency) = &rate.idempotency {
+                app.table.earlier_answer(&caller.user_id, idempotency, rate.now).await?;
+            }
+            return Err(gone);
+        }
+    };
     let written = app
         .table
         .create_comment(&comment, author.to_write(), &rate, &post_author)

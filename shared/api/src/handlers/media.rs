@@ -126,7 +126,8 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         body: view.clone(),
         location: None,
     });
-    let rate = app.create_token(req, caller, RateAction::Upload, &render)?;
+    // A retry is known by its file: the multipart boundary around it differs on every send.
+    let rate = app.create_token_for(req, &file, caller, RateAction::Upload, &render)?;
     app.table.create_media(&record, &rate).await?;
     if let Err(err) = app
         .bucket
