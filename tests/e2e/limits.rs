@@ -112,7 +112,8 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
         alice.post("/api/forum/upload/presign/", presign.clone()).await.status,
         201
     );
-    let direct = crate::media::upload(&alice, forum_testkit::images::png(8, 8, false), "a.png").await;
+    let keyed_alice = alice.with_header("idempotency-key", "kept-upload");
+    let direct = crate::media::upload(&keyed_alice, forum_testkit::images::png(8, 8, false), "a.png").await;
     assert_eq!(direct.status, 201, "{}", direct.body);
     alice
         .post("/api/forum/upload/presign/", presign.clone())
@@ -126,6 +127,25 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
         refused.body
     );
     assert_eq!(bob.post("/api/forum/upload/presign/", presign).await.status, 201);
+    // A keyed retry of the stored upload is answered as it was, spent window or not.
+    let again = crate::media::upload(&keyed_alice, forum_testkit::images::png(8, 8, false), "a.png").await;
+    assert_eq!((again.status, &again.body), (201, &direct.body));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // A decode is what an upload costs: one refused by it takes a token too, and a spent window
+    // refuses the next before decoding it.
+    let carol = stack.user("carol");
+    let undecodable = forum_testkit::images::jpeg_with_undefined_tables(&forum_testkit::images::photo_jpeg(64, 64));
+    for _ in 0..2 {
+        crate::media::upload(&carol, undecodable.clone(), "bad.jpg")
+            .await
+            .assert_error(400, "invalid_image");
+    }
+    crate::media::upload(&carol, forum_testkit::images::png(8, 8, false), "c.png")
+        .await
+        .assert_error(429, "rate_limited");
+    crate::media::upload(&carol, undecodable, "bad.jpg")
+        .await
+        .assert_error(429, "rate_limited");
 
     // Reports: two, then refused; a repeat of one already made answers as it did and takes no
     // token (it writes nothing).

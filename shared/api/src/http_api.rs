@@ -173,6 +173,12 @@ pub fn idempotency(
     content: &[u8],
     render: std::sync::Arc<forum_store::idempotency::RenderAnswer>,
 ) -> Result<Option<forum_store::idempotency::Idempotency>, ApiError> {
+    Ok(request_key(req, content)?.map(|key| forum_store::idempotency::Idempotency { key, render }))
+}
+
+/// The request's `Idempotency-Key` and fingerprint (see [`idempotency`]), to look an earlier
+/// answer up with.
+pub fn request_key(req: &Request, content: &[u8]) -> Result<Option<forum_store::idempotency::RequestKey>, ApiError> {
     use sha2::{Digest, Sha256};
     let Some(raw) = req.headers().get("idempotency-key") else {
         return Ok(None);
@@ -198,10 +204,9 @@ pub fn idempotency(
     fingerprint.update(req.uri().path().trim_end_matches('/').as_bytes());
     fingerprint.update([0]);
     fingerprint.update(content);
-    Ok(Some(forum_store::idempotency::Idempotency {
+    Ok(Some(forum_store::idempotency::RequestKey {
         key_hash: hex(&Sha256::digest(key.as_bytes())),
         fingerprint: hex(&fingerprint.finalize()),
-        render,
     }))
 }
 

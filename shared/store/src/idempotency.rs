@@ -31,21 +31,26 @@ pub struct StoredAnswer {
 /// the handler already knows them; a write that refreshes the profile passes the one written).
 pub type RenderAnswer = dyn Fn(Option<&Profile>) -> StoredAnswer + Send + Sync;
 
-/// The key a create carries, what identifies its request, and how to render its answer.
-#[derive(Clone)]
-pub struct Idempotency {
+/// The key a request carries, and what identifies the request (what a retry sends again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestKey {
     /// SHA-256 of the key, hex: the key itself may hold any character.
     pub key_hash: String,
-    /// SHA-256 of the method, path and body, hex.
+    /// SHA-256 of the method, path and content, hex.
     pub fingerprint: String,
+}
+
+/// A create's key and how to render its answer.
+#[derive(Clone)]
+pub struct Idempotency {
+    pub key: RequestKey,
     pub render: Arc<RenderAnswer>,
 }
 
 impl fmt::Debug for Idempotency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Idempotency")
-            .field("key_hash", &self.key_hash)
-            .field("fingerprint", &self.fingerprint)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -79,10 +84,10 @@ impl Table {
         }
         let item = encode(&Keyed {
             pk: keys::user_pk(user_id),
-            sk: keys::idempotency_sk(&idempotency.key_hash),
+            sk: keys::idempotency_sk(&idempotency.key.key_hash),
             kind: "idempotency",
             record: KeyRecord {
-                fingerprint: idempotency.fingerprint.clone(),
+                fingerprint: idempotency.key.fingerprint.clone(),
                 answer: (idempotency.render)(shown),
                 ttl: now + IDEMPOTENCY_TTL_SECS,
             },
@@ -109,9 +114,9 @@ impl Table {
             .delete_item()
             .table_name(&self.name)
             .key("pk", super::items::s(keys::user_pk(user_id)))
-            .key("sk", super::items::s(keys::idempotency_sk(&idempotency.key_hash)))
+            .key("sk", super::items::s(keys::idempotency_sk(&idempotency.key.key_hash)))
             .condition_expression("fingerprint = :fingerprint")
-            .expression_attribute_values(":fingerprint", super::items::s(&idempotency.fingerprint))
+            .expression_attribute_values(":fingerprint", super::items::s(&idempotency.key.fingerprint))
             .send()
             .await?;
         Ok(())
@@ -119,23 +124,24 @@ impl Table {
 }
 
 impl Table {
-    /// What a keyed create that cannot run any more had answered, if it ran: its answer
+    /// What a keyed create that cannot run (any more, or yet) had answered, if it ran: its answer
     /// (`Replayed`) for the same request, `IdempotencyKeyReused` for another; `Ok` if the key
     /// is unused. For a create refused before its transaction by what it reads first (a
-    /// comment's post, deleted since the comment was written).
-    pub async fn earlier_answer(&self, user_id: &str, idempotency: &Idempotency, now: i64) -> Result<(), StoreError> {
+    /// comment's post, deleted since the comment was written), or before work a retry need
+    /// not repeat (an upload's decode).
+    pub async fn earlier_answer(&self, user_id: &str, key: &RequestKey, now: i64) -> Result<(), StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
             .key("pk", super::items::s(keys::user_pk(user_id)))
-            .key("sk", super::items::s(keys::idempotency_sk(&idempotency.key_hash)))
+            .key("sk", super::items::s(keys::idempotency_sk(&key.key_hash)))
             .consistent_read(true)
             .send()
             .await?;
         match out.item() {
             Some(item) if decode::<KeyRecord>(item).is_ok_and(|record| record.ttl >= now) => {
-                Err(key_taken(Some(item), idempotency))
+                Err(key_taken(Some(item), key))
             }
             _ => Ok(()),
         }
@@ -144,12 +150,12 @@ impl Table {
 
 /// What a failed key condition means: the same request again (its answer), or another
 /// request reusing the key.
-pub(super) fn key_taken(seen: Option<&Item>, idempotency: &Idempotency) -> StoreError {
+pub(super) fn key_taken(seen: Option<&Item>, key: &RequestKey) -> StoreError {
     let Some(seen) = seen else {
         return StoreError::Internal("a failed idempotency key put returned no item".into());
     };
     match decode::<KeyRecord>(seen) {
-        Ok(record) if record.fingerprint == idempotency.fingerprint => StoreError::Replayed(record.answer),
+        Ok(record) if record.fingerprint == key.fingerprint => StoreError::Replayed(record.answer),
         Ok(_) => StoreError::IdempotencyKeyReused,
         Err(e) => e,
     }

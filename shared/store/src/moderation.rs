@@ -85,7 +85,7 @@ impl Table {
         match self.transact(actions).await? {
             Ok(()) => Ok(Ok(())),
             Err(c) if let Some((at, idempotency)) = keyed.filter(|(at, _)| c.failed(*at)) => {
-                Err(key_taken(c.item(at), idempotency))
+                Err(key_taken(c.item(at), &idempotency.key))
             }
             Err(c) if c.failed(check) => Err(suspended(c.item(check))),
             Err(c) => Ok(Err(c)),

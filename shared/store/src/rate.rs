@@ -80,3 +80,37 @@ impl Table {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 }
+
+impl Table {
+    /// The caller's window for the action, read: `RateLimited` when it is spent. For work
+    /// done before the write that takes the token (an upload's decode), which a spent window
+    /// must not buy.
+    pub async fn check_rate(&self, token: &RateToken) -> Result<(), StoreError> {
+        let window = key(
+            keys::rate_pk(&token.user_id, action_key(token.action)),
+            token.window_start().to_string(),
+        );
+        let taken = self
+            .get_one(window, true, None)
+            .await?
+            .as_ref()
+            .and_then(|item| item.get("count"))
+            .and_then(|count| count.as_n().ok())
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap_or(0);
+        if taken >= u64::from(token.limit) {
+            return Err(token.refused());
+        }
+        Ok(())
+    }
+
+    /// Takes a token by itself, for work that wrote nothing (a refused upload's decode):
+    /// `RateLimited` when the window is spent.
+    pub async fn charge_rate(&self, token: &RateToken) -> Result<(), StoreError> {
+        match self.transact(vec![self.take_rate_token(token)?]).await? {
+            Ok(()) => Ok(()),
+            // Its one condition: the window is spent.
+            Err(_) => Err(token.refused()),
+        }
+    }
+}

@@ -406,3 +406,16 @@ pub fn hollow_jpeg(width: u16, height: u16, scans: usize) -> Vec<u8> {
     out.extend_from_slice(&[0xFF, 0xD9]);
     out
 }
+
+/// `jpeg` with its first scan reading Huffman tables the file never defines: its headers pass
+/// every check, and its decode fails at once (an upload refused by the decode, not the probe).
+pub fn jpeg_with_undefined_tables(jpeg: &[u8]) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    if let Some(sos) = out.windows(2).position(|w| w == [0xFF, 0xDA]) {
+        let components = usize::from(out[sos + 4]);
+        for c in 0..components {
+            out[sos + 6 + 2 * c] = 0x33;
+        }
+    }
+    out
+}

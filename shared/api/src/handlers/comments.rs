@@ -123,7 +123,9 @@ pub async fn create_comment(app: &App, req: &Request, caller: &Caller) -> Result
         // has gone since.
         Err(gone) => {
             if let Some(idempotency) = &rate.idempotency {
-                app.table.earlier_answer(&caller.user_id, idempotency, rate.now).await?;
+                app.table
+                    .earlier_answer(&caller.user_id, &idempotency.key, rate.now)
+                    .await?;
             }
             return Err(gone);
         }

@@ -17,8 +17,8 @@ use forum_domain::model::Profile;
 use forum_domain::model::{Media, MediaStatus, new_id_with_timestamp};
 use forum_media::{self as media, MAX_DIRECT_UPLOAD_BYTES, MAX_UPLOAD_BYTES, MediaError, MediaType};
 use forum_store::bucket::{IMMUTABLE, PresignedUpload, media_id_of_upload, upload_key, variant_key};
-use forum_store::idempotency::{RenderAnswer, StoredAnswer};
-use forum_store::{RateAction, StoreError};
+use forum_store::idempotency::{Idempotency, RenderAnswer, StoredAnswer};
+use forum_store::{RateAction, RateToken, StoreError};
 
 /// Multipart framing around the file: boundaries and part headers.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -104,9 +104,25 @@ async fn multipart_file(req: &Request) -> Result<Vec<u8>, ApiError> {
 /// 201 with the media (pending until `process-media` has made its images).
 pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let file = multipart_file(req).await?;
+    // A retry is known by its file: the multipart boundary around it differs on every send. A
+    // retry of an upload that was stored is answered from its key, without decoding again.
+    let key = http_api::request_key(req, &file)?;
+    let attempt = app.rate_token(caller, RateAction::Upload);
+    if let Some(key) = &key {
+        app.table.earlier_answer(&caller.user_id, key, attempt.now).await?;
+    }
+    // The decode is what an upload costs, stored or refused: none while the uploader's window
+    // is spent, and a refused one takes its token too.
+    app.table.check_rate(&attempt).await?;
     let budget = app.decode_budget;
-    let (file, probe) =
-        blocking(move || media::verify(&file, MAX_DIRECT_UPLOAD_BYTES, budget).map(|p| (file, p))).await??;
+    let verified = blocking(move || media::verify(&file, MAX_DIRECT_UPLOAD_BYTES, budget).map(|p| (file, p))).await?;
+    let (file, probe) = match verified {
+        Ok(verified) => verified,
+        Err(refused) => {
+            app.table.charge_rate(&attempt).await?;
+            return Err(refused.into());
+        }
+    };
     let (id, created_at) = new_id_with_timestamp();
     let record = Media {
         id: id.clone(),
@@ -126,8 +142,13 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         body: view.clone(),
         location: None,
     });
-    // A retry is known by its file: the multipart boundary around it differs on every send.
-    let rate = app.create_token_for(req, &file, caller, RateAction::Upload, &render)?;
+    let rate = RateToken {
+        idempotency: key.map(|key| Idempotency {
+            key,
+            render: render.clone(),
+        }),
+        ..attempt
+    };
     app.table.create_media(&record, &rate).await?;
     if let Err(err) = app
         .bucket

@@ -192,21 +192,8 @@ impl App {
         action: RateAction,
         render: &std::sync::Arc<forum_store::idempotency::RenderAnswer>,
     ) -> Result<RateToken, ApiError> {
-        self.create_token_for(req, req.body().as_ref(), caller, action, render)
-    }
-
-    /// [`App::create_token`] for a request whose retry is known by `content` rather than its
-    /// body (an upload, by its file).
-    fn create_token_for(
-        &self,
-        req: &Request,
-        content: &[u8],
-        caller: &Caller,
-        action: RateAction,
-        render: &std::sync::Arc<forum_store::idempotency::RenderAnswer>,
-    ) -> Result<RateToken, ApiError> {
         let mut rate = self.rate_token(caller, action);
-        rate.idempotency = http_api::idempotency(req, content, render.clone())?;
+        rate.idempotency = http_api::idempotency(req, req.body().as_ref(), render.clone())?;
         Ok(rate)
     }
 
