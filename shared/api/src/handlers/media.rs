@@ -305,15 +305,23 @@ async fn process_upload(app: &App, key: &str) -> Result<(), ApiError> {
                 }
             });
             futures::future::try_join_all(writes).await?;
-            app.table
+            let finished = app
+                .table
                 .finish_media(id, Ok((processed.width, processed.height)))
                 .await?;
-            tracing::info!(
-                media_id = id,
-                width = processed.width,
-                height = processed.height,
-                "media ready"
-            );
+            if !finished && app.table.get_media(id).await?.is_none() {
+                // Removed while it was processed (its post deleted, or expired): the removal
+                // deleted its objects before these were written, and nothing would again.
+                app.bucket.delete_media(id, processed.media_type).await?;
+                tracing::info!(media_id = id, "media removed while processed: its images deleted");
+            } else {
+                tracing::info!(
+                    media_id = id,
+                    width = processed.width,
+                    height = processed.height,
+                    "media ready"
+                );
+            }
         }
         Err(reason) => {
             app.table.finish_media(id, Err(&reason)).await?;
