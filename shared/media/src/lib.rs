@@ -154,7 +154,6 @@ struct JpegComponent {
 ///   that many bits: less is a truncated or hollow file, the rest of which would be zeros.
 fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaError> {
     let missing = || MediaError::Corrupt("the JPEG's frame header could not be read".into());
-    let refuse = |why: String| MediaError::Corrupt(why);
     let mut frame: Option<(Vec<JpegComponent>, bool)> = None;
     let mut scans = 0usize;
     // Coefficients the scans code (blocks x band width), and sequential scans per component.
@@ -185,7 +184,7 @@ fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaErr
         match marker {
             0xC0..=0xC3 => {
                 if frame.is_some() {
-                    return Err(refuse("the JPEG has more than one frame".into()));
+                    return Err(MediaError::Corrupt("the JPEG has more than one frame".into()));
                 }
                 // P, Y, X, Nf, then Nf x (id, H<<4|V, Tq).
                 let count = usize::from(*segment.get(5).ok_or_else(missing)?);
@@ -213,10 +212,12 @@ fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaErr
             0xDA => {
                 let (components, progressive) = frame
                     .as_ref()
-                    .ok_or_else(|| refuse("the JPEG has scan data before its frame header".into()))?;
+                    .ok_or_else(|| MediaError::Corrupt("the JPEG has scan data before its frame header".into()))?;
                 scans += 1;
                 if scans > MAX_JPEG_SCANS {
-                    return Err(refuse(format!("the JPEG has more than {MAX_JPEG_SCANS} scans")));
+                    return Err(MediaError::Corrupt(format!(
+                        "the JPEG has more than {MAX_JPEG_SCANS} scans"
+                    )));
                 }
                 // Ns, Ns x (id, tables), Ss, Se, Ah<<4|Al.
                 let count = usize::from(*segment.first().ok_or_else(missing)?);
@@ -230,7 +231,7 @@ fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaErr
                     let component = components
                         .iter()
                         .find(|c| c.id == pair[0])
-                        .ok_or_else(|| refuse("a JPEG scan names a component its frame has not".into()))?;
+                        .ok_or_else(|| MediaError::Corrupt("a JPEG scan names a component its frame has not".into()))?;
                     blocks += if count == 1 {
                         component.own_blocks
                     } else {
@@ -238,7 +239,9 @@ fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaErr
                     };
                     if !progressive {
                         if sequential_scans.contains(&pair[0]) {
-                            return Err(refuse("a component of the JPEG is coded in more than one scan".into()));
+                            return Err(MediaError::Corrupt(
+                                "a component of the JPEG is coded in more than one scan".into(),
+                            ));
                         }
                         sequential_scans.push(pair[0]);
                     }
@@ -265,7 +268,7 @@ fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaErr
                     (true, _) => 0,
                 };
                 if ((at - data_start) as u64) * 8 < bits_needed {
-                    return Err(refuse(
+                    return Err(MediaError::Corrupt(
                         "a scan holds fewer bits than its blocks take (the file is cut short or hollow)".into(),
                     ));
                 }
@@ -276,10 +279,10 @@ fn jpeg_structure(bytes: &[u8], width: u32, height: u32) -> Result<u64, MediaErr
     let (components, progressive) = frame.ok_or_else(missing)?;
     let blocks: u64 = components.iter().map(|c| c.mcu_blocks).sum();
     if scans == 0 {
-        return Err(refuse("the JPEG has no scans".into()));
+        return Err(MediaError::Corrupt("the JPEG has no scans".into()));
     }
     if progressive && coded > MAX_PROGRESSIVE_PASSES * 64 * blocks {
-        return Err(refuse(format!(
+        return Err(MediaError::Corrupt(format!(
             "the JPEG's scans code its coefficients more than {MAX_PROGRESSIVE_PASSES} times over"
         )));
     }

@@ -130,18 +130,10 @@ impl Table {
     /// comment's post, deleted since the comment was written), or before work a retry need
     /// not repeat (an upload's decode).
     pub async fn earlier_answer(&self, user_id: &str, key: &RequestKey, now: i64) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key("pk", super::items::s(keys::user_pk(user_id)))
-            .key("sk", super::items::s(keys::idempotency_sk(&key.key_hash)))
-            .consistent_read(true)
-            .send()
-            .await?;
-        match out.item() {
-            Some(item) if decode::<KeyRecord>(item).is_ok_and(|record| record.ttl >= now) => {
-                Err(key_taken(Some(item), key))
+        let record = super::items::key(keys::user_pk(user_id), keys::idempotency_sk(&key.key_hash));
+        match self.get_one(record, true, None).await? {
+            Some(item) if decode::<KeyRecord>(&item).is_ok_and(|record| record.ttl >= now) => {
+                Err(key_taken(Some(&item), key))
             }
             _ => Ok(()),
         }

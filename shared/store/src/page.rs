@@ -152,7 +152,7 @@ impl Table {
         // from where DynamoDB stopped until the page is full or the list ends (bounded; a list
         // that still has more says so, and the next page goes on from there).
         // Where DynamoDB stopped reading, if it did before the list's end.
-        let mut stopped_at: Option<String> = None;
+        let mut stopped_at: Option<Item> = None;
         for read in 0..MAX_QUERIES_PER_PAGE {
             let out = query.clone().send().await?;
             for item in out.items() {
@@ -162,13 +162,8 @@ impl Table {
                 }
                 items.push(parsed);
             }
-            let resume = out.last_evaluated_key().cloned();
-            stopped_at = resume.as_ref().map(|key| {
-                get_s(key, spec.sk_attr)
-                    .and_then(|sk| sk.strip_prefix(spec.sk_prefix).map(str::to_string))
-                    .unwrap_or_default()
-            });
-            match resume {
+            stopped_at = out.last_evaluated_key().cloned();
+            match stopped_at.clone() {
                 Some(start) if items.len() <= limit && read + 1 < MAX_QUERIES_PER_PAGE => {
                     query = query.set_exclusive_start_key(Some(start));
                 }
@@ -185,7 +180,11 @@ impl Table {
                 .and_then(|i| items.get(i))
                 .map(|i| i.sort_id().to_string())
         } else {
-            stopped_at.filter(|key| !key.is_empty())
+            stopped_at.and_then(|key| {
+                get_s(&key, spec.sk_attr)
+                    .and_then(|sk| sk.strip_prefix(spec.sk_prefix).map(str::to_string))
+                    .or_else(|| items.last().map(|i| i.sort_id().to_string()))
+            })
         };
         Ok(Self::finish_page(spec, position, items, limit, read_on_from))
     }

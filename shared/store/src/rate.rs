@@ -42,6 +42,14 @@ impl RateToken {
         self.now - self.now.rem_euclid(RATE_WINDOW_SECS)
     }
 
+    /// The key of the item counting this window's tokens.
+    fn window_key(&self) -> super::Item {
+        key(
+            keys::rate_pk(&self.user_id, action_key(self.action)),
+            self.window_start().to_string(),
+        )
+    }
+
     /// Seconds until the window resets: the `Retry-After` of a 429.
     pub fn retry_after_secs(&self) -> u64 {
         (self.window_start() + RATE_WINDOW_SECS - self.now).max(1) as u64
@@ -63,10 +71,7 @@ impl Table {
         let update = built(
             Update::builder()
                 .table_name(&self.name)
-                .set_key(Some(key(
-                    keys::rate_pk(&token.user_id, action_key(token.action)),
-                    window.to_string(),
-                )))
+                .set_key(Some(token.window_key()))
                 .update_expression("ADD #count :one SET #ttl = :ttl")
                 .condition_expression("attribute_not_exists(#count) OR #count < :limit")
                 .expression_attribute_names("#count", "count")
@@ -86,12 +91,8 @@ impl Table {
     /// done before the write that takes the token (an upload's decode), which a spent window
     /// must not buy.
     pub async fn check_rate(&self, token: &RateToken) -> Result<(), StoreError> {
-        let window = key(
-            keys::rate_pk(&token.user_id, action_key(token.action)),
-            token.window_start().to_string(),
-        );
         let taken = self
-            .get_one(window, true, None)
+            .get_one(token.window_key(), true, None)
             .await?
             .as_ref()
             .and_then(|item| item.get("count"))
