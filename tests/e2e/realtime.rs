@@ -763,3 +763,51 @@ async fn a_blocked_users_live_events_skip_the_blocker_but_reach_everyone_else() 
         })
         .await;
 }
+
+/// Who blocks a user has no bound (unlike whom a user blocks): more blockers than one item
+/// could list (3,300 ids of a token's longest `sub`, 128 bytes, are over DynamoDB's 400 KB item
+/// limit) still let one more block them, and their live events still skip that blocker.
+#[tokio::test]
+async fn a_user_blocked_by_thousands_can_be_blocked_once_more_and_stays_unheard() {
+    use futures::stream::{self, StreamExt as _};
+    const BLOCKERS: usize = 3_300;
+    let stack = shared_stack().await;
+    let troll = stack.user("troll");
+    let carol = stack.user("onlooker");
+    let block = format!("/api/forum/users/{}/block/", troll.user_id);
+    let run = crate::support::unique("many");
+    let statuses: Vec<u16> = stream::iter(0..BLOCKERS)
+        .map(|i| {
+            let name = format!("{run}_{i}");
+            let user_id = format!("{name:-<128}");
+            let blocker = stack.user_with_id(&name, user_id);
+            let block = block.clone();
+            async move { blocker.post(&block, Value::Null).await.status }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let refused = statuses.iter().filter(|s| **s != 201).count();
+    assert_eq!(refused, 0, "blocks refused: {refused} of {BLOCKERS}");
+
+    let alice = stack.user("blocker");
+    let post = carol.create_post("a thread the troll finds").await;
+    let id = post["id"].as_str().unwrap().to_string();
+    let mut alice_live = Live::connect(stack, &alice).await;
+    let mut carol_live = Live::connect(stack, &carol).await;
+    alice_live.subscribe(&id).await;
+    assert_eq!(alice.post(&block, Value::Null).await.status, 201);
+    let from_troll = troll
+        .post(
+            &format!("/api/forum/posts/{id}/comments/"),
+            json!({"content": "still here"}),
+        )
+        .await;
+    assert_eq!(from_troll.status, 201, "{}", from_troll.body);
+    let trolls = from_troll.body["id"].as_str().unwrap().to_string();
+    let is_trolls = move |m: &Value| m["type"] == "comment.created" && m["comment"]["id"] == trolls.as_str();
+    carol_live
+        .expect("the comment, to the post's author", is_trolls.clone())
+        .await;
+    alice_live.expect_none(Duration::from_secs(2), is_trolls).await;
+}

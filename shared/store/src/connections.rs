@@ -30,11 +30,19 @@ pub const MAX_SUBSCRIPTIONS: usize = forum_domain::limits::SUBSCRIPTIONS_PER_CON
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recipient {
     pub connection_id: String,
+    /// Whose connection it is: a send leaves out the users who block whoever it is about.
+    pub user_id: String,
     pub expires_at: i64,
     /// When `$connect` stored it (Unix seconds), as a connection item says; a subscription
     /// does not say (a connection subscribes only once open).
     pub connected_at: Option<i64>,
 }
+
+/// Whose a connection or subscription is, as its items and both indexes carry it: a send
+/// leaves out the connections of users who block whoever it is about. Not `user_id`, which
+/// posts and comments carry too: projected under that name, every entry of the feed index
+/// would grow, and a feed page's Query with it.
+const OWNER: &str = "conn_user_id";
 
 /// Live WebSocket connections one user may hold at once.
 pub const MAX_CONNECTIONS_PER_USER: u32 = forum_domain::limits::CONNECTIONS_PER_USER.u32();
@@ -60,10 +68,12 @@ pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Result<C
     })
 }
 
-/// What a send needs of a connection or subscription entry: when its token expires (required)
-/// and, for a connection, when it was stored.
+/// What a send needs of a connection or subscription entry: whose it is and when its token
+/// expires (both required) and, for a connection, when it was stored.
 #[derive(Deserialize)]
 struct RecipientRecord {
+    #[serde(rename = "conn_user_id")]
+    owner: String,
     expires_at: i64,
     #[serde(default)]
     connected_at: Option<i64>,
@@ -93,6 +103,8 @@ impl Table {
             item.insert("type".into(), s("connection"));
             item.insert("connection_id".into(), s(connection_id));
             item.insert("user_id".into(), s(user_id));
+            // The owner again, under the name both indexes project (module docs).
+            item.insert(OWNER.into(), s(user_id));
             item.insert("expires_at".into(), signed(expires_at));
             item.insert("connected_at".into(), signed(connected_at));
             item.insert("slot".into(), n(u64::from(slot)));
@@ -187,6 +199,7 @@ impl Table {
                 let mut item = key(keys::sub_pk(pid), keys::conn_pk(&connection.id));
                 item.insert("type".into(), s("subscription"));
                 item.insert("connection_id".into(), s(&connection.id));
+                item.insert(OWNER.into(), s(&connection.user_id));
                 item.insert("expires_at".into(), signed(connection.expires_at));
                 item.insert("ttl".into(), signed(ttl));
                 item
@@ -284,7 +297,8 @@ impl Table {
         .await
     }
 
-    /// Connection ids (from `CONN#<id>` sort keys) and their tokens' expiry, every page.
+    /// Connection ids (from `CONN#<id>` sort keys), their owners and their tokens' expiry,
+    /// every page.
     pub(super) async fn recipients(
         &self,
         index: Option<&str>,
@@ -303,16 +317,17 @@ impl Table {
             .expression_attribute_names("#sk", sk_attr)
             .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s(PREFIX))
-            .projection_expression("#sk, expires_at, connected_at");
+            .projection_expression("#sk, conn_user_id, expires_at, connected_at");
         let items = self.query_every(query).await?;
-        // An entry that says not when its token expires is never sent to (logged and counted);
-        // the others still are.
+        // An entry that says not whose it is or when its token expires is never sent to; the
+        // others still are.
         Ok(items
             .iter()
             .filter_map(|item| {
                 let id = get_s(item, sk_attr)?.strip_prefix(PREFIX)?.to_string();
                 let record: RecipientRecord = decode(item).ok()?;
                 Some(Recipient {
+                    user_id: record.owner,
                     expires_at: record.expires_at,
                     connected_at: record.connected_at,
                     connection_id: id,

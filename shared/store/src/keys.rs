@@ -118,8 +118,13 @@ pub fn block_sk(blocked: &str) -> String {
     format!("{BLOCK_PREFIX}{blocked}")
 }
 pub const BLOCKS_SK: &str = "BLOCKS";
-/// Who blocks a user (`USER#<uid>` / `BLOCKEDBY`: a string set), for live events.
-pub const BLOCKED_BY_SK: &str = "BLOCKEDBY";
+/// Who blocks a user, for live events: one item per blocker in the blocked user's partition
+/// (`USER#<uid>` / `BLOCKER#<blocker>`), so a user any number of people block can always be
+/// blocked once more (a set on one item stopped at DynamoDB's 400 KB item limit).
+pub const BLOCKER_PREFIX: &str = "BLOCKER#";
+pub fn blocker_sk(blocker: &str) -> String {
+    format!("{BLOCKER_PREFIX}{blocker}")
+}
 /// A create's `Idempotency-Key` (`USER#<uid>` / `IDEM#<sha256 of the key>`).
 pub fn idempotency_sk(key_hash: &str) -> String {
     format!("IDEM#{key_hash}")

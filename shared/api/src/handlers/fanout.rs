@@ -198,17 +198,17 @@ async fn handle_change(
                 (&post.mentions, &[]),
             )
             .await?;
-            let hidden = reads.hidden_from(app, &post.user_id).await?;
+            let blockers = reads.blockers_of(app, &post.user_id).await?;
             let author = author(app, &post.user_id).await?;
             let message = ServerMessage::PostCreated {
                 post: PostView::new(post, &author, false),
             };
-            broadcast(app, &except(app.table.all_connections().await?, &hidden), &message).await?;
+            broadcast(app, &except(app.table.all_connections().await?, &blockers), &message).await?;
             Ok(())
         }
         Change::PostChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
             // Removed or restored by a moderator: everyone drops it, or gets it back.
-            let hidden = reads.hidden_from(app, &new.user_id).await?;
+            let blockers = reads.blockers_of(app, &new.user_id).await?;
             let message = if new.removed.is_some() {
                 ServerMessage::PostRemoved { post_id: new.id }
             } else {
@@ -217,7 +217,7 @@ async fn handle_change(
                     post: PostView::new(new, &author, false),
                 }
             };
-            broadcast(app, &except(app.table.all_connections().await?, &hidden), &message).await?;
+            broadcast(app, &except(app.table.all_connections().await?, &blockers), &message).await?;
             Ok(())
         }
         Change::PostChanged { old, new } => {
@@ -248,9 +248,9 @@ async fn handle_change(
                 let message = ServerMessage::PostUpdated {
                     post: PostView::new(new, &author, false),
                 };
-                let hidden = reads.hidden_from(app, &author_id).await?;
+                let blockers = reads.blockers_of(app, &author_id).await?;
                 reads
-                    .tell_audience_except(app, &post_id, &author_id, &message, &hidden)
+                    .tell_audience_except(app, &post_id, &author_id, &message, &blockers)
                     .await?;
             }
             if media_changed {
@@ -276,7 +276,6 @@ async fn handle_change(
                 return Ok(());
             };
             // Whoever blocks the comment's writer does not hear it, nor is notified.
-            let hidden = reads.hidden_from(app, &comment.user_id).await?;
             let blockers = reads.blockers_of(app, &comment.user_id).await?;
             let participants = reads.participants_before(app, &post.id, &comment).await?;
             let recipients = thread_recipients(&post, &comment, &blockers, &participants);
@@ -294,7 +293,7 @@ async fn handle_change(
             // only the notifications still missing.
             let (notified, told) = tokio::join!(
                 notify_thread(app, &comment, recipients, &connections),
-                reads.tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
+                reads.tell_audience_except(app, &post.id, &post.user_id, &message, &blockers)
             );
             notified?;
             told
@@ -318,9 +317,9 @@ async fn handle_change(
                     comment_count: post.comment_count,
                 }
             };
-            let hidden = reads.hidden_from(app, &new.user_id).await?;
+            let blockers = reads.blockers_of(app, &new.user_id).await?;
             reads
-                .tell_audience_except(app, &post.id, &post.user_id, &message, &hidden)
+                .tell_audience_except(app, &post.id, &post.user_id, &message, &blockers)
                 .await
         }
         // An edit of a comment is not pushed (clients read it with the list); whom it now
@@ -668,9 +667,8 @@ async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
 struct LaneReads {
     posts: HashMap<String, Option<Post>>,
     audiences: HashMap<String, Vec<Recipient>>,
-    /// By author: who blocks them (moderators aside), and those users' connections.
+    /// By author: who blocks them (moderators aside).
     blockers: HashMap<String, HashSet<String>>,
-    hidden: HashMap<String, HashSet<String>>,
     /// By post: who commented on it, most recent first (as far as this lane has come).
     participants: HashMap<String, Vec<String>>,
     /// Likes already told with an earlier like of their post: (post, liker, liked at).
@@ -745,22 +743,6 @@ impl LaneReads {
         Ok(blockers)
     }
 
-    async fn hidden_from(&mut self, app: &App, author: &str) -> Result<HashSet<String>, ApiError> {
-        if let Some(hidden) = self.hidden.get(author) {
-            return Ok(hidden.clone());
-        }
-        let blockers: Vec<String> = self.blockers_of(app, author).await?.into_iter().collect();
-        let hidden: HashSet<String> = self
-            .connections_of(app, &blockers)
-            .await?
-            .into_values()
-            .flatten()
-            .map(|r| r.connection_id)
-            .collect();
-        self.hidden.insert(author.to_string(), hidden.clone());
-        Ok(hidden)
-    }
-
     /// Sends `message` to the post's audience; connections found gone or expired leave it, so
     /// the lane's next records do not try them again.
     async fn tell_audience(
@@ -774,8 +756,8 @@ impl LaneReads {
             .await
     }
 
-    /// As [`LaneReads::tell_audience`], leaving out the connections in `hidden` (those of users
-    /// who block whoever the message is about).
+    /// As [`LaneReads::tell_audience`], leaving out the connections of the users in `hidden`
+    /// (those who block whoever the message is about).
     async fn tell_audience_except(
         &mut self,
         app: &App,
@@ -799,14 +781,14 @@ impl LaneReads {
     }
 }
 
-/// `recipients` without the connections in `hidden`.
+/// `recipients` without the connections of the users in `hidden`.
 fn except(recipients: Vec<Recipient>, hidden: &HashSet<String>) -> Vec<Recipient> {
     if hidden.is_empty() {
         return recipients;
     }
     recipients
         .into_iter()
-        .filter(|r| !hidden.contains(&r.connection_id))
+        .filter(|r| !hidden.contains(&r.user_id))
         .collect()
 }
 
