@@ -253,6 +253,111 @@ async fn a_removed_post_is_gone_for_everyone_but_moderators_until_restored() {
     assert_eq!(newer.body["actions"][0]["id"], restored["id"]);
 }
 
+/// Whose comments a user page lists and counts: `(ids listed, comment_count)`.
+async fn user_comments(reader: &Client, user: &Client) -> (Vec<String>, u64) {
+    let page = reader
+        .get(&format!("/api/forum/users/{}/comments/?limit=50", user.user_id))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let profile = reader.get(&format!("/api/forum/users/{}/", user.user_id)).await;
+    assert_eq!(profile.status, 200, "{}", profile.body);
+    let ids = page.body["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, profile.body["comment_count"].as_u64().unwrap())
+}
+
+/// Polls `user`'s page (the stream relists comments) until it shows `wanted`.
+async fn until_user_comments(reader: &Client, user: &Client, wanted: (Vec<&str>, u64)) {
+    let wanted = (wanted.0.into_iter().map(str::to_string).collect::<Vec<_>>(), wanted.1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let seen = user_comments(reader, user).await;
+        if seen == wanted {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}'s page: {seen:?}, not {wanted:?}",
+            user.username
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_removed_posts_comments_leave_their_authors_pages_and_can_still_be_deleted() {
+    let stack = shared_stack().await;
+    let author = stack.user("removed_op");
+    let bob = stack.user("commenter");
+    let dave = stack.user("regular");
+    let reader = stack.user("reader");
+    let moderator = stack.moderator("mod");
+    let post = author.create_post("a thread a moderator will remove").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let say = |who: &Client, text: &str| {
+        let (who, path, text) = (who.clone(), comments_path(&post_id), text.to_string());
+        async move {
+            let c = who.post(&path, json!({"content": text})).await;
+            assert_eq!(c.status, 201, "{}", c.body);
+            c.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let bobs = say(&bob, "mine to delete").await;
+    let d1 = say(&dave, "first").await;
+    let d2 = say(&dave, "second").await;
+    let remove_d2 = json!({"action": "remove_comment", "post_id": post_id, "comment_id": d2, "reason": "on its own"});
+    act(&moderator, remove_d2.clone()).await;
+    until_user_comments(&reader, &dave, (vec![d1.as_str()], 1)).await;
+
+    act(
+        &moderator,
+        json!({"action": "remove_post", "post_id": post_id, "reason": "gone"}),
+    )
+    .await;
+    until_user_comments(&reader, &bob, (vec![], 0)).await;
+    until_user_comments(&reader, &dave, (vec![], 0)).await;
+    // What Bob wrote there is still his to delete (and someone else's is not).
+    let comment = format!("{}{bobs}/", comments_path(&post_id));
+    dave.delete(&comment).await.assert_error(403, "forbidden");
+    assert_eq!(bob.delete(&comment).await.status, 204);
+    bob.delete(&comment).await.assert_error(404, "not_found");
+    let stored = stack.stored_item(&format!("POST#{post_id}"), "POST").await;
+    assert_eq!(stored["comment_count"].as_n().unwrap(), "1", "d1 alone is counted");
+
+    // Restored: every comment no moderator removed on its own is back, where it was.
+    let restore = json!({"action": "restore_post", "post_id": post_id, "reason": "appeal"});
+    act(&moderator, restore.clone()).await;
+    until_user_comments(&reader, &dave, (vec![d1.as_str()], 1)).await;
+    // A comment restored while its post is removed stays off its author's page with the post.
+    act(
+        &moderator,
+        json!({"action": "remove_post", "post_id": post_id, "reason": "again"}),
+    )
+    .await;
+    until_user_comments(&reader, &dave, (vec![], 0)).await;
+    let restore_d2 = json!({"action": "restore_comment", "post_id": post_id, "comment_id": d2, "reason": "fine"});
+    act(&moderator, restore_d2).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while stack
+        .stored_item(&format!("POST#{post_id}"), &format!("COMMENT#{d2}"))
+        .await
+        .contains_key("gsi2pk")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "d2 is still listed on a removed post"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(user_comments(&reader, &dave).await, (vec![], 0));
+    act(&moderator, restore).await;
+    until_user_comments(&reader, &dave, (vec![d2.as_str(), d1.as_str()], 2)).await;
+}
+
 #[tokio::test]
 async fn a_run_of_removed_comments_longer_than_a_pages_reads_never_ends_the_thread() {
     let stack = shared_stack().await;

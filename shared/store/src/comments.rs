@@ -4,8 +4,9 @@ use super::items::{comment_from_item, comment_item, get_s, key, mentions_value, 
 use super::page::{HasSortId, ListSpec, Order, Page, comments_scope, user_comments_scope};
 use super::posts::{Editor, OWN_LIVE};
 use super::rate::RateToken;
-use super::tx::{Cancelled, built};
+use super::tx::{Cancelled, applied, built};
 use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use futures::StreamExt;
 
 use super::Table;
 use super::error::{Entity, StoreError};
@@ -25,6 +26,9 @@ pub(super) fn comment_write_failure(c: &Cancelled) -> StoreError {
         StoreError::NotFound(Entity::Comment)
     }
 }
+
+/// Updates of a post's comments a removal or restore sends at once.
+const LISTING_WRITES_AT_ONCE: usize = 8;
 
 impl Table {
     /// Adds a comment, counts it on the post (which must exist), refreshes the author's
@@ -105,6 +109,7 @@ impl Table {
     }
 
     /// Deletes a comment if `caller` wrote it, and uncounts it on its post: one transaction.
+    /// A post a moderator removed still lets its commenters delete what they wrote there.
     pub async fn delete_comment(&self, post_id: &str, comment_id: &str, caller: &str) -> Result<(), StoreError> {
         let delete = built(
             Delete::builder()
@@ -116,13 +121,77 @@ impl Table {
                 .build(),
         )?;
         let actions = vec![
-            self.bump_post(post_id, "comment_count", -1)?,
+            self.bump_post_if(post_id, "comment_count", -1, "attribute_exists(pk)")?,
             TransactWriteItem::builder().delete(delete).build(),
         ];
         match self.transact(actions).await? {
             Ok(()) => Ok(()),
             Err(c) => Err(comment_write_failure(&c)),
         }
+    }
+
+    /// Takes a post's comments off their authors' pages (the user index) while a moderator has
+    /// removed the post, or puts them back once it is restored (all but those removed on their
+    /// own): a removed post's comments are no more listed or counted than the post. The stream
+    /// runs it for each removal and restore in the order they were made, so whatever order
+    /// they land in, the last one's state stands. Answers how many comments it changed.
+    pub async fn list_post_comments(&self, post_id: &str, listed: bool) -> Result<usize, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::post_pk(post_id)))
+            .expression_attribute_values(":prefix", s(keys::COMMENT_PREFIX))
+            .projection_expression("sk, user_id, #removed, #user_pk")
+            .expression_attribute_names("#removed", keys::REMOVED_ATTR)
+            .expression_attribute_names("#user_pk", keys::USER_PK);
+        let comments = self.query_every(query).await?;
+        let updates: Vec<_> = comments
+            .iter()
+            .filter_map(|item| {
+                let sk = get_s(item, keys::SK)?;
+                let is_listed = item.contains_key(keys::USER_PK);
+                let update = self
+                    .client
+                    .update_item()
+                    .table_name(&self.name)
+                    .set_key(Some(key(keys::post_pk(post_id), &sk)))
+                    .expression_attribute_names("#user_pk", keys::USER_PK)
+                    .expression_attribute_names("#user_sk", keys::USER_SK);
+                // Each on the condition that it still is what the Query saw: a comment deleted or
+                // removed since is left as it is.
+                let update = if listed {
+                    if is_listed || item.contains_key(keys::REMOVED_ATTR) {
+                        return None;
+                    }
+                    update
+                    .update_expression("SET #user_pk = :user, #user_sk = :sk")
+                    .condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(#removed) AND attribute_not_exists(#user_pk)",
+                    )
+                    .expression_attribute_names("#removed", keys::REMOVED_ATTR)
+                    .expression_attribute_values(":user", s(keys::user_pk(&get_s(item, "user_id")?)))
+                    .expression_attribute_values(":sk", s(&sk))
+                } else {
+                    if !is_listed {
+                        return None;
+                    }
+                    update
+                        .update_expression("REMOVE #user_pk, #user_sk")
+                        .condition_expression("attribute_exists(#user_pk)")
+                };
+                Some(update)
+            })
+            .collect();
+        let changed: Vec<bool> = futures::stream::iter(updates)
+            .map(|update| async move { applied(update.send().await) })
+            .buffer_unordered(LISTING_WRITES_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        Ok(changed.into_iter().filter(|c| *c).count())
     }
 
     /// One page of a post's comments, oldest first; those a moderator removed are left out
@@ -140,7 +209,7 @@ impl Table {
             pk_attr: keys::PK,
             pk: keys::post_pk(post_id),
             sk_attr: keys::SK,
-            sk_prefix: "COMMENT#",
+            sk_prefix: keys::COMMENT_PREFIX,
             order: Order::OldestFirst,
             hide_removed: !with_removed,
         };
@@ -161,7 +230,7 @@ impl Table {
             pk_attr: keys::USER_PK,
             pk: keys::user_pk(author),
             sk_attr: keys::USER_SK,
-            sk_prefix: "COMMENT#",
+            sk_prefix: keys::COMMENT_PREFIX,
             order: Order::NewestFirst,
             hide_removed: false,
         };
@@ -205,7 +274,8 @@ impl HasSortId for CommentRef {
 
 fn comment_ref(item: &super::Item) -> Result<CommentRef, StoreError> {
     let post_pk = get_s(item, keys::PK);
-    let comment_id = get_s(item, keys::USER_SK).and_then(|sk| sk.strip_prefix("COMMENT#").map(str::to_string));
+    let comment_id =
+        get_s(item, keys::USER_SK).and_then(|sk| sk.strip_prefix(keys::COMMENT_PREFIX).map(str::to_string));
     match (post_pk, comment_id) {
         (Some(post_pk), Some(comment_id)) => Ok(CommentRef { post_pk, comment_id }),
         _ => Err(StoreError::Internal(

@@ -34,8 +34,9 @@ pub fn like_sk(user_id: &str) -> String {
 pub fn post_ref(post_id: &str) -> String {
     format!("{POST_PREFIX}{post_id}")
 }
+pub const COMMENT_PREFIX: &str = "COMMENT#";
 pub fn comment_sk(comment_id: &str) -> String {
-    format!("COMMENT#{comment_id}")
+    format!("{COMMENT_PREFIX}{comment_id}")
 }
 /// Sort key of a like within the user index ("posts this user likes").
 pub fn like_ref(post_id: &str) -> String {

@@ -359,7 +359,7 @@ impl Table {
             .table_name(&self.name)
             .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
             .expression_attribute_values(":pk", s(keys::post_pk(post_id)))
-            .expression_attribute_values(":low", s("COMMENT#"))
+            .expression_attribute_values(":low", s(keys::COMMENT_PREFIX))
             .expression_attribute_values(":high", s(keys::comment_sk(before)))
             .scan_index_forward(false)
             .limit(window)

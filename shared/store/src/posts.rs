@@ -447,7 +447,7 @@ impl Table {
     pub async fn activity_counts(&self, user_id: &str) -> Result<(u64, u64), StoreError> {
         let (posts, comments) = tokio::join!(
             self.count_user_items(user_id, keys::POST_PREFIX),
-            self.count_user_items(user_id, "COMMENT#")
+            self.count_user_items(user_id, keys::COMMENT_PREFIX)
         );
         Ok((posts?, comments?))
     }

@@ -207,7 +207,10 @@ async fn handle_change(
             Ok(())
         }
         Change::PostChanged { old, new } if old.removed.is_some() != new.removed.is_some() => {
-            // Removed or restored by a moderator: everyone drops it, or gets it back.
+            // Removed or restored by a moderator: everyone drops it, or gets it back; so do its
+            // commenters' pages.
+            let changed = app.table.list_post_comments(&new.id, new.removed.is_none()).await?;
+            tracing::info!(post_id = %new.id, listed = new.removed.is_none(), changed, "post's comments relisted");
             let blockers = reads.blockers_of(app, &new.user_id).await?;
             let message = if new.removed.is_some() {
                 ServerMessage::PostRemoved { post_id: new.id }
@@ -303,6 +306,10 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &new.post_id).await? else {
                 return Ok(());
             };
+            // Restored while its post is removed: off its author's page again, like the rest.
+            if new.removed.is_none() && post.removed.is_some() {
+                app.table.list_post_comments(&post.id, false).await?;
+            }
             let message = if new.removed.is_some() {
                 ServerMessage::CommentRemoved {
                     post_id: post.id.clone(),
