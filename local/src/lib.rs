@@ -12,6 +12,7 @@ pub mod invoke;
 pub mod respond;
 pub mod runtime_api;
 pub mod s3_local;
+pub mod scratch;
 pub mod secrets_local;
 pub mod sigv4;
 pub mod stream;
@@ -274,18 +275,19 @@ impl Stack {
                 (Some(local), endpoint)
             }
         };
-        let (s3_root, temporary) = match &options.storage {
-            Storage::Dir(dir) => (dir.join("s3"), false),
-            Storage::InMemory => (
-                std::env::temp_dir().join(format!("forum-local-s3-{}", ulid::Ulid::new())),
-                true,
-            ),
+        let (s3_root, scratch) = match &options.storage {
+            Storage::Dir(dir) => (dir.join("s3"), None),
+            Storage::InMemory => {
+                let scratch = scratch::ScratchDir::create("forum-local-s3-")
+                    .map_err(|e| StackError::Setup(format!("S3 stand-in's directory: {e}")))?;
+                (scratch.path().join("s3"), Some(scratch))
+            }
         };
         let (created_tx, created_rx) = mpsc::unbounded_channel();
         let s3 = LocalS3::start(
             options.s3_listen,
             &s3_root,
-            temporary,
+            scratch,
             aws::LOCAL_ACCESS_KEY,
             aws::LOCAL_SECRET_KEY,
             created_tx,

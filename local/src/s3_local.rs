@@ -2,7 +2,7 @@
 //! signatures checked like S3 checks them, and an event for every completed upload, as S3
 //! sends to `process-media`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use s3s::dto::*;
 use s3s::service::S3ServiceBuilder;
@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cors::{CorsAnswer, CorsPolicy, CorsRequest};
+use crate::scratch::ScratchDir;
 
 /// An object that was created (S3's `ObjectCreated:*`).
 #[derive(Clone, Debug)]
@@ -224,18 +225,19 @@ async fn with_bucket_cors(
 /// A running S3 stand-in.
 pub struct LocalS3 {
     pub endpoint: String,
-    root: PathBuf,
-    /// A throwaway root is removed at shutdown.
-    temporary: bool,
+    /// A throwaway root's directory, removed at shutdown (or, should the process end without
+    /// one, by the next stack's start).
+    scratch: Option<ScratchDir>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl LocalS3 {
     /// Serves `root` on `listen` (port 0: a free one); created objects are sent to `created`.
+    /// `scratch`, when given, holds `root` and goes at shutdown.
     pub async fn start(
         listen: std::net::SocketAddr,
         root: &Path,
-        temporary: bool,
+        scratch: Option<ScratchDir>,
         access_key: &str,
         secret_key: &str,
         created: mpsc::UnboundedSender<ObjectCreated>,
@@ -275,8 +277,7 @@ impl LocalS3 {
         });
         Ok(LocalS3 {
             endpoint,
-            root: root.to_path_buf(),
-            temporary,
+            scratch,
             stop: Some(stop),
         })
     }
@@ -285,9 +286,7 @@ impl LocalS3 {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
+        self.scratch.take();
     }
 }
 
