@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 const LOCK_FILE: &str = "owner.lock";
 
-/// A directory without a lock file younger than this may still be getting its lock (made by
-/// a process starting right now); an older one was left by a run from before the locks.
+/// A directory of the kind without a lock file was made by a build from before the locks;
+/// younger than this, its run may still be going.
 const UNLOCKED_GRACE: Duration = Duration::from_secs(600);
 
 /// A directory under the system's temp directory, removed when dropped, or by the next
@@ -32,10 +32,15 @@ impl ScratchDir {
     pub fn create(prefix: &str) -> io::Result<ScratchDir> {
         let temp = std::env::temp_dir();
         sweep(&temp, prefix);
-        let path = temp.join(format!("{prefix}{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&path)?;
-        let lock = File::create(path.join(LOCK_FILE))?;
+        // Made and locked under a name no sweep matches, then renamed into place: a sweep in
+        // between would have found it unlocked (the lock stays with the file across a rename).
+        let name = format!("{prefix}{}", ulid::Ulid::new());
+        let making = temp.join(format!(".{name}"));
+        std::fs::create_dir(&making)?;
+        let lock = File::create(making.join(LOCK_FILE))?;
         lock.lock()?;
+        let path = temp.join(name);
+        std::fs::rename(&making, &path)?;
         Ok(ScratchDir { path, _lock: lock })
     }
 
@@ -91,7 +96,7 @@ mod tests {
         let left = std::env::temp_dir().join(format!("{prefix}left"));
         std::fs::create_dir_all(left.join("s3")).unwrap();
         File::create(left.join(LOCK_FILE)).unwrap();
-        // One still being set up (no lock file yet, just made) is left alone too.
+        // One without a lock file (an older build's), made recently, is left alone too.
         let new = std::env::temp_dir().join(format!("{prefix}new"));
         std::fs::create_dir_all(&new).unwrap();
 

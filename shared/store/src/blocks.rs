@@ -60,8 +60,8 @@ fn block_from_item(item: &Item) -> Result<Block, StoreError> {
 impl Table {
     /// `blocker` blocks `blocked`, once: a repeat writes nothing and answers the block as first
     /// made. At most [`MAX_BLOCKS`]. Unless `blocker` moderates (a block never hides anything
-    /// from a moderator), the blocked user's set of blockers (`BLOCKEDBY`) gains them in the
-    /// same transaction: live events by the blocked user skip their sockets.
+    /// from a moderator), a blocker item for them goes into the blocked user's partition in
+    /// the same transaction: live events by the blocked user skip their sockets.
     pub async fn block_user(
         &self,
         blocker: &str,

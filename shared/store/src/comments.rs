@@ -133,13 +133,17 @@ impl Table {
     /// Takes a post's comments off their authors' pages (the user index) while a moderator has
     /// removed the post, or puts them back once it is restored (all but those removed on their
     /// own): a removed post's comments are no more listed or counted than the post. The stream
-    /// runs it for each removal and restore in the order they were made, so whatever order
-    /// they land in, the last one's state stands. Answers how many comments it changed.
+    /// runs it for each removal and restore of the post in the order they were made (records
+    /// of one item keep their order), so the last one's state stands. Answers how many
+    /// comments it changed.
     pub async fn list_post_comments(&self, post_id: &str, listed: bool) -> Result<usize, StoreError> {
         let query = self
             .client
             .query()
             .table_name(&self.name)
+            // Consistent: a removal's updates just made must be seen by the restore after it,
+            // or the restore would skip every comment it should put back.
+            .consistent_read(true)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(keys::post_pk(post_id)))
             .expression_attribute_values(":prefix", s(keys::COMMENT_PREFIX))

@@ -59,8 +59,10 @@ impl OwnedWriteFailure {
 
 impl Table {
     /// Adds `delta` to a post's counter, only if the post exists and is not removed: while a
-    /// moderator has removed it, no like or comment changes it (so its counters move exactly
-    /// once, whatever the order of removal, restore and writes).
+    /// moderator has removed it, no like and no new comment changes it (so its counters move
+    /// exactly once, whatever the order of removal, restore and writes). What may still move
+    /// it then conditions on the post existing only: a moderator's removal or restore of a
+    /// comment, and a commenter deleting their own.
     pub(super) fn bump_post(&self, post_id: &str, counter: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
         self.bump_post_if(post_id, counter, delta, POST_LIVE)
     }

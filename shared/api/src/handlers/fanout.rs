@@ -348,8 +348,13 @@ async fn handle_change(
             liked_at,
         } => notify_likes(app, reads, &post_id, &user_id, &liked_at, lane_likes).await,
         Change::CommentDeleted(comment) => {
-            // Comments removed with their post are not news.
-            let Some(post) = reads.post_now(app, &comment.post_id).await? else {
+            // Comments removed with their post are not news, nor is a delete on a post a
+            // moderator removed (its subscribers no longer see it).
+            let Some(post) = reads
+                .post_now(app, &comment.post_id)
+                .await?
+                .filter(|p| p.removed.is_none())
+            else {
                 return Ok(());
             };
             let message = ServerMessage::CommentDeleted {
