@@ -130,6 +130,12 @@ impl TestStack {
     pub fn user(&self, name: &str) -> Client {
         let username = unique(name);
         let user_id = forum_testkit::local_user_id(&username);
+        self.user_with_id(&username, user_id)
+    }
+
+    /// A client for the user `user_id` (as its token's `sub`), named `username`.
+    pub fn user_with_id(&self, username: &str, user_id: String) -> Client {
+        let username = username.to_string();
         let token = forum_testkit::issue_token(
             &self.jwt,
             &user_id,
