@@ -128,3 +128,149 @@ async fn a_user_page_counts_and_lists_what_others_may_see() {
     assert!(ids(&bob, &format!("{page}comments/"), "comments").await.is_empty());
     assert_eq!(ids(&moderator, &format!("{page}posts/"), "posts").await.len(), 2);
 }
+
+/// What the user index holds for `user`: their listed posts and comments, counted behind the
+/// API's back (what the page's counts must equal).
+async fn listed_on_index(stack: &crate::support::TestStack, user: &Client) -> (u64, u64) {
+    use aws_sdk_dynamodb::types::{AttributeValue, Select};
+    let mut counts = [0u64; 2];
+    for (count, prefix) in counts.iter_mut().zip(["POST#", "COMMENT#"]) {
+        let mut start = None;
+        loop {
+            let out = stack
+                .stack
+                .dynamodb
+                .query()
+                .table_name(&stack.table_name)
+                .index_name("gsi2")
+                .key_condition_expression("gsi2pk = :pk AND begins_with(gsi2sk, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("USER#{}", user.user_id)))
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.into()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("Query");
+            *count += out.count() as u64;
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    (counts[0], counts[1])
+}
+
+/// Waits (the stream relists and deletes) until `user`'s page counts `expected`, and checks the
+/// index holds exactly that many.
+async fn counts_settle(stack: &crate::support::TestStack, reader: &Client, user: &Client, expected: (u64, u64)) {
+    let page = format!("/api/forum/users/{}/", user.user_id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let seen = counts(&reader.get(&page).await.body);
+        if seen == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: the page counts {seen:?}, not {expected:?}",
+            user.username
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        listed_on_index(stack, user).await,
+        expected,
+        "{}: the index",
+        user.username
+    );
+}
+
+/// The page's counts are kept, not counted: every way a post or comment is listed or unlisted
+/// moves them once, races and stream retries included.
+#[tokio::test]
+async fn a_user_pages_counts_stay_exact_through_every_listing_change() {
+    let stack = crate::support::shared_stack().await;
+    let (alice, bob, carol, dave) = (
+        stack.user("counted_alice"),
+        stack.user("counted_bob"),
+        stack.user("counted_carol"),
+        stack.user("counted_dave"),
+    );
+    let reader = stack.user("counts_reader");
+    let moderator = stack.moderator("mod");
+    let act = |body: Value| {
+        let moderator = moderator.clone();
+        async move {
+            let answer = moderator.post("/api/forum/moderation/actions/", body).await;
+            assert_eq!(answer.status, 201, "{}", answer.body);
+        }
+    };
+    let comment = |who: &Client, post: &str| {
+        let (who, path) = (who.clone(), format!("/api/forum/posts/{post}/comments/"));
+        async move {
+            let c = who.post(&path, json!({"content": "counted"})).await;
+            assert_eq!(c.status, 201, "{}", c.body);
+            c.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let p1 = alice.create_post("one").await["id"].as_str().unwrap().to_string();
+    let p2 = alice.create_post("two").await["id"].as_str().unwrap().to_string();
+    alice.create_post("three").await;
+    let b1 = comment(&bob, &p1).await;
+    let b2 = comment(&bob, &p1).await;
+    let b3 = comment(&bob, &p2).await;
+    comment(&carol, &p1).await;
+    counts_settle(stack, &reader, &alice, (3, 0)).await;
+    counts_settle(stack, &reader, &bob, (0, 3)).await;
+
+    // Deleted by its author; removed by a moderator.
+    assert_eq!(
+        bob.delete(&format!("/api/forum/posts/{p1}/comments/{b1}/"))
+            .await
+            .status,
+        204
+    );
+    act(json!({"action": "remove_comment", "post_id": p2, "comment_id": b3, "reason": "x"})).await;
+    counts_settle(stack, &reader, &bob, (0, 1)).await;
+    // A removed post takes its comments off their pages; deleting one there counts nothing.
+    act(json!({"action": "remove_post", "post_id": p1, "reason": "x"})).await;
+    counts_settle(stack, &reader, &alice, (2, 0)).await;
+    counts_settle(stack, &reader, &bob, (0, 0)).await;
+    counts_settle(stack, &reader, &carol, (0, 0)).await;
+    assert_eq!(
+        bob.delete(&format!("/api/forum/posts/{p1}/comments/{b2}/"))
+            .await
+            .status,
+        204
+    );
+    act(json!({"action": "restore_post", "post_id": p1, "reason": "x"})).await;
+    counts_settle(stack, &reader, &alice, (3, 0)).await;
+    counts_settle(stack, &reader, &carol, (0, 1)).await;
+    counts_settle(stack, &reader, &bob, (0, 0)).await;
+    act(json!({"action": "restore_comment", "post_id": p2, "comment_id": b3, "reason": "x"})).await;
+    counts_settle(stack, &reader, &bob, (0, 1)).await;
+    // A post its author deletes takes everyone's comments on it along (the stream).
+    assert_eq!(alice.delete(&format!("/api/forum/posts/{p1}/")).await.status, 204);
+    counts_settle(stack, &reader, &alice, (2, 0)).await;
+    counts_settle(stack, &reader, &carol, (0, 0)).await;
+
+    // Comments, their deletes and a removal and restore of their post, all at once.
+    let early: Vec<String> = futures::future::join_all((0..6).map(|_| comment(&dave, &p2))).await;
+    let deletes = early[..3].iter().map(|id| {
+        let (dave, path) = (dave.clone(), format!("/api/forum/posts/{p2}/comments/{id}/"));
+        async move { dave.delete(&path).await }
+    });
+    let moderation = async {
+        act(json!({"action": "remove_post", "post_id": p2, "reason": "race"})).await;
+        act(json!({"action": "restore_post", "post_id": p2, "reason": "race"})).await;
+    };
+    let (deleted, ()) = tokio::join!(futures::future::join_all(deletes), moderation);
+    assert!(
+        deleted.iter().all(|d| d.status == 204),
+        "{:?}",
+        deleted.iter().map(|d| d.status).collect::<Vec<_>>()
+    );
+    counts_settle(stack, &reader, &dave, (0, 3)).await;
+    counts_settle(stack, &reader, &alice, (2, 0)).await;
+}

@@ -1,10 +1,11 @@
 //! Comments: create, edit, delete (each counted on its post in the same transaction), list.
 
+use super::activity::Listed;
 use super::items::{comment_from_item, comment_item, get_s, key, mentions_value, s};
 use super::page::{HasSortId, ListSpec, Order, Page, comments_scope, user_comments_scope};
 use super::posts::{Editor, OWN_LIVE};
 use super::rate::RateToken;
-use super::tx::{Cancelled, applied, built};
+use super::tx::{Cancelled, built};
 use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use futures::StreamExt;
 
@@ -46,6 +47,7 @@ impl Table {
             self.bump_post(&comment.post_id, "comment_count", 1)?,
             self.put(comment_item(comment)?, Some("attribute_not_exists(pk)"))?,
             self.not_blocked_by(post_author, &comment.user_id)?,
+            self.count_listing(&comment.user_id, Listed::Comments, 1)?,
         ];
         match self
             .transact_as_author(actions, author, &comment.created_at, rate)
@@ -111,23 +113,50 @@ impl Table {
     /// Deletes a comment if `caller` wrote it, and uncounts it on its post: one transaction.
     /// A post a moderator removed still lets its commenters delete what they wrote there.
     pub async fn delete_comment(&self, post_id: &str, comment_id: &str, caller: &str) -> Result<(), StoreError> {
-        let delete = built(
-            Delete::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
-                .condition_expression(OWN_LIVE)
-                .expression_attribute_values(":caller", s(caller))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build(),
-        )?;
-        let actions = vec![
-            self.bump_post_if(post_id, "comment_count", -1, "attribute_exists(pk)")?,
-            TransactWriteItem::builder().delete(delete).build(),
-        ];
-        match self.transact(actions).await? {
-            Ok(()) => Ok(()),
-            Err(c) => Err(comment_write_failure(&c)),
+        // Listed (the usual case) or not (on a removed post): the author's count moves only
+        // for a listed one. Guessed, and the guess is a condition; a wrong guess (or a relisting
+        // racing the delete) is cancelled with the comment as it is, and tried the other way.
+        let mut listed = true;
+        for _ in 0..3 {
+            let listing = if listed {
+                "attribute_exists(#user_pk)"
+            } else {
+                "attribute_not_exists(#user_pk)"
+            };
+            let delete = built(
+                Delete::builder()
+                    .table_name(&self.name)
+                    .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
+                    .condition_expression(format!("{OWN_LIVE} AND {listing}"))
+                    .expression_attribute_names("#user_pk", keys::USER_PK)
+                    .expression_attribute_values(":caller", s(caller))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build(),
+            )?;
+            let mut actions = vec![
+                self.bump_post_if(post_id, "comment_count", -1, "attribute_exists(pk)")?,
+                TransactWriteItem::builder().delete(delete).build(),
+            ];
+            if listed {
+                actions.push(self.count_listing(caller, Listed::Comments, -1)?);
+            }
+            match self.transact(actions).await? {
+                Ok(()) => return Ok(()),
+                Err(c) => match c.item(1).filter(|_| c.failed(1) && !c.failed(0)) {
+                    Some(seen)
+                        if get_s(seen, "user_id").as_deref() == Some(caller)
+                            && !seen.contains_key(keys::REMOVED_ATTR)
+                            && seen.contains_key(keys::USER_PK) != listed =>
+                    {
+                        listed = !listed;
+                    }
+                    _ => return Err(comment_write_failure(&c)),
+                },
+            }
         }
+        Err(StoreError::Unavailable(
+            "the comment was relisted while it was deleted; try again".into(),
+        ))
     }
 
     /// Takes a post's comments off their authors' pages (the user index) while a moderator has
@@ -151,45 +180,48 @@ impl Table {
             .expression_attribute_names("#removed", keys::REMOVED_ATTR)
             .expression_attribute_names("#user_pk", keys::USER_PK);
         let comments = self.query_every(query).await?;
-        let updates: Vec<_> = comments
-            .iter()
-            .filter_map(|item| {
-                let sk = get_s(item, keys::SK)?;
-                let is_listed = item.contains_key(keys::USER_PK);
-                let update = self
-                    .client
-                    .update_item()
-                    .table_name(&self.name)
-                    .set_key(Some(key(keys::post_pk(post_id), &sk)))
-                    .expression_attribute_names("#user_pk", keys::USER_PK)
-                    .expression_attribute_names("#user_sk", keys::USER_SK);
-                // Each on the condition that it still is what the Query saw: a comment deleted or
-                // removed since is left as it is.
-                let update = if listed {
-                    if is_listed || item.contains_key(keys::REMOVED_ATTR) {
-                        return None;
-                    }
-                    update
+        let mut changes = Vec::new();
+        for item in &comments {
+            let (Some(sk), Some(author)) = (get_s(item, keys::SK), get_s(item, "user_id")) else {
+                continue;
+            };
+            let is_listed = item.contains_key(keys::USER_PK);
+            let update = Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), &sk)))
+                .expression_attribute_names("#user_pk", keys::USER_PK)
+                .expression_attribute_names("#user_sk", keys::USER_SK);
+            // Each on the condition that it still is what the Query saw (a comment deleted or
+            // removed since is left as it is), with its author's count in the same transaction.
+            let (update, delta) = if listed {
+                if is_listed || item.contains_key(keys::REMOVED_ATTR) {
+                    continue;
+                }
+                let update = update
                     .update_expression("SET #user_pk = :user, #user_sk = :sk")
                     .condition_expression(
                         "attribute_exists(pk) AND attribute_not_exists(#removed) AND attribute_not_exists(#user_pk)",
                     )
                     .expression_attribute_names("#removed", keys::REMOVED_ATTR)
-                    .expression_attribute_values(":user", s(keys::user_pk(&get_s(item, "user_id")?)))
-                    .expression_attribute_values(":sk", s(&sk))
-                } else {
-                    if !is_listed {
-                        return None;
-                    }
-                    update
-                        .update_expression("REMOVE #user_pk, #user_sk")
-                        .condition_expression("attribute_exists(#user_pk)")
-                };
-                Some(update)
-            })
-            .collect();
-        let changed: Vec<bool> = futures::stream::iter(updates)
-            .map(|update| async move { applied(update.send().await) })
+                    .expression_attribute_values(":user", s(keys::user_pk(&author)))
+                    .expression_attribute_values(":sk", s(&sk));
+                (update, 1)
+            } else {
+                if !is_listed {
+                    continue;
+                }
+                let update = update
+                    .update_expression("REMOVE #user_pk, #user_sk")
+                    .condition_expression("attribute_exists(#user_pk)");
+                (update, -1)
+            };
+            changes.push(vec![
+                TransactWriteItem::builder().update(built(update.build())?).build(),
+                self.count_listing(&author, Listed::Comments, delta)?,
+            ]);
+        }
+        let changed: Vec<bool> = futures::stream::iter(changes)
+            .map(|actions| async move { self.transact(actions).await.map(|done| done.is_ok()) })
             .buffer_unordered(LISTING_WRITES_AT_ONCE)
             .collect::<Vec<_>>()
             .await

@@ -119,6 +119,8 @@ pub fn block_sk(blocked: &str) -> String {
     format!("{BLOCK_PREFIX}{blocked}")
 }
 pub const BLOCKS_SK: &str = "BLOCKS";
+/// How many posts and comments a user has listed (`USER#<uid>` / `ACTIVITY`: `posts`, `comments`).
+pub const ACTIVITY_SK: &str = "ACTIVITY";
 /// Who blocks a user, for live events: one item per blocker in the blocked user's partition
 /// (`USER#<uid>` / `BLOCKER#<blocker>`), so a user any number of people block can always be
 /// blocked once more (a set on one item stopped at DynamoDB's 400 KB item limit).

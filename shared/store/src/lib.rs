@@ -12,6 +12,7 @@ pub mod notifier;
 pub mod sdk_errors;
 pub mod secrets;
 
+mod activity;
 mod blocks;
 mod comments;
 mod connections;

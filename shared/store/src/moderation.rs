@@ -2,6 +2,7 @@
 //! write makes against them), and the moderation log. Each action and its log entry are one
 //! transaction: the log never misses an action, and never records one that did not happen.
 
+use super::activity::Listed;
 use super::idempotency::key_taken;
 use super::items::{
     comment_from_item, key, log_entry_from_item, log_item, post_from_item, s, signed, suspension_from_item,
@@ -31,7 +32,7 @@ impl HasSortId for LogEntry {
 /// What a removal or restore changes on the item, and the condition it holds under.
 struct Toggle {
     update: String,
-    condition: &'static str,
+    condition: String,
     values: Vec<(&'static str, AttributeValue)>,
 }
 
@@ -100,7 +101,8 @@ impl Table {
         if post.removed.is_some() {
             return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
         }
-        entry.user_id = Some(post.user_id);
+        let author = post.user_id;
+        entry.user_id = Some(author.clone());
         // Off the feed and off its author's page (both indexes), until restored.
         let toggle = Toggle {
             update: format!(
@@ -110,10 +112,11 @@ impl Table {
                 keys::USER_PK,
                 keys::USER_SK
             ),
-            condition: POST_LIVE,
+            condition: POST_LIVE.into(),
             values: vec![(":removal", removal_value(&entry)?)],
         };
-        self.toggle_post(post_id, toggle, &entry, true).await?;
+        let uncounted = self.count_listing(&author, Listed::Posts, -1)?;
+        self.toggle_post(post_id, toggle, uncounted, &entry, true).await?;
         Ok(entry)
     }
 
@@ -131,15 +134,16 @@ impl Table {
                 keys::USER_PK,
                 keys::USER_SK
             ),
-            condition: "attribute_exists(pk) AND attribute_exists(removed)",
+            condition: "attribute_exists(pk) AND attribute_exists(removed)".into(),
             values: vec![
                 (":feed", s(keys::FEED_PARTITION)),
                 (":ref", s(keys::post_ref(post_id))),
                 (":user", s(keys::user_pk(&post.user_id))),
             ],
         };
+        let counted = self.count_listing(&post.user_id, Listed::Posts, 1)?;
         entry.user_id = Some(post.user_id);
-        self.toggle_post(post_id, toggle, &entry, false).await?;
+        self.toggle_post(post_id, toggle, counted, &entry, false).await?;
         Ok(entry)
     }
 
@@ -152,20 +156,43 @@ impl Table {
         comment_id: &str,
         mut entry: LogEntry,
     ) -> Result<LogEntry, StoreError> {
-        let comment = self.comment_for_moderation(post_id, comment_id).await?;
-        if comment.removed.is_some() {
-            return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
+        // Listed on its author's page or not (its post removed): its author's count moves only
+        // for a listed one, and the toggle conditions on which it was. A relisting between the
+        // read and the write cancels the write, which then runs again on a fresh read.
+        for _ in 0..3 {
+            let (comment, listed) = self.comment_for_moderation(post_id, comment_id).await?;
+            if comment.removed.is_some() {
+                return Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved));
+            }
+            entry.user_id = Some(comment.user_id.clone());
+            // Off its author's page too (the user index), until restored.
+            let toggle = Toggle {
+                update: format!("SET removed = :removal REMOVE {}, {}", keys::USER_PK, keys::USER_SK),
+                condition: format!(
+                    "attribute_exists(pk) AND attribute_not_exists(removed) AND {}({})",
+                    if listed {
+                        "attribute_exists"
+                    } else {
+                        "attribute_not_exists"
+                    },
+                    keys::USER_PK
+                ),
+                values: vec![(":removal", removal_value(&entry)?)],
+            };
+            let uncounted = listed
+                .then(|| self.count_listing(&comment.user_id, Listed::Comments, -1))
+                .transpose()?;
+            match self
+                .toggle_comment(post_id, comment_id, toggle, -1, uncounted, &entry, true)
+                .await
+            {
+                Err(StoreError::Moderation(ModerationConflict::AlreadyRemoved)) => continue,
+                done => return done.map(|()| entry),
+            }
         }
-        entry.user_id = Some(comment.user_id);
-        // Off its author's page too (the user index), until restored.
-        let toggle = Toggle {
-            update: format!("SET removed = :removal REMOVE {}, {}", keys::USER_PK, keys::USER_SK),
-            condition: "attribute_exists(pk) AND attribute_not_exists(removed)",
-            values: vec![(":removal", removal_value(&entry)?)],
-        };
-        self.toggle_comment(post_id, comment_id, toggle, -1, &entry, true)
-            .await?;
-        Ok(entry)
+        Err(StoreError::Unavailable(
+            "the comment was relisted while it was removed; try again".into(),
+        ))
     }
 
     /// Restores a removed comment and counts it on its post again.
@@ -175,20 +202,22 @@ impl Table {
         comment_id: &str,
         mut entry: LogEntry,
     ) -> Result<LogEntry, StoreError> {
-        let comment = self.comment_for_moderation(post_id, comment_id).await?;
+        let (comment, _) = self.comment_for_moderation(post_id, comment_id).await?;
         if comment.removed.is_none() {
             return Err(StoreError::Moderation(ModerationConflict::NotRemoved));
         }
         let toggle = Toggle {
             update: format!("REMOVE removed SET {} = :user, {} = :ref", keys::USER_PK, keys::USER_SK),
-            condition: "attribute_exists(pk) AND attribute_exists(removed)",
+            condition: "attribute_exists(pk) AND attribute_exists(removed)".into(),
             values: vec![
                 (":user", s(keys::user_pk(&comment.user_id))),
                 (":ref", s(keys::comment_sk(comment_id))),
             ],
         };
+        // Listed again, so counted again (on a removed post, the stream unlists and uncounts it).
+        let counted = self.count_listing(&comment.user_id, Listed::Comments, 1)?;
         entry.user_id = Some(comment.user_id);
-        self.toggle_comment(post_id, comment_id, toggle, 1, &entry, false)
+        self.toggle_comment(post_id, comment_id, toggle, 1, Some(counted), &entry, false)
             .await?;
         Ok(entry)
     }
@@ -273,18 +302,19 @@ impl Table {
         &self,
         post_id: &str,
         comment_id: &str,
-    ) -> Result<forum_domain::model::Comment, StoreError> {
+    ) -> Result<(forum_domain::model::Comment, bool), StoreError> {
         let item = self
             .get_one(key(keys::post_pk(post_id), keys::comment_sk(comment_id)), true, None)
             .await?
             .ok_or(StoreError::NotFound(Entity::Comment))?;
-        comment_from_item(&item)
+        Ok((comment_from_item(&item)?, item.contains_key(keys::USER_PK)))
     }
 
     async fn toggle_post(
         &self,
         post_id: &str,
         toggle: Toggle,
+        activity: TransactWriteItem,
         entry: &LogEntry,
         removing: bool,
     ) -> Result<(), StoreError> {
@@ -292,16 +322,25 @@ impl Table {
         let target = ReportTarget::Post {
             post_id: post_id.to_string(),
         };
-        self.moderate_item(item_key, toggle, None, entry, removing.then_some(&target), Entity::Post)
-            .await
+        self.moderate_item(
+            item_key,
+            toggle,
+            (None, Some(activity)),
+            entry,
+            removing.then_some(&target),
+            Entity::Post,
+        )
+        .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn toggle_comment(
         &self,
         post_id: &str,
         comment_id: &str,
         toggle: Toggle,
         delta: i64,
+        activity: Option<TransactWriteItem>,
         entry: &LogEntry,
         removing: bool,
     ) -> Result<(), StoreError> {
@@ -315,7 +354,7 @@ impl Table {
         self.moderate_item(
             item_key,
             toggle,
-            Some(count),
+            (Some(count), activity),
             entry,
             removing.then_some(&target),
             Entity::Comment,
@@ -323,18 +362,20 @@ impl Table {
         .await
     }
 
-    /// One moderation transaction: the item's change, its counter (a comment's), the log entry
-    /// and, for a removal, the target's reports resolved. A report landing between the read of
+    /// One moderation transaction: the item's change, its counters (a comment's on its post;
+    /// its author's activity count, which has no condition), the log entry and, for a
+    /// removal, the target's reports resolved. A report landing between the read of
     /// its queue entry and the commit cancels it; it then runs again (bounded).
     async fn moderate_item(
         &self,
         item_key: Item,
         toggle: Toggle,
-        count: Option<TransactWriteItem>,
+        counters: (Option<TransactWriteItem>, Option<TransactWriteItem>),
         entry: &LogEntry,
         resolves: Option<&ReportTarget>,
         entity: Entity,
     ) -> Result<(), StoreError> {
+        let (count, activity) = counters;
         let removing = resolves.is_some();
         let change = self.toggle_action(item_key, toggle)?;
         for _ in 0..3 {
@@ -346,6 +387,7 @@ impl Table {
                 actions.push(c.clone());
                 actions.len() - 1
             });
+            actions.extend(activity.clone());
             let reports_at = match resolves {
                 Some(target) => {
                     actions.push(self.reports_on_removal(target, entry).await?);

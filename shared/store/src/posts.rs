@@ -1,5 +1,6 @@
 //! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
 
+use super::activity::Listed;
 use super::blocks::{ViewerState, blocked_set};
 use super::items::{get_s, key, mentions_value, post_from_item, post_item, s};
 use super::media::{OwnMedia, media_refused};
@@ -8,9 +9,10 @@ use super::rate::RateToken;
 use super::tx::built;
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use futures::StreamExt;
+
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::Table;
@@ -56,6 +58,9 @@ impl OwnedWriteFailure {
         }
     }
 }
+
+/// Transactions a deleted post's listed comments are removed in at once.
+const LEFTOVER_TRANSACTIONS_AT_ONCE: usize = 8;
 
 impl Table {
     /// Adds `delta` to a post's counter, only if the post exists and is not removed: while a
@@ -117,6 +122,7 @@ impl Table {
         if let Some(media) = media {
             actions.push(self.claim_media(media, &post.user_id, &post.id, rate.now)?);
         }
+        actions.push(self.count_listing(&post.user_id, Listed::Posts, 1)?);
         match self.transact_as_author(actions, author, &post.created_at, rate).await? {
             Ok(written) => Ok(written),
             Err(c) if media.is_some() && c.failed(2) => Err(media_refused(c.item(2), &post.user_id, &post.id)),
@@ -126,7 +132,9 @@ impl Table {
     }
 
     /// Removes what hangs off a deleted post: its comments, likes and subscriptions.
-    /// Idempotent; the stream handler runs it after the post item is gone.
+    /// Idempotent; the stream handler runs it after the post item is gone. A listed comment
+    /// (on its author's page) goes in a transaction of its own with its author's count, on the
+    /// condition that it is still there: a retried record uncounts nothing twice.
     pub async fn delete_post_leftovers(&self, post_id: &str) -> Result<usize, StoreError> {
         let mut doomed = Vec::new();
         for pk in [keys::post_pk(post_id), keys::sub_pk(post_id)] {
@@ -136,11 +144,44 @@ impl Table {
                 .table_name(&self.name)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(&pk))
-                .projection_expression("pk, sk");
+                .projection_expression("pk, sk, user_id, #user_pk")
+                .expression_attribute_names("#user_pk", keys::USER_PK);
             doomed.extend(self.query_every(query).await?);
         }
         let count = doomed.len();
-        self.batch_delete(doomed).await?;
+        let mut counted = Vec::new();
+        let mut plain = Vec::new();
+        for item in doomed {
+            let listed_comment = get_s(&item, keys::SK).is_some_and(|sk| sk.starts_with(keys::COMMENT_PREFIX))
+                && item.contains_key(keys::USER_PK);
+            let key_only = key(
+                get_s(&item, keys::PK).unwrap_or_default(),
+                get_s(&item, keys::SK).unwrap_or_default(),
+            );
+            match get_s(&item, "user_id").filter(|_| listed_comment) {
+                Some(author) => {
+                    let delete = Delete::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key_only))
+                        .condition_expression("attribute_exists(#user_pk)")
+                        .expression_attribute_names("#user_pk", keys::USER_PK)
+                        .build();
+                    counted.push(vec![
+                        TransactWriteItem::builder().delete(built(delete)?).build(),
+                        self.count_listing(&author, Listed::Comments, -1)?,
+                    ]);
+                }
+                None => plain.push(key_only),
+            }
+        }
+        futures::stream::iter(counted)
+            .map(|actions| async move { self.transact(actions).await.map(|_| ()) })
+            .buffer_unordered(LEFTOVER_TRANSACTIONS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
+        self.batch_delete(plain).await?;
         Ok(count)
     }
 
@@ -388,31 +429,27 @@ impl Table {
         Ok((post, liked, author))
     }
 
-    /// Deletes a post if `caller` owns it, in one DeleteItem. Its comments and likes become
-    /// unreachable at once (every read of them checks the post); the stream removes them.
-    pub async fn delete_post(&self, post_id: &str, caller: &str) -> Result<Post, StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
-            .condition_expression(OWN_LIVE)
-            .expression_attribute_values(":caller", s(caller))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes() {
-                Some(item) => post_from_item(item),
-                None => Err(StoreError::Internal("a conditional delete returned no item".into())),
-            },
-            Err(err) => match err.as_service_error() {
-                Some(DeleteItemError::ConditionalCheckFailedException(e)) => {
-                    Err(owned_write_failure(e.item()).into_error())
-                }
-                _ => Err(err.into()),
-            },
+    /// Deletes a post if `caller` owns it, and uncounts it on their page: one transaction. Its
+    /// comments and likes become unreachable at once (every read of them checks the post); the
+    /// stream removes them.
+    pub async fn delete_post(&self, post_id: &str, caller: &str) -> Result<(), StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::post_pk(post_id), keys::POST_SK)))
+                .condition_expression(OWN_LIVE)
+                .expression_attribute_values(":caller", s(caller))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build(),
+        )?;
+        // A live post is listed: its author's count goes with it.
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.count_listing(caller, Listed::Posts, -1)?,
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(c) => Err(owned_write_failure(c.item(0)).into_error()),
         }
     }
 }
@@ -441,30 +478,4 @@ fn entry_in(item: &super::Item, sort_attr: &str) -> Result<FeedEntry, StoreError
         .and_then(keys::post_id_in)
         .map(FeedEntry)
         .ok_or_else(|| StoreError::Internal("an index entry without its post id".into()))
-}
-
-impl Table {
-    /// How many posts and comments a user has (not deleted, not removed): a Select COUNT of
-    /// each on the user index (keys only; about 40 entries per read unit).
-    pub async fn activity_counts(&self, user_id: &str) -> Result<(u64, u64), StoreError> {
-        let (posts, comments) = tokio::join!(
-            self.count_user_items(user_id, keys::POST_PREFIX),
-            self.count_user_items(user_id, keys::COMMENT_PREFIX)
-        );
-        Ok((posts?, comments?))
-    }
-
-    async fn count_user_items(&self, user_id: &str, prefix: &str) -> Result<u64, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .index_name(keys::USER_INDEX)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", keys::USER_PK)
-            .expression_attribute_names("#sk", keys::USER_SK)
-            .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
-            .expression_attribute_values(":prefix", s(prefix));
-        self.count_every(query).await
-    }
 }
