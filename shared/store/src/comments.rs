@@ -7,7 +7,6 @@ use super::posts::{Editor, OWN_LIVE};
 use super::rate::RateToken;
 use super::tx::{Cancelled, built};
 use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
-use futures::StreamExt;
 
 use super::Table;
 use super::error::{Entity, StoreError};
@@ -27,9 +26,6 @@ pub(super) fn comment_write_failure(c: &Cancelled) -> StoreError {
         StoreError::NotFound(Entity::Comment)
     }
 }
-
-/// Updates of a post's comments a removal or restore sends at once.
-const LISTING_WRITES_AT_ONCE: usize = 8;
 
 impl Table {
     /// Adds a comment, counts it on the post (which must exist), refreshes the author's
@@ -215,19 +211,16 @@ impl Table {
                     .condition_expression("attribute_exists(#user_pk)");
                 (update, -1)
             };
-            changes.push(vec![
-                TransactWriteItem::builder().update(built(update.build())?).build(),
-                self.count_listing(&author, Listed::Comments, delta)?,
-            ]);
+            let count = self.count_listing(&author, Listed::Comments, delta)?;
+            changes.push((
+                author,
+                vec![
+                    TransactWriteItem::builder().update(built(update.build())?).build(),
+                    count,
+                ],
+            ));
         }
-        let changed: Vec<bool> = futures::stream::iter(changes)
-            .map(|actions| async move { self.transact(actions).await.map(|done| done.is_ok()) })
-            .buffer_unordered(LISTING_WRITES_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        Ok(changed.into_iter().filter(|c| *c).count())
+        self.transact_per_author(changes).await
     }
 
     /// One page of a post's comments, oldest first; those a moderator removed are left out

@@ -9,8 +9,6 @@ use super::rate::RateToken;
 use super::tx::built;
 use std::collections::{HashMap, HashSet};
 
-use futures::StreamExt;
-
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -58,9 +56,6 @@ impl OwnedWriteFailure {
         }
     }
 }
-
-/// Transactions a deleted post's listed comments are removed in at once.
-const LEFTOVER_TRANSACTIONS_AT_ONCE: usize = 8;
 
 impl Table {
     /// Adds `delta` to a post's counter, only if the post exists and is not removed: while a
@@ -142,6 +137,9 @@ impl Table {
                 .client
                 .query()
                 .table_name(&self.name)
+                // Consistent: a restore's relisting just before the delete must be seen, or its
+                // comments would go uncounted (and a removal's, or they would be left behind).
+                .consistent_read(true)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(&pk))
                 .projection_expression("pk, sk, user_id, #user_pk")
@@ -166,21 +164,18 @@ impl Table {
                         .condition_expression("attribute_exists(#user_pk)")
                         .expression_attribute_names("#user_pk", keys::USER_PK)
                         .build();
-                    counted.push(vec![
-                        TransactWriteItem::builder().delete(built(delete)?).build(),
-                        self.count_listing(&author, Listed::Comments, -1)?,
-                    ]);
+                    let count = self.count_listing(&author, Listed::Comments, -1)?;
+                    counted.push((
+                        author,
+                        vec![TransactWriteItem::builder().delete(built(delete)?).build(), count],
+                    ));
                 }
                 None => plain.push(key_only),
             }
         }
-        futures::stream::iter(counted)
-            .map(|actions| async move { self.transact(actions).await.map(|_| ()) })
-            .buffer_unordered(LEFTOVER_TRANSACTIONS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()?;
+        // Once the post item is gone nothing lists or unlists its comments (every such write
+        // conditions on the post), so a cancelled delete was done by an earlier try.
+        self.transact_per_author(counted).await?;
         self.batch_delete(plain).await?;
         Ok(count)
     }
