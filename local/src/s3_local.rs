@@ -27,6 +27,9 @@ pub struct ObjectCreated {
 struct ObservedFs {
     fs: s3s_fs::FileSystem,
     created: mpsc::UnboundedSender<ObjectCreated>,
+    /// Held across a conditional PUT (`If-None-Match: *`): s3s-fs checks that the object is
+    /// absent and then writes, so two at once could both create it; S3 lets one of them.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl ObservedFs {
@@ -150,7 +153,13 @@ impl S3 for ObservedFs {
         literal_keys_only(&req.input.key)?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let size = req.input.content_length.unwrap_or_default().max(0) as u64;
-        let out = self.fs.put_object(req).await?;
+        let out = match req.input.if_none_match.is_some() {
+            true => {
+                let _only = self.creating.lock().await;
+                self.fs.put_object(req).await?
+            }
+            false => self.fs.put_object(req).await?,
+        };
         self.report(bucket, key, size, "ObjectCreated:Put");
         Ok(out)
     }
@@ -245,7 +254,11 @@ impl LocalS3 {
     ) -> std::io::Result<LocalS3> {
         std::fs::create_dir_all(root)?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("s3s-fs: {e:?}")))?;
-        let mut builder = S3ServiceBuilder::new(ObservedFs { fs, created });
+        let mut builder = S3ServiceBuilder::new(ObservedFs {
+            fs,
+            created,
+            creating: tokio::sync::Mutex::new(()),
+        });
         builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
         let listener = TcpListener::bind(listen).await?;

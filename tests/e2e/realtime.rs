@@ -338,6 +338,7 @@ async fn the_uploader_hears_when_media_is_ready_or_rejected() {
     reqwest::Client::new()
         .put(presigned.body["upload"]["url"].as_str().unwrap())
         .header("content-type", "image/png")
+        .header("if-none-match", "*")
         .body(b"hello".to_vec())
         .send()
         .await

@@ -175,7 +175,10 @@ impl Bucket {
     }
 
     /// A presigned PUT whose signature covers the content type and length: S3 refuses an
-    /// upload of another type or size, or with a tampered signature.
+    /// upload of another type or size, or with a tampered signature. It also covers
+    /// `If-None-Match: *`, so the URL creates the upload once: sent again while the first is
+    /// still there (being processed) it is refused (412), and a slow first PUT can no longer
+    /// replace a faster second one's object while its images are being made.
     pub async fn presign_put(&self, key: &str, kind: MediaType, length: u64) -> Result<PresignedUpload, StoreError> {
         let config = PresigningConfig::expires_in(PRESIGN_TTL).map_err(|e| StoreError::Internal(e.to_string()))?;
         let request = self
@@ -185,6 +188,7 @@ impl Bucket {
             .key(key)
             .content_type(kind.content_type())
             .content_length(length as i64)
+            .if_none_match("*")
             .presigned(config)
             .await
             .map_err(|e| StoreError::Internal(format!("presigning: {e}")))?;
