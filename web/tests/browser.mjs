@@ -208,9 +208,9 @@ try {
   const dan = await apiAs(`dan${suffix}`);
   const followed = 60;
   for (let i = 0; i < followed; i++) await dan("POST", "/posts/", { content: `followed ${i} ${suffix}` });
-  // 20 s left (the API accepts a token up to 30 s past its exp): long enough to load 60 posts
-  // on a loaded machine, where 10 s once was not.
-  const shortLived = await mint(`cat${suffix}`, -10);
+  // 30 s left (the API accepts a token up to 30 s past its exp): long enough to load 60 posts
+  // on a loaded machine, where 10 s once was not, nor 20 s once the suite grew.
+  const shortLived = await mint(`cat${suffix}`, 0);
   const started = Date.now();
   const c = await person("cat", { token: shortLived, keepaliveMs: 1000 });
   check(c.sockets[0].url.includes(encodeURIComponent(shortLived)), "the first socket uses the token she signed in with");
@@ -219,7 +219,7 @@ try {
     if ((await c.locator(".post", { hasText: `followed` }).count()) >= followed) return true;
     await more.scrollIntoViewIfNeeded();
     return false;
-  });
+  }, 28_000);
   const subscribed = (socket) => socket.sent.filter((m) => m.action === "subscribe");
   const followedIds = () => new Set(subscribed(c.sockets.at(-1)).flatMap((m) => m.post_ids));
   check(followedIds().size > 50, `she follows more than 50 posts (${followedIds().size})`);
@@ -228,7 +228,7 @@ try {
   await until(c, "a keepalive ping", () => c.sockets[0].sent.some((m) => m.action === "ping"));
 
   // Once her token has run out, the next event the server would send her closes her socket.
-  await c.waitForTimeout(Math.max(0, 21_000 - (Date.now() - started)));
+  await c.waitForTimeout(Math.max(0, 31_000 - (Date.now() - started)));
   await dan("POST", "/posts/", { content: `after her token ran out ${suffix}` });
   await until(c, "the server to close the expired socket", () => c.sockets[0].closed);
   await until(c, "a second socket", () => c.sockets.length >= 2);
