@@ -5,7 +5,7 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::likes::like_truth;
-use crate::support::{Client, TestStack, isolated_stack, shared_stack, until_answered};
+use crate::support::{Client, TestStack, eventually, isolated_stack, shared_stack, until_answered};
 
 const ACTIONS: &str = "/api/forum/moderation/actions/";
 
@@ -273,19 +273,8 @@ async fn user_comments(reader: &Client, user: &Client) -> (Vec<String>, u64) {
 /// Polls `user`'s page (the stream relists comments) until it shows `wanted`.
 async fn until_user_comments(reader: &Client, user: &Client, wanted: (Vec<&str>, u64)) {
     let wanted = (wanted.0.into_iter().map(str::to_string).collect::<Vec<_>>(), wanted.1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let seen = user_comments(reader, user).await;
-        if seen == wanted {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}'s page: {seen:?}, not {wanted:?}",
-            user.username
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let what = format!("{}'s page, awaiting {wanted:?}", user.username);
+    eventually(&what, || user_comments(reader, user), |seen| *seen == wanted).await;
 }
 
 #[tokio::test]
@@ -341,18 +330,13 @@ async fn a_removed_posts_comments_leave_their_authors_pages_and_can_still_be_del
     until_user_comments(&reader, &dave, (vec![], 0)).await;
     let restore_d2 = json!({"action": "restore_comment", "post_id": post_id, "comment_id": d2, "reason": "fine"});
     act(&moderator, restore_d2).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while stack
-        .stored_item(&format!("POST#{post_id}"), &format!("COMMENT#{d2}"))
-        .await
-        .contains_key("gsi2pk")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "d2 is still listed on a removed post"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (pk, sk) = (format!("POST#{post_id}"), format!("COMMENT#{d2}"));
+    eventually(
+        "d2 listed on a removed post",
+        || stack.stored_item(&pk, &sk),
+        |item| !item.contains_key("gsi2pk"),
+    )
+    .await;
     assert_eq!(user_comments(&reader, &dave).await, (vec![], 0));
     act(&moderator, restore).await;
     until_user_comments(&reader, &dave, (vec![d2.as_str(), d1.as_str()], 2)).await;

@@ -285,6 +285,29 @@ impl Answer {
     }
 }
 
+/// Reads with `read` every 100 ms until what it answers `holds` (what the stream does after a
+/// write lands a moment later), and answers that; fails with `what` and the last answer after
+/// 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut read: F, holds: impl Fn(&T) -> bool) -> T
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = read().await;
+        if holds(&seen) {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {seen:?} after 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends a request again while it is answered `503` (at most 8 times), as a client that keeps
 /// its requests does: waits its `Retry-After`, doubled with each attempt up to 4x, plus up to
 /// a second of jitter, so clients refused together do not all come back together. Returns

@@ -165,19 +165,9 @@ async fn listed_on_index(stack: &crate::support::TestStack, user: &Client) -> (u
 /// index holds exactly that many.
 async fn counts_settle(stack: &crate::support::TestStack, reader: &Client, user: &Client, expected: (u64, u64)) {
     let page = format!("/api/forum/users/{}/", user.user_id);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let seen = counts(&reader.get(&page).await.body);
-        if seen == expected {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}: the page counts {seen:?}, not {expected:?}",
-            user.username
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let what = format!("{}'s page counts, awaiting {expected:?}", user.username);
+    let read = || async { counts(&reader.get(&page).await.body) };
+    crate::support::eventually(&what, read, |seen| *seen == expected).await;
     assert_eq!(
         listed_on_index(stack, user).await,
         expected,

@@ -115,13 +115,7 @@ impl Table {
         if hides_live {
             let mut blocker_item = key(keys::user_pk(blocked), keys::blocker_sk(blocker));
             blocker_item.insert("type".into(), s("blocker"));
-            let put = built(
-                Put::builder()
-                    .table_name(&self.name)
-                    .set_item(Some(blocker_item))
-                    .build(),
-            )?;
-            actions.push(TransactWriteItem::builder().put(put).build());
+            actions.push(self.put(blocker_item, None)?);
         }
         match self.transact(actions).await? {
             Ok(()) => Ok(block),
@@ -176,12 +170,7 @@ impl Table {
     /// 1 MB page (about 100 read units); nobody's, for the many users nobody blocks, half a unit.
     pub async fn blockers_of(&self, author: &str) -> Result<HashSet<String>, StoreError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(keys::user_pk(author)))
-            .expression_attribute_values(":prefix", s(keys::BLOCKER_PREFIX))
+            .query_prefix(keys::user_pk(author), keys::BLOCKER_PREFIX)
             .projection_expression("sk");
         Ok(self
             .query_every(query)

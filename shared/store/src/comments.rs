@@ -163,15 +163,10 @@ impl Table {
     /// comments it changed.
     pub async fn list_post_comments(&self, post_id: &str, listed: bool) -> Result<usize, StoreError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.name)
+            .query_prefix(keys::post_pk(post_id), keys::COMMENT_PREFIX)
             // Consistent: a removal's updates just made must be seen by the restore after it,
             // or the restore would skip every comment it should put back.
             .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(keys::post_pk(post_id)))
-            .expression_attribute_values(":prefix", s(keys::COMMENT_PREFIX))
             .projection_expression("sk, user_id, #removed, #user_pk")
             .expression_attribute_names("#removed", keys::REMOVED_ATTR)
             .expression_attribute_names("#user_pk", keys::USER_PK);

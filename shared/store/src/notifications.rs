@@ -391,12 +391,7 @@ impl Table {
 
     async fn newest_notification(&self, user: &str) -> Result<Option<String>, StoreError> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(keys::user_pk(user)))
-            .expression_attribute_values(":prefix", s(keys::NOTIFICATION_PREFIX))
+            .query_prefix(keys::user_pk(user), keys::NOTIFICATION_PREFIX)
             .scan_index_forward(false)
             .limit(1)
             .projection_expression("sk")

@@ -192,6 +192,21 @@ impl Table {
         Ok(out.item)
     }
 
+    /// A Query of the table's items in partition `pk` whose sort key starts with `prefix`;
+    /// the caller adds what it reads, in what order and how many.
+    pub(super) fn query_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
+    }
+
     /// Every item a Query matches, following `LastEvaluatedKey` through all pages.
     pub(super) async fn query_every(
         &self,
