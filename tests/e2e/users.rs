@@ -264,3 +264,89 @@ async fn a_user_pages_counts_stay_exact_through_every_listing_change() {
     counts_settle(stack, &reader, &dave, (0, 3)).await;
     counts_settle(stack, &reader, &alice, (2, 0)).await;
 }
+
+/// What stream-fanout has asked of DynamoDB once it has gone quiet (the stream drained: no
+/// call for a second).
+async fn fanout_usage_when_quiet(stack: &crate::support::TestStack) -> forum_store::dynamodb_usage::UsageSnapshot {
+    let usage = &stack.stack.functions["stream-fanout"].dynamodb_usage;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = usage.snapshot();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = usage.snapshot();
+        if now.round_trips == last.round_trips {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stream-fanout still busy after 30 s"
+        );
+        last = now;
+    }
+}
+
+/// A post's comments are relisted (removal, restore) and cleaned up (deletion) many to a
+/// transaction, each author's count moved once per transaction: one transaction per comment
+/// made a thread of tens of thousands outlast the stream record's deadline and retry into the
+/// dead-letter queue half done.
+#[tokio::test]
+async fn a_big_threads_comments_are_relisted_and_cleaned_up_many_to_a_transaction() {
+    let stack = isolated_stack().await;
+    let op = stack.user("big_thread_op");
+    let reader = stack.user("big_thread_reader");
+    let moderator = stack.moderator("mod");
+    let post = op.create_post("a thread with many commenters").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    // 160 comments by 27 authors: one with more than a transaction holds (99 and a count).
+    let heavy = stack.user("heavy");
+    let medium = stack.user("medium");
+    let mut authors = vec![(heavy.clone(), 110u64), (medium.clone(), 25)];
+    authors.extend((0..25).map(|i| (stack.user(&format!("single{i}")), 1)));
+    let writers: Vec<Client> = authors
+        .iter()
+        .flat_map(|(who, n)| std::iter::repeat_n(who.clone(), *n as usize))
+        .collect();
+    let path = format!("/api/forum/posts/{post_id}/comments/");
+    for chunk in writers.chunks(16) {
+        let answers = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|who| who.post(&path, json!({"content": "one of many"}))),
+        )
+        .await;
+        assert!(answers.iter().all(|a| a.status == 201), "{:?}", answers[0].body);
+    }
+    let comments = writers.len() as f64;
+    let settle_all = |listed: bool| {
+        let (authors, reader, stack) = (&authors, &reader, &stack);
+        async move {
+            for (who, n) in authors {
+                counts_settle(stack, reader, who, (0, if listed { *n } else { 0 })).await;
+            }
+        }
+    };
+    settle_all(true).await;
+
+    for (phase, listed) in [("removal", false), ("restore", true), ("deletion", false)] {
+        let before = fanout_usage_when_quiet(&stack).await;
+        let answer = match phase {
+            "removal" | "restore" => {
+                let action = if listed { "restore_post" } else { "remove_post" };
+                let body = json!({"action": action, "post_id": post_id, "reason": "a big thread"});
+                moderator.post("/api/forum/moderation/actions/", body).await
+            }
+            _ => op.delete(&format!("/api/forum/posts/{post_id}/")).await,
+        };
+        assert!(matches!(answer.status, 201 | 204), "{phase}: {}", answer.body);
+        settle_all(listed).await;
+        let used = fanout_usage_when_quiet(&stack).await.since(&before);
+        let transactions = used.calls_of("TransactWriteItems");
+        println!(
+            "{phase} of 160 comments by 27 authors: {transactions} transactions, {:.2} WCU a comment",
+            used.write_units / comments
+        );
+        // 27 authors' 160 writes and 28 counts: 100 actions (99 of one author's, their
+        // count), 76 (the rest of round one), then that author's last 11 and their count.
+        assert_eq!(transactions, 3, "{phase}: {used:?}");
+    }
+}

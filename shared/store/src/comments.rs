@@ -1,6 +1,6 @@
 //! Comments: create, edit, delete (each counted on its post in the same transaction), list.
 
-use super::activity::Listed;
+use super::activity::{CountedWrite, Listed};
 use super::items::{comment_from_item, comment_item, get_s, key, mentions_value, s};
 use super::page::{HasSortId, ListSpec, Order, Page, comments_scope, user_comments_scope};
 use super::posts::{Editor, OWN_LIVE};
@@ -206,16 +206,13 @@ impl Table {
                     .condition_expression("attribute_exists(#user_pk)");
                 (update, -1)
             };
-            let count = self.count_listing(&author, Listed::Comments, delta)?;
-            changes.push((
+            changes.push(CountedWrite {
                 author,
-                vec![
-                    TransactWriteItem::builder().update(built(update.build())?).build(),
-                    count,
-                ],
-            ));
+                action: TransactWriteItem::builder().update(built(update.build())?).build(),
+                delta,
+            });
         }
-        self.transact_per_author(changes).await
+        self.transact_counted(Listed::Comments, changes).await
     }
 
     /// One page of a post's comments, oldest first; those a moderator removed are left out

@@ -1,6 +1,6 @@
 //! Posts: create, read, edit, delete, the feed, and what a deleted post leaves behind.
 
-use super::activity::Listed;
+use super::activity::{CountedWrite, Listed};
 use super::blocks::{ViewerState, blocked_set};
 use super::items::{get_s, key, mentions_value, post_from_item, post_item, s};
 use super::media::{OwnMedia, media_refused};
@@ -164,18 +164,18 @@ impl Table {
                         .condition_expression("attribute_exists(#user_pk)")
                         .expression_attribute_names("#user_pk", keys::USER_PK)
                         .build();
-                    let count = self.count_listing(&author, Listed::Comments, -1)?;
-                    counted.push((
+                    counted.push(CountedWrite {
                         author,
-                        vec![TransactWriteItem::builder().delete(built(delete)?).build(), count],
-                    ));
+                        action: TransactWriteItem::builder().delete(built(delete)?).build(),
+                        delta: -1,
+                    });
                 }
                 None => plain.push(key_only),
             }
         }
         // Once the post item is gone nothing lists or unlists its comments (every such write
         // conditions on the post), so a cancelled delete was done by an earlier try.
-        self.transact_per_author(counted).await?;
+        self.transact_counted(Listed::Comments, counted).await?;
         self.batch_delete(plain).await?;
         Ok(count)
     }
