@@ -247,13 +247,43 @@ async function loadModeration() {
   $("#mod-log").replaceChildren(...log.actions.map(logEntry));
 }
 
+let loading = false;
+
+/** Whether the end of the feed is on screen (more should be loaded). */
+function moreInView() {
+  const edge = $("#more").getBoundingClientRect();
+  return edge.top < innerHeight && edge.bottom >= 0;
+}
+
+/**
+ * Loads pages while the end of the feed is on screen: the observer fires only when that
+ * changes, so a page that left it in view (a tall screen), or failed (a 503 under load), would
+ * otherwise stop the feed where it is. A failure the server may get over (429, 5xx, the
+ * network) is tried again after its Retry-After or a growing pause; any other is shown.
+ */
 async function loadMore() {
-  if (nextPage === null) return;
-  const page = await attempt(() => api.get(nextPage ?? "/posts/?limit=20"));
-  if (!page) return;
-  page.posts.filter((p) => !blocked.has(p.user.id)).forEach((p) => add(p));
-  nextPage = page.next_page;
-  $("#feed-end").hidden = nextPage !== null;
+  if (loading) return;
+  loading = true;
+  try {
+    for (let failures = 0; nextPage !== null && moreInView(); ) {
+      try {
+        const page = await api.get(nextPage ?? "/posts/?limit=20");
+        page.posts.filter((p) => !blocked.has(p.user.id)).forEach((p) => add(p));
+        nextPage = page.next_page;
+        failures = 0;
+        $("#error").hidden = true;
+      } catch (error) {
+        showError(error);
+        if (error instanceof ApiError && error.status !== 429 && error.status < 500) return;
+        failures += 1;
+        const pause = error.retryAfter ? error.retryAfter * 1000 : Math.min(8000, 500 * 2 ** failures);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  } finally {
+    loading = false;
+    $("#feed-end").hidden = nextPage !== null;
+  }
 }
 
 function onLive(message) {

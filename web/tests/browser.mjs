@@ -55,8 +55,8 @@ async function until(page, what, condition, ms = 20_000) {
   }
 }
 
-async function person(name, { token, keepaliveMs } = {}) {
-  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+async function person(name, { token, keepaliveMs, height = 900, beforeSignIn } = {}) {
+  const context = await browser.newContext({ viewport: { width: 900, height } });
   if (keepaliveMs) await context.addInitScript((ms) => (globalThis.FORUM_KEEPALIVE_MS = ms), keepaliveMs);
   const page = await context.newPage();
   // Every WebSocket the page opens, with the messages it sends and receives.
@@ -88,6 +88,7 @@ async function person(name, { token, keepaliveMs } = {}) {
     const expected = expectedRefusals.some(([m, url, s]) => r.request().method() === m && r.url().includes(url) && r.status() === s);
     if (r.status() >= 400 && !expected) problems.push(`${name}: ${r.request().method()} ${r.url()} answered ${r.status()}`);
   });
+  if (beforeSignIn) await beforeSignIn(page);
   await page.goto(`${base}/`);
   if (token) {
     await page.fill("input[name=token]", token);
@@ -212,7 +213,21 @@ try {
   // on a loaded machine, where 10 s once was not, nor 20 s once the suite grew.
   const shortLived = await mint(`cat${suffix}`, 0);
   const started = Date.now();
-  const c = await person("cat", { token: shortLived, keepaliveMs: 1000 });
+  // Her second feed page first answers 503, as a loaded server may: the page tries it again
+  // after its Retry-After and goes on, where it used to stop until she scrolled away and back.
+  const feedPage = "/api/forum/posts/?cursor=";
+  expectedRefusals.push(["GET", feedPage, 503]);
+  let refusedPages = 0;
+  const refuseOnce = (page) =>
+    page.route((url) => url.href.includes(feedPage), (route) => {
+      if (refusedPages++ > 0) return route.continue();
+      return route.fulfill({
+        status: 503,
+        headers: { "content-type": "application/json", "retry-after": "1" },
+        body: JSON.stringify({ error: { code: "unavailable", message: "try again shortly" } }),
+      });
+    });
+  const c = await person("cat", { token: shortLived, keepaliveMs: 1000, beforeSignIn: refuseOnce });
   check(c.sockets[0].url.includes(encodeURIComponent(shortLived)), "the first socket uses the token she signed in with");
   const more = c.locator("#more");
   await until(c, `all ${followed} followed posts loaded`, async () => {
@@ -220,6 +235,12 @@ try {
     await more.scrollIntoViewIfNeeded();
     return false;
   }, 28_000);
+  check(refusedPages >= 2, `the refused page was asked for again (${refusedPages} asks)`);
+  // A screen taller than a page of posts: the feed goes on loading while its end is in view,
+  // where it used to stop after the first page (the observer fires only when that changes).
+  const tall = await person("tall", { height: 9000 });
+  await until(tall, "a tall screen filled past its first page", async () => (await tall.locator(".post").count()) > 20);
+  await tall.context().close();
   const subscribed = (socket) => socket.sent.filter((m) => m.action === "subscribe");
   const followedIds = () => new Set(subscribed(c.sockets.at(-1)).flatMap((m) => m.post_ids));
   check(followedIds().size > 50, `she follows more than 50 posts (${followedIds().size})`);
