@@ -108,12 +108,19 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
     // retry of an upload that was stored is answered from its key, without decoding again.
     let key = http_api::request_key(req, &file)?;
     let attempt = app.rate_token(caller, RateAction::Upload);
-    if let Some(key) = &key {
-        app.table.earlier_answer(&caller.user_id, key, attempt.now).await?;
-    }
     // The decode is what an upload costs, stored or refused: none while the uploader's window
-    // is spent, and a refused one takes its token too.
-    app.table.check_rate(&attempt).await?;
+    // is spent, and a refused one takes its token too. The key and the window are read at
+    // once (one round trip, not two); a retry's earlier answer comes first, so a stored
+    // upload's retry is answered as it was even once the window is spent.
+    let earlier = async {
+        match &key {
+            Some(key) => app.table.earlier_answer(&caller.user_id, key, attempt.now).await,
+            None => Ok(()),
+        }
+    };
+    let (earlier, window) = tokio::join!(earlier, app.table.check_rate(&attempt));
+    earlier?;
+    window?;
     let budget = app.decode_budget;
     let verified = blocking(move || media::verify(&file, MAX_DIRECT_UPLOAD_BYTES, budget).map(|p| (file, p))).await?;
     let (file, probe) = match verified {
