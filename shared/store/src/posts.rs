@@ -127,9 +127,10 @@ impl Table {
     }
 
     /// Removes what hangs off a deleted post: its comments, likes and subscriptions.
-    /// Idempotent; the stream handler runs it after the post item is gone. A listed comment
-    /// (on its author's page) goes in a transaction of its own with its author's count, on the
-    /// condition that it is still there: a retried record uncounts nothing twice.
+    /// Idempotent; the stream handler runs it after the post item is gone. The listed comments
+    /// (on their authors' pages) go many to a transaction with their authors' counts
+    /// ([`Table::transact_counted`]), each on the condition that it is still listed: a retried
+    /// record uncounts nothing twice.
     pub async fn delete_post_leftovers(&self, post_id: &str) -> Result<usize, StoreError> {
         let mut doomed = Vec::new();
         for pk in [keys::post_pk(post_id), keys::sub_pk(post_id)] {
