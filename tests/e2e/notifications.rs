@@ -63,7 +63,7 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
     // The stream delivering the first comment's record again writes nothing (at least once
     // in, exactly once out).
     let again = forum_domain::notifications::Notification {
-        id: first_id.clone(),
+        id: forum_domain::model::new_id(),
         kind: forum_domain::notifications::NotificationKind::Comment,
         post_id: post["id"].as_str().unwrap().to_string(),
         comment_id: Some(first_id.clone()),
@@ -76,10 +76,10 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
         .stack
         .app
         .table
-        .notify(&alice.user_id, &again, chrono::Utc::now().timestamp() + 3600)
+        .notify(&alice.user_id, &first_id, again, chrono::Utc::now().timestamp() + 3600)
         .await
         .unwrap();
-    assert!(!written, "a redelivered record writes no second notification");
+    assert!(written.is_none(), "a redelivered record writes no second notification");
     assert_eq!(
         alice.get("/api/forum/notifications/unread_count/").await.body["unread_count"],
         2
@@ -91,11 +91,14 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
     );
 
     // Read up to the first (its id in lower case is the same id, not one sorting after every
-    // id): one left; an older mark later changes nothing; then all.
+    // id): one left; an older mark later changes nothing; then all. A notification's id is its
+    // own, minted when it was written, not its comment's.
+    let first_notification = inbox.body["notifications"][1]["id"].as_str().unwrap().to_string();
+    assert_ne!(first_notification, first_id);
     let read = alice
         .post(
             "/api/forum/notifications/read/",
-            json!({"up_to": first_id.to_lowercase()}),
+            json!({"up_to": first_notification.to_lowercase()}),
         )
         .await;
     assert_eq!(read.body["unread_count"], 1, "{}", read.body);
@@ -117,7 +120,7 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
     );
     assert_eq!(
         alice
-            .post("/api/forum/notifications/read/", json!({"up_to": first_id}))
+            .post("/api/forum/notifications/read/", json!({"up_to": first_notification}))
             .await
             .body["unread_count"],
         0,
@@ -492,5 +495,55 @@ async fn a_like_taken_back_and_given_again_in_one_batch_is_told_once() {
         inbox,
         vec![("like".to_string(), bob.user_id.clone(), post_id.clone())],
         "one like notification, however the stream delivered it"
+    );
+}
+
+/// A notification is filed when it is written, above what its reader has read, however old its
+/// source: a mention added by editing an old post was filed under the post's id, below the
+/// mark, and so counted as read, unseen, and listed pages down.
+#[tokio::test]
+async fn a_mention_added_by_editing_an_old_post_is_unread_and_on_top() {
+    let stack = shared_stack().await;
+    let alice = stack.user("old_post_editor");
+    let bob = stack.user("late_mentioned");
+    let carol = stack.user("bobs_commenter");
+    bob.create_post("hello, I exist").await;
+    let old_post = alice.create_post("written before anything bob has read").await;
+    let old_post_id = old_post["id"].as_str().unwrap().to_string();
+    // Something newer reaches Bob's inbox, and he reads everything.
+    let bobs = bob.create_post("comment on this").await;
+    let on_bobs = format!("/api/forum/posts/{}/comments/", bobs["id"].as_str().unwrap());
+    assert_eq!(carol.post(&on_bobs, json!({"content": "a comment"})).await.status, 201);
+    inbox_of(&bob, 1).await;
+    let read = bob.post("/api/forum/notifications/read/", json!({})).await;
+    assert_eq!(read.body["unread_count"], 0, "{}", read.body);
+
+    let mut live = Live::connect(stack, &bob).await;
+    let edited = alice
+        .patch(
+            &format!("/api/forum/posts/{old_post_id}/"),
+            json!({"content": format!("now naming @{}", bob.username)}),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let event = live
+        .expect("the mention", |m| {
+            m["type"] == "notification.created" && m["notification"]["kind"] == "mention"
+        })
+        .await;
+    assert_eq!(event["unread_count"], 1, "{event}");
+    assert_eq!(event["notification"]["read"], false, "{event}");
+    let inbox = bob.get("/api/forum/notifications/").await;
+    let top = &inbox.body["notifications"][0];
+    assert_eq!(
+        (top["kind"].as_str(), top["post_id"].as_str(), top["read"].as_bool()),
+        (Some("mention"), Some(old_post_id.as_str()), Some(false)),
+        "{}",
+        inbox.body
+    );
+    assert_eq!(inbox.body["unread_count"], 1);
+    assert!(
+        top["created_at"].as_str() > old_post["created_at"].as_str(),
+        "dated when the edit named him: {top}"
     );
 }

@@ -7,6 +7,8 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use forum_store::keys;
+
 use crate::support::{Client, TestStack, shared_stack};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -252,14 +254,7 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
     // first; then it is already forgotten, or subscribing fails as "not known" and leaves
     // nothing behind. Either way is the behaviour under test.
     if let Some(connection) = table.get_connection(&ghost).await.unwrap() {
-        match table
-            .subscribe(
-                &connection,
-                std::slice::from_ref(&id),
-                chrono::Utc::now().timestamp() + 600,
-            )
-            .await
-        {
+        match table.subscribe(&connection, std::slice::from_ref(&id)).await {
             Ok(()) | Err(forum_store::StoreError::NotFound(forum_store::Entity::Connection)) => {}
             Err(e) => panic!("subscribe: {e}"),
         }
@@ -460,7 +455,7 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
     let batches: Vec<Vec<String>> = (0..6)
         .map(|_| (0..50).map(|_| ulid::Ulid::new().to_string()).collect())
         .collect();
-    let results = futures::future::join_all(batches.iter().map(|ids| table.subscribe(&stored, ids, now + 600))).await;
+    let results = futures::future::join_all(batches.iter().map(|ids| table.subscribe(&stored, ids))).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let listed = table.get_connection(&connection).await.unwrap().unwrap().subscriptions;
     assert!(
@@ -845,4 +840,203 @@ async fn largest_item_bytes(stack: &TestStack, pk: &str) -> usize {
         .map(|item| item.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>())
         .max()
         .unwrap_or(0)
+}
+
+/// Sends `message` and waits for the reply of type `reply`: the reply and the write units
+/// ws-message spent on it (counted once the reply is back, since it is sent after the work).
+async fn write_units_for(stack: &TestStack, live: &mut Live, message: Value, reply: &str) -> (Value, f64) {
+    let usage = &stack.stack.functions["ws-message"].dynamodb_usage;
+    let before = usage.snapshot();
+    live.send(message).await;
+    let answer = live.expect(reply, |m| m["type"] == reply).await;
+    (answer, usage.snapshot().since(&before).write_units)
+}
+
+/// A client may send subscribe messages as fast as the stage lets it: one that repeats what is
+/// followed, asks past the cap, or unfollows what is not followed writes nothing (it wrote
+/// every item again, and past the cap wrote and deleted 50: about 100 write units a message).
+#[tokio::test]
+async fn subscribing_writes_only_what_is_new_and_nothing_past_the_cap() {
+    // A stack of its own, so ws-message's counter holds this socket's messages alone.
+    let stack = crate::support::isolated_stack().await;
+    let bob = stack.user("bob");
+    let mut live = Live::connect(&stack, &bob).await;
+    let fresh = || -> Vec<String> { (0..50).map(|_| ulid::Ulid::new().to_string()).collect() };
+    let subscribe = |ids: &[String]| json!({"action": "subscribe", "post_ids": ids});
+    let unsubscribe = |ids: &[String]| json!({"action": "unsubscribe", "post_ids": ids});
+
+    let first = fresh();
+    let (_, units) = write_units_for(&stack, &mut live, subscribe(&first), "subscribed").await;
+    assert!(units >= 50.0, "50 subscriptions written: {units}");
+    let (ack, units) = write_units_for(&stack, &mut live, subscribe(&first), "subscribed").await;
+    assert_eq!(
+        (ack["post_ids"].as_array().unwrap().len(), units),
+        (50, 0.0),
+        "a repeat"
+    );
+    for _ in 0..3 {
+        write_units_for(&stack, &mut live, subscribe(&fresh()), "subscribed").await;
+    }
+    let past_cap = fresh();
+    let (error, units) = write_units_for(&stack, &mut live, subscribe(&past_cap), "error").await;
+    assert_eq!(
+        (error["code"].as_str(), units),
+        (Some("too_many_subscriptions"), 0.0),
+        "{error}"
+    );
+    let (_, units) = write_units_for(&stack, &mut live, unsubscribe(&past_cap), "unsubscribed").await;
+    assert_eq!(units, 0.0, "unfollowing what is not followed");
+
+    let table = &stack.stack.app.table;
+    let connection_id = table.user_connections(&bob.user_id).await.unwrap()[0]
+        .connection_id
+        .clone();
+    let connection = table.get_connection(&connection_id).await.unwrap().unwrap();
+    assert_eq!(connection.subscriptions.len(), 200);
+    for id in &past_cap {
+        assert!(table.subscribers(id).await.unwrap().is_empty(), "{id} was refused");
+    }
+    // A subscription expires with its connection, not two hours after it was made.
+    let sub = stack
+        .stored_item(&keys::sub_pk(&first[0]), &keys::conn_pk(&connection_id))
+        .await;
+    let conn = stack.stored_item(&keys::conn_pk(&connection_id), keys::CONN_SK).await;
+    assert_eq!(sub["ttl"], conn["ttl"]);
+
+    let (_, units) = write_units_for(&stack, &mut live, unsubscribe(&first), "unsubscribed").await;
+    assert!(units >= 50.0, "50 subscriptions deleted: {units}");
+    for id in &first {
+        assert!(table.subscribers(id).await.unwrap().is_empty(), "{id} was unfollowed");
+    }
+    let listed = table
+        .get_connection(&connection_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .subscriptions;
+    assert_eq!(listed.len(), 150);
+}
+
+/// A subscribe and an unsubscribe of the same posts at once (a connection's messages may run
+/// in parallel) never leave a subscription item the connection does not list: fan-out would
+/// send to it past the cap, and `$disconnect`, which deletes what is listed, would leave it.
+#[tokio::test]
+async fn racing_subscribe_and_unsubscribe_leave_no_unlisted_subscription() {
+    let stack = crate::support::isolated_stack().await;
+    let table = &stack.stack.app.table;
+    let connection = format!("race-{}", ulid::Ulid::new());
+    let now = chrono::Utc::now().timestamp();
+    table
+        .put_connection(
+            &connection,
+            &format!("race-user-{}", ulid::Ulid::new()),
+            now + 600,
+            now + 600,
+            now,
+        )
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let ids: Vec<String> = (0..10).map(|_| ulid::Ulid::new().to_string()).collect();
+        let before = table.get_connection(&connection).await.unwrap().unwrap();
+        table.subscribe(&before, &ids).await.unwrap();
+        let listed = table.get_connection(&connection).await.unwrap().unwrap();
+        // Unfollowed and followed again at once, each from what it read.
+        let (unsubscribed, subscribed) = tokio::join!(table.unsubscribe(&listed, &ids), table.subscribe(&before, &ids));
+        unsubscribed.unwrap();
+        subscribed.unwrap();
+        let now_listed = table.get_connection(&connection).await.unwrap().unwrap().subscriptions;
+        for id in &ids {
+            let has_item = table
+                .subscribers(id)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.connection_id == connection);
+            assert!(
+                !has_item || now_listed.contains(id),
+                "{id}: a subscription item its connection does not list"
+            );
+        }
+        table
+            .unsubscribe(&table.get_connection(&connection).await.unwrap().unwrap(), &ids)
+            .await
+            .unwrap();
+    }
+    table.delete_connection(&connection).await.unwrap();
+}
+
+/// Pings are no way to keep a socket past its token: the first after it expired closes it.
+#[tokio::test]
+async fn a_ping_after_the_token_expired_closes_the_socket() {
+    let stack = shared_stack().await;
+    let bob = stack.user("bob");
+    // Valid for 3 more seconds (the 30 s leeway included).
+    let short = forum_testkit::issue_token(&stack.jwt, &bob.user_id, &bob.username, None, 3 - 30).unwrap();
+    let mut live = Live::connect(stack, &bob.with_token(&short)).await;
+    live.send(json!({"action": "ping"})).await;
+    live.expect("pong", |m| m["type"] == "pong").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    live.send(json!({"action": "ping"})).await;
+    live.expect_closed(|m| m["type"] == "pong").await;
+}
+
+/// Comments of a post a moderator removed are no one's news: a follower of the post hears
+/// neither their removal nor their restore (with the comment in it), as the post is 404.
+#[tokio::test]
+async fn a_removed_posts_comment_events_reach_no_follower() {
+    let stack = shared_stack().await;
+    let author = stack.user("author");
+    let eve = stack.user("eve");
+    let moderator = stack.moderator("mod");
+    let post = author.create_post("soon removed").await;
+    let post_id = post["id"].as_str().unwrap().to_string();
+    let comment = author
+        .post(
+            &format!("/api/forum/posts/{post_id}/comments/"),
+            json!({"content": "a comment"}),
+        )
+        .await;
+    assert_eq!(comment.status, 201, "{}", comment.body);
+    let comment_id = comment.body["id"].as_str().unwrap().to_string();
+    let act = |body: Value| {
+        let moderator = moderator.clone();
+        async move {
+            let answer = moderator.post("/api/forum/moderation/actions/", body).await;
+            assert_eq!(answer.status, 201, "{}", answer.body);
+        }
+    };
+    act(json!({"action": "remove_post", "post_id": post_id, "reason": "x"})).await;
+    let mut live = Live::connect(stack, &eve).await;
+    live.subscribe(&post_id).await;
+    for action in ["remove_comment", "restore_comment"] {
+        act(json!({"action": action, "post_id": post_id, "comment_id": comment_id, "reason": "x"})).await;
+    }
+    // The stream has handled both once it took the restored comment off its author's page
+    // again (as on every removed post); only then is the post restored, or the stream, reading
+    // the post as it is then, would rightly find it live again and tell.
+    let (pk, sk) = (keys::post_pk(&post_id), keys::comment_sk(&comment_id));
+    crate::support::eventually(
+        "the restored comment unlisted by the stream",
+        || stack.stored_item(&pk, &sk),
+        |item| !item.contains_key(keys::REMOVED_ATTR) && !item.contains_key(keys::USER_PK),
+    )
+    .await;
+    act(json!({"action": "restore_post", "post_id": post_id, "reason": "x"})).await;
+    let is_comment_news =
+        |m: &Value| m["type"].as_str().is_some_and(|t| t.starts_with("comment.")) && m["post_id"] == post_id.as_str();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let next = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), live.socket.next())
+            .await
+            .expect("post.restored within 15 s")
+            .expect("the socket stays open")
+            .expect("a message");
+        let Message::Text(text) = next else { continue };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert!(!is_comment_news(&value), "a removed post's comment event: {value}");
+        if is("post.restored", post_id.clone())(&value) {
+            break;
+        }
+    }
 }

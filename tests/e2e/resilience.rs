@@ -95,9 +95,22 @@ async fn an_unreachable_or_hanging_dynamodb_is_a_bounded_503_and_the_api_recover
     let alice = stack.user("alice");
     let post = alice.create_post("before the outage").await;
     let post_path = format!("/api/forum/posts/{}/", post["id"].as_str().unwrap());
+    let mut live = Live::connect(&stack, &alice).await;
 
     for (fault, name) in [(RESET, "reset"), (HANG, "hang")] {
         mode.store(fault, Ordering::SeqCst);
+        // A socket's message is told what an HTTP client would be, never the SDK's error.
+        live.send(json!({"action": "subscribe", "post_ids": [post["id"]]}))
+            .await;
+        let error = live.expect("an error", |m| m["type"] == "error").await;
+        assert_eq!(
+            (error["code"].as_str(), error["message"].as_str()),
+            (
+                Some("unavailable"),
+                Some("a dependency is unavailable; retry with backoff")
+            ),
+            "{name}: {error}"
+        );
         let id = post["id"].as_str().unwrap();
         let requests = [
             alice.get("/api/forum/posts/").await,

@@ -119,8 +119,8 @@ impl ApiError {
         }
     }
 
-    /// The message a client sees. Internal details never leave the function.
-    fn public_message(&self) -> String {
+    /// The message a client sees (HTTP or WebSocket). Internal details never leave the function.
+    pub fn public_message(&self) -> String {
         match self {
             ApiError::Internal(_) => "internal error".to_string(),
             ApiError::Unavailable(_) => "a dependency is unavailable; retry with backoff".to_string(),

@@ -19,6 +19,9 @@ pub struct Connection {
     pub user_id: String,
     /// When the token it was opened with expires (its socket is closed then).
     pub expires_at: i64,
+    /// When its item expires (Unix seconds): no later than two hours after `$connect`, nor
+    /// than its token's expiry and leeway. Its subscriptions expire with it.
+    pub ttl: i64,
     /// Posts this connection follows.
     pub subscriptions: Vec<String>,
 }
@@ -53,6 +56,7 @@ pub const MAX_CONNECTIONS_PER_USER: u32 = forum_domain::limits::CONNECTIONS_PER_
 struct ConnectionRecord {
     user_id: String,
     expires_at: i64,
+    ttl: i64,
     /// Absent when it follows nothing (DynamoDB stores no empty set).
     #[serde(default)]
     subs: Vec<String>,
@@ -64,6 +68,7 @@ pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Result<C
         id: connection_id.to_string(),
         user_id: record.user_id,
         expires_at: record.expires_at,
+        ttl: record.ttl,
         subscriptions: record.subs,
     })
 }
@@ -185,15 +190,30 @@ impl Table {
     }
 
     /// Follows posts: the subscription items (found by post, carrying the connection's token
-    /// expiry) and their list on the connection (found by connection, for clean-up). The cap of
-    /// [`MAX_SUBSCRIPTIONS`] is a condition on the list's size in the same write that grows it,
-    /// so concurrent messages cannot pass it together.
-    pub async fn subscribe(&self, connection: &Connection, post_ids: &[String], ttl: i64) -> Result<(), StoreError> {
+    /// expiry, expiring with the connection) and their list on the connection (found by
+    /// connection, for clean-up). Only posts `connection` (as just read) does not follow yet
+    /// are written, and none when that would pass [`MAX_SUBSCRIPTIONS`]: a message repeating
+    /// what is followed, or one over the cap, writes nothing (each written or undone item is a
+    /// write unit, and a client may send many). The cap is also a condition on the list's size
+    /// in the same write that grows it, so concurrent messages cannot pass it together.
+    pub async fn subscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), StoreError> {
+        let mut new_ids: Vec<String> = Vec::new();
+        for id in post_ids {
+            if !connection.subscriptions.contains(id) && !new_ids.contains(id) {
+                new_ids.push(id.clone());
+            }
+        }
+        if new_ids.is_empty() {
+            return Ok(());
+        }
+        if connection.subscriptions.len() + new_ids.len() > MAX_SUBSCRIPTIONS {
+            return Err(StoreError::TooManySubscriptions { max: MAX_SUBSCRIPTIONS });
+        }
         // Subscription items first, then their list on the connection, only if it still exists
         // and has room: a connection deleted meanwhile (a 410 from another fan-out) either saw
         // the list and removes these items itself, or makes the update fail and we remove them
         // here. Either way no subscription outlives its connection.
-        let items = post_ids
+        let items = new_ids
             .iter()
             .map(|pid| {
                 let mut item = key(keys::sub_pk(pid), keys::conn_pk(&connection.id));
@@ -201,13 +221,14 @@ impl Table {
                 item.insert("connection_id".into(), s(&connection.id));
                 item.insert(OWNER.into(), s(&connection.user_id));
                 item.insert("expires_at".into(), signed(connection.expires_at));
-                item.insert("ttl".into(), signed(ttl));
+                item.insert("ttl".into(), signed(connection.ttl));
                 item
             })
             .collect();
         self.batch_put(items).await?;
-        // Room for the new ids even if none is a duplicate: the cap is never exceeded.
-        let room = MAX_SUBSCRIPTIONS.saturating_sub(post_ids.len());
+        // Room for the new ids even if another message listed some meanwhile: the cap is
+        // never exceeded.
+        let room = MAX_SUBSCRIPTIONS.saturating_sub(new_ids.len());
         let listed = self
             .client
             .update_item()
@@ -215,7 +236,7 @@ impl Table {
             .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
             .update_expression("ADD subs :posts")
             .condition_expression("attribute_exists(pk) AND (attribute_not_exists(subs) OR size(subs) <= :room)")
-            .expression_attribute_values(":posts", AttributeValue::Ss(post_ids.to_vec()))
+            .expression_attribute_values(":posts", AttributeValue::Ss(new_ids.clone()))
             .expression_attribute_values(":room", n(room as u64))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -227,15 +248,14 @@ impl Table {
                 _ => return Err(err.into()),
             },
         };
-        // Undo only the items this call added: an id already listed is someone's subscription.
+        // Undo only the items this call added: an id listed meanwhile is another message's.
         let old = seen
             .as_ref()
             .map(|item| connection_from_item(&connection.id, item))
             .transpose()?;
-        let added: Vec<String> = post_ids
-            .iter()
+        let added: Vec<String> = new_ids
+            .into_iter()
             .filter(|id| !old.as_ref().is_some_and(|c| c.subscriptions.contains(id)))
-            .cloned()
             .collect();
         self.batch_delete(self.subscription_keys(&connection.id, &added))
             .await?;
@@ -252,9 +272,20 @@ impl Table {
             .collect()
     }
 
+    /// Stops following posts: those of `post_ids` that `connection` (as just read) follows,
+    /// nothing for the rest. The list first, then the items: an item then never outlives its
+    /// place in the list, even beside a concurrent `subscribe` of the same post (which writes
+    /// its item before listing it), so no subscription is left unlisted, to be sent to past
+    /// the cap and after `$disconnect`.
     pub async fn unsubscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), StoreError> {
-        self.batch_delete(self.subscription_keys(&connection.id, post_ids))
-            .await?;
+        let listed: Vec<String> = post_ids
+            .iter()
+            .filter(|id| connection.subscriptions.contains(id))
+            .cloned()
+            .collect();
+        if listed.is_empty() {
+            return Ok(());
+        }
         // Only an existing connection's list changes (no key-only item for a gone one).
         let unlisted = self
             .client
@@ -263,11 +294,14 @@ impl Table {
             .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
             .update_expression("DELETE subs :posts")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":posts", AttributeValue::Ss(post_ids.to_vec()))
+            .expression_attribute_values(":posts", AttributeValue::Ss(listed.clone()))
             .send()
             .await;
-        // A connection that is gone follows nothing already.
-        applied(unlisted).map(|_| ())
+        // A connection that is gone took its subscriptions with it (`delete_connection`).
+        if !applied(unlisted)? {
+            return Ok(());
+        }
+        self.batch_delete(self.subscription_keys(&connection.id, &listed)).await
     }
 
     /// Every open connection (the feed's audience): a Query of one index partition, paged.

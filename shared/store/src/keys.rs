@@ -132,11 +132,24 @@ pub fn blocker_sk(blocker: &str) -> String {
 pub fn idempotency_sk(key_hash: &str) -> String {
     format!("IDEM#{key_hash}")
 }
-/// A user's notifications (`USER#<uid>` / `NOTIF#<source id>`), newest first by id, and
-/// what they have read (`USER#<uid>` / `INBOX`: `read_up_to`).
+/// A user's notifications (`USER#<uid>` / `NOTIF#<id>`, the id minted when it was written),
+/// newest first by id, and what they have read (`USER#<uid>` / `INBOX`: `read_up_to`).
 pub const NOTIFICATION_PREFIX: &str = "NOTIF#";
 pub fn notification_sk(id: &str) -> String {
     format!("{NOTIFICATION_PREFIX}{id}")
+}
+/// Above every notification's sort key (ids are ULIDs, whose characters all sort below `~`)
+/// and below the other items of a user's partition that sort after them (`NOTIFIED#`,
+/// `PROFILE`, `SUSPENSION`): the end of a range of notifications.
+pub const NOTIFICATIONS_END: &str = "NOTIF#~";
+/// The sort key just after notification `id`'s, before any later one's.
+pub fn notification_after_sk(id: &str) -> String {
+    format!("{NOTIFICATION_PREFIX}{id}~")
+}
+/// Which notification a source (a post or comment) gave its recipient: written once, so a
+/// redelivered record finds it and writes no second notification.
+pub fn notification_source_sk(source_id: &str) -> String {
+    format!("NOTIFIED#{source_id}")
 }
 pub const INBOX_SK: &str = "INBOX";
 /// Which posts of one window of time a user likes (`USER#<uid>` / `LIKED#<window>`): the

@@ -1,13 +1,20 @@
-//! The notification inbox. A notification is written by the stream, keyed by its source's id
-//! (`attribute_not_exists`): a redelivered record finds it written and writes nothing, so each
-//! is delivered exactly once. What is read is one mark per user (`read_up_to`, only moving
-//! forward); the unread count is counted, never kept, so it cannot drift from the items (an
-//! expired notification simply stops counting).
+//! The notification inbox. A notification is written by the stream, filed under an id minted
+//! when it is written, so the newest is on top and above the reader's mark, whenever its
+//! source (a post or comment) was written: filed under its source's id, a mention added by
+//! editing an old post, or a reply whose record came late, sorted below what the reader had
+//! already marked read, and counted as read unseen. Once per source and recipient: a marker
+//! (`NOTIFIED#<source id>`, `attribute_not_exists`) names the notification's id first, so a
+//! redelivered record finds it and writes nothing more (or, after a failure between the two
+//! writes, the same notification). What is read is one mark per user (`read_up_to`, only
+//! moving forward); the unread count is counted, never kept, so it cannot drift from the items
+//! (an expired notification simply stops counting).
 
 use super::items::{decode, encode, get_s, key, s, signed};
 use super::page::{HasSortId, ListSpec, Order, Page, notifications_scope};
+use super::tx::applied;
 use super::tx::built;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
@@ -83,11 +90,43 @@ pub const MAX_LIKES_TOLD_AT_ONCE: usize = 90;
 const LIKE_GROUP_ATTEMPTS: usize = 3;
 
 impl Table {
-    /// Delivers `notification` to `recipient` once: `false` when it was delivered before (the
-    /// stream redelivered its record).
-    pub async fn notify(&self, recipient: &str, notification: &Notification, ttl: i64) -> Result<bool, StoreError> {
-        let item = notification_item(recipient, notification, ttl)?;
-        let result = self
+    /// Delivers `notification` (its id minted now) to `recipient` once for `source_id`:
+    /// answers what was delivered (the notification with the id the source's marker names),
+    /// or `None` when it was delivered before (the stream redelivered its record). Two
+    /// conditional puts, a write unit each: the marker, then the notification.
+    pub async fn notify(
+        &self,
+        recipient: &str,
+        source_id: &str,
+        mut notification: Notification,
+        ttl: i64,
+    ) -> Result<Option<Notification>, StoreError> {
+        let mut marker = key(keys::user_pk(recipient), keys::notification_source_sk(source_id));
+        marker.insert("type".into(), s("notification_source"));
+        marker.insert("notification_id".into(), s(&notification.id));
+        marker.insert("ttl".into(), signed(ttl));
+        let marked = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        if let Err(err) = marked {
+            let Some(PutItemError::ConditionalCheckFailedException(failure)) = err.as_service_error() else {
+                return Err(err.into());
+            };
+            // Delivered before, or begun: the same notification, at the id the marker names.
+            let earlier = failure
+                .item()
+                .and_then(|item| get_s(item, "notification_id"))
+                .ok_or_else(|| StoreError::Internal("a notification marker names no notification".into()))?;
+            notification.id = earlier;
+        }
+        let item = notification_item(recipient, &notification, ttl)?;
+        let written = self
             .client
             .put_item()
             .table_name(&self.name)
@@ -95,17 +134,7 @@ impl Table {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
-        }
+        Ok(applied(written)?.then_some(notification))
     }
 
     /// Tells `author` of likes on their post (oldest first, at most
@@ -288,14 +317,18 @@ impl Table {
 
     /// How many notifications are newer than `read_up_to` and not expired.
     async fn count_unread(&self, user: &str, read_up_to: Option<&str>, now: i64) -> Result<u64, StoreError> {
-        // Above the mark (or every notification): other items of the partition sort after
-        // `NOTIF#` too (`PROFILE`, `SUSPENSION`), and the filter leaves them out.
-        let low = keys::notification_sk(read_up_to.unwrap_or(""));
+        // Above the mark (or every notification), and no further: the partition's other items
+        // that sort after notifications (a marker per notification among them) are never read.
+        let low = match read_up_to {
+            Some(mark) => keys::notification_after_sk(mark),
+            None => keys::NOTIFICATION_PREFIX.to_string(),
+        };
         let query = self
             .client
             .query()
             .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND sk > :low")
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .expression_attribute_values(":high", s(keys::NOTIFICATIONS_END))
             .filter_expression("#type = :notification AND #ttl > :now")
             .expression_attribute_names("#type", "type")
             .expression_attribute_names("#ttl", "ttl")

@@ -242,7 +242,8 @@ async fn handle_change(
                     reads,
                     &new.user_id,
                     (&new.id, None),
-                    &new.created_at,
+                    // When the edit named them.
+                    new.edited_at.as_deref().unwrap_or(&new.created_at),
                     (&new.mentions, &old.mentions),
                 )
                 .await?;
@@ -274,10 +275,13 @@ async fn handle_change(
             Ok(())
         }
         Change::CommentCreated(comment) => {
-            // A post deleted since has nothing left to notify about.
+            // A post deleted, or removed by a moderator, since has nothing left to tell about.
             let Some(post) = reads.post_now(app, &comment.post_id).await? else {
                 return Ok(());
             };
+            if post.removed.is_some() {
+                return Ok(());
+            }
             // Whoever blocks the comment's writer does not hear it, nor is notified.
             let blockers = reads.blockers_of(app, &comment.user_id).await?;
             let participants = reads.participants_before(app, &post.id, &comment).await?;
@@ -306,9 +310,13 @@ async fn handle_change(
             let Some(post) = reads.post_now(app, &new.post_id).await? else {
                 return Ok(());
             };
-            // Restored while its post is removed: off its author's page again, like the rest.
-            if new.removed.is_none() && post.removed.is_some() {
-                app.table.list_post_comments(&post.id, false).await?;
+            // On a removed post: off its author's page again if restored, like the rest, and
+            // no one's news (the post is 404 to its followers, as are its comments).
+            if post.removed.is_some() {
+                if new.removed.is_none() {
+                    app.table.list_post_comments(&post.id, false).await?;
+                }
+                return Ok(());
             }
             let message = if new.removed.is_some() {
                 ServerMessage::CommentRemoved {
@@ -337,7 +345,7 @@ async fn handle_change(
                 reads,
                 &new.user_id,
                 (&new.post_id, Some(&new.id)),
-                &new.created_at,
+                new.edited_at.as_deref().unwrap_or(&new.created_at),
                 (&new.mentions, &old.mentions),
             )
             .await
@@ -470,7 +478,7 @@ async fn notify_thread(
 ) -> Result<(), ApiError> {
     let notifications = recipients.into_iter().map(|(recipient, kind)| {
         let notification = Notification {
-            id: comment.id.clone(),
+            id: forum_domain::model::new_id(),
             kind,
             post_id: comment.post_id.clone(),
             comment_id: Some(comment.id.clone()),
@@ -479,15 +487,15 @@ async fn notify_thread(
             likers: Vec::new(),
             like_count: None,
         };
-        (recipient, notification)
+        (recipient, comment.id.clone(), notification)
     });
     deliver_all(app, notifications, connections).await
 }
 
 /// Those a post or comment mentions now and did not before (`before`: the mentions of the text
 /// it replaced, none for a new one) are told (`mention`), never the writer nor anyone who
-/// blocks them. The notification's id is the post's or comment's: one per item and recipient,
-/// however often an edit names them again.
+/// blocks them. One per post or comment and recipient, however often an edit names them
+/// again; filed when it is written (above what they have read), as every notification.
 async fn notify_mentions(
     app: &App,
     reads: &mut LaneReads,
@@ -507,7 +515,7 @@ async fn notify_mentions(
     let connections = reads.connections_of(app, &recipients).await?;
     let notifications = recipients.into_iter().map(|recipient| {
         let notification = Notification {
-            id: comment_id.unwrap_or(post_id).to_string(),
+            id: forum_domain::model::new_id(),
             kind: NotificationKind::Mention,
             post_id: post_id.to_string(),
             comment_id: comment_id.map(str::to_string),
@@ -516,7 +524,7 @@ async fn notify_mentions(
             likers: Vec::new(),
             like_count: None,
         };
-        (recipient, notification)
+        (recipient, comment_id.unwrap_or(post_id).to_string(), notification)
     });
     deliver_all(app, notifications, &connections).await
 }
@@ -605,13 +613,13 @@ const DELIVERIES_AT_ONCE: usize = 8;
 /// retry writes only what is missing: each write is once-only).
 async fn deliver_all(
     app: &App,
-    notifications: impl Iterator<Item = (String, Notification)>,
+    notifications: impl Iterator<Item = (String, String, Notification)>,
     connections: &HashMap<String, Vec<Recipient>>,
 ) -> Result<(), ApiError> {
     let deliveries = notifications
-        .map(|(recipient, notification)| {
+        .map(|(recipient, source_id, notification)| {
             let sockets = connections.get(&recipient).map(Vec::as_slice).unwrap_or_default();
-            async move { deliver(app, &recipient, notification, sockets).await }.boxed()
+            async move { deliver(app, &recipient, &source_id, notification, sockets).await }.boxed()
         })
         .collect();
     at_most(DELIVERIES_AT_ONCE, deliveries).await.into_iter().collect()
@@ -624,22 +632,20 @@ async fn at_most<'a, T>(n: usize, work: Vec<BoxFuture<'a, T>>) -> Vec<T> {
     futures::stream::iter(work).buffer_unordered(n).collect().await
 }
 
-/// Writes `notification` to `recipient`'s inbox and, the first time only, tells their
-/// sockets with the unread count.
+/// Writes `notification` to `recipient`'s inbox, once for `source_id` (a post or comment)
+/// and, the first time only, tells their sockets with the unread count.
 async fn deliver(
     app: &App,
     recipient: &str,
+    source_id: &str,
     notification: Notification,
     connections: &[Recipient],
 ) -> Result<(), ApiError> {
     let now = chrono::Utc::now().timestamp();
-    if !app
-        .table
-        .notify(recipient, &notification, now + app.notification_ttl_secs)
-        .await?
-    {
+    let ttl = now + app.notification_ttl_secs;
+    let Some(notification) = app.table.notify(recipient, source_id, notification, ttl).await? else {
         return Ok(());
-    }
+    };
     tell_recipient(app, recipient, notification, connections, now).await
 }
 

@@ -81,18 +81,29 @@ pub async fn ws_disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -
 /// `$default`: subscribe, unsubscribe, ping. A bad message is answered with an `error`
 /// message; the connection stays open.
 pub async fn ws_message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-    within_deadline("ws_message", message(app, event)).await
+    answer(message(app, event).await, "ws_message")
 }
 
 async fn message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(), ApiError> {
     let id = connection_id(event)?;
     let body = event.body.as_deref().unwrap_or_default();
-    let reply = match handle_message(app, id, body).await {
+    // The deadline is the work's, not the reply's: a message that ran out of time is told so
+    // (`unavailable`), as an HTTP request would be, rather than never answered.
+    let handled = forum_store::deadline::within(forum_store::deadline::REQUEST_BUDGET, handle_message(app, id, body))
+        .await
+        .unwrap_or_else(|_| Err(ApiError::Unavailable("the deadline passed".into())));
+    let reply = match handled {
         Ok(reply) => reply,
-        Err(e) => ServerMessage::Error {
-            code: e.code().to_string(),
-            message: e.to_string(),
-        },
+        Err(e) => {
+            if e.status() >= 500 {
+                tracing::error!(connection_id = id, code = e.code(), error = %e, "WebSocket message failed");
+            }
+            // What HTTP answers would say: an internal error's details stay in the logs.
+            ServerMessage::Error {
+                code: e.code().to_string(),
+                message: e.public_message(),
+            }
+        }
     };
     if let Some(notifier) = &app.notifier {
         let (_, gone) = notifier.send(id, &reply).await;
@@ -108,9 +119,8 @@ async fn message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(
 
 async fn handle_message(app: &App, id: &str, body: &str) -> Result<ServerMessage, ApiError> {
     let message = ClientMessage::parse(body)?;
-    if matches!(message, ClientMessage::Ping {}) {
-        return Ok(ServerMessage::Pong);
-    }
+    // A ping too: answered only on a known connection whose token still holds, or pings alone
+    // would keep a socket open past its token (and its user's slot taken meanwhile).
     let connection = app
         .table
         .get_connection(id)
@@ -126,8 +136,7 @@ async fn handle_message(app: &App, id: &str, body: &str) -> Result<ServerMessage
     }
     match message {
         ClientMessage::Subscribe { post_ids } => {
-            let ttl = chrono::Utc::now().timestamp() + CONNECTION_TTL_SECS;
-            app.table.subscribe(&connection, &post_ids, ttl).await?;
+            app.table.subscribe(&connection, &post_ids).await?;
             Ok(ServerMessage::Subscribed { post_ids })
         }
         ClientMessage::Unsubscribe { post_ids } => {
