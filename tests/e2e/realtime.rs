@@ -247,7 +247,7 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
     // Connected a minute ago: past the grace a connection still completing its handshake gets.
     let now = chrono::Utc::now().timestamp();
     table
-        .put_connection(&ghost, "ghost-user", now + 600, now + 600, now - 60)
+        .put_connection(&ghost, "ghost-user", now + 600, now + 600, now - 60, false)
         .await
         .unwrap();
     // Any fan-out (another test's post.created reaches every connection) may find the ghost gone
@@ -448,6 +448,7 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
             now + 600,
             now + 600,
             now,
+            false,
         )
         .await
         .unwrap();
@@ -639,7 +640,7 @@ async fn a_connection_still_opening_is_not_forgotten_by_a_send_that_finds_it_not
     let opening = format!("opening{}=", ulid::Ulid::new());
     let now = chrono::Utc::now().timestamp();
     table
-        .put_connection(&opening, "opening-user", now + 600, now + 600, now)
+        .put_connection(&opening, "opening-user", now + 600, now + 600, now, false)
         .await
         .unwrap();
     let mut live = Live::connect(stack, &bob).await;
@@ -682,7 +683,14 @@ async fn a_connection_that_cannot_be_forgotten_never_makes_an_event_arrive_twice
         .stack
         .app
         .table
-        .put_connection("Z29uZS1sb25nLWFnbw==", "ghost", now + 3600, now + 7200, now - 3600)
+        .put_connection(
+            "Z29uZS1sb25nLWFnbw==",
+            "ghost",
+            now + 3600,
+            now + 7200,
+            now - 3600,
+            false,
+        )
         .await
         .expect("a stored connection");
     let alice = stack.user("alice");
@@ -716,8 +724,16 @@ async fn a_blocked_users_live_events_skip_the_blocker_but_reach_everyone_else() 
     }
     let block = format!("/api/forum/users/{}/block/", bob.user_id);
     assert_eq!(alice.post(&block, Value::Null).await.status, 201);
-    // A moderator's block hides nothing from them, live included.
+    // A moderator's block hides nothing from their moderator sockets, live included; what
+    // counts is the socket's token, not the role the block was made with: the same person's
+    // ordinary socket hears nothing of Bob, and Alice's socket as a moderator hears him.
     assert_eq!(moderator.post(&block, Value::Null).await.status, 201);
+    let as_ordinary = stack.user_with_id(&moderator.username, moderator.user_id.clone());
+    let mut demoted_live = Live::connect(stack, &as_ordinary).await;
+    let mut promoted_live = Live::connect(stack, &stack.as_moderator(&alice)).await;
+    for live in [&mut demoted_live, &mut promoted_live] {
+        live.subscribe(&id).await;
+    }
 
     let comments = format!("/api/forum/posts/{id}/comments/");
     let from_bob = bob.post(&comments, json!({"content": "from the blocked"})).await;
@@ -730,16 +746,17 @@ async fn a_blocked_users_live_events_skip_the_blocker_but_reach_everyone_else() 
     moderator_live
         .expect("Bob's comment, to a moderator who blocks him", is_bobs.clone())
         .await;
+    promoted_live
+        .expect("Bob's comment, to his blocker's moderator socket", is_bobs.clone())
+        .await;
     let bobs_post = bob.create_post("a post by the blocked").await;
     let bobs_post_id = bobs_post["id"].as_str().unwrap().to_string();
     carol_live
         .expect("Bob's post, to everyone else", is("post.created", bobs_post_id.clone()))
         .await;
-    alice_live
-        .expect_none(Duration::from_secs(2), |m| {
-            is_bobs(m) || (m["type"] == "post.created" && m["post"]["id"] == bobs_post_id.as_str())
-        })
-        .await;
+    let bobs_news = |m: &Value| is_bobs(m) || (m["type"] == "post.created" && m["post"]["id"] == bobs_post_id.as_str());
+    alice_live.expect_none(Duration::from_secs(2), bobs_news).await;
+    demoted_live.expect_none(Duration::from_secs(1), bobs_news).await;
     // Others' events still reach her.
     let from_carol = carol.post(&comments, json!({"content": "from the author"})).await;
     let carols_comment = from_carol.body["id"].as_str().unwrap().to_string();
@@ -933,6 +950,7 @@ async fn racing_subscribe_and_unsubscribe_leave_no_unlisted_subscription() {
             now + 600,
             now + 600,
             now,
+            false,
         )
         .await
         .unwrap();

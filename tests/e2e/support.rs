@@ -168,6 +168,17 @@ impl TestStack {
         }
     }
 
+    /// The same user as `client`, with a moderator's token.
+    pub fn as_moderator(&self, client: &Client) -> Client {
+        let claims = self
+            .jwt
+            .role_claims("moderator")
+            .expect("the stack names a moderator group");
+        let token = forum_testkit::issue_token_with(&self.jwt, &client.user_id, &client.username, None, 3600, claims)
+            .expect("token");
+        client.with_token(&token)
+    }
+
     /// A client for a new moderator: the group claim and group the template configures
     /// (`RoleClaim`, `ModeratorGroups`), as the identity provider would issue it.
     pub fn moderator(&self, name: &str) -> Client {

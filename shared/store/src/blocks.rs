@@ -59,16 +59,13 @@ fn block_from_item(item: &Item) -> Result<Block, StoreError> {
 
 impl Table {
     /// `blocker` blocks `blocked`, once: a repeat writes nothing and answers the block as first
-    /// made. At most [`MAX_BLOCKS`]. Unless `blocker` moderates (a block never hides anything
-    /// from a moderator), a blocker item for them goes into the blocked user's partition in
-    /// the same transaction: live events by the blocked user skip their sockets.
-    pub async fn block_user(
-        &self,
-        blocker: &str,
-        blocked: &str,
-        now: &str,
-        hides_live: bool,
-    ) -> Result<Block, StoreError> {
+    /// made. At most [`MAX_BLOCKS`]. A blocker item goes into the blocked user's partition in
+    /// the same transaction, whoever blocks: live events by the blocked user skip the blocker's
+    /// sockets but those opened with a moderator's token, and their notifications skip the
+    /// blocker. The role is the socket's, not the block's: a block made as a moderator hides
+    /// the user from the same person's ordinary sockets, and one made before becoming a
+    /// moderator hides nothing from their moderator sockets.
+    pub async fn block_user(&self, blocker: &str, blocked: &str, now: &str) -> Result<Block, StoreError> {
         #[derive(Serialize)]
         struct Record<'a> {
             pk: String,
@@ -108,15 +105,13 @@ impl Table {
                 .expression_attribute_values(":max", AttributeValue::N(MAX_BLOCKS.to_string()))
                 .build(),
         )?;
-        let mut actions = vec![
+        let mut blocker_item = key(keys::user_pk(blocked), keys::blocker_sk(blocker));
+        blocker_item.insert("type".into(), s("blocker"));
+        let actions = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(add).build(),
+            self.put(blocker_item, None)?,
         ];
-        if hides_live {
-            let mut blocker_item = key(keys::user_pk(blocked), keys::blocker_sk(blocker));
-            blocker_item.insert("type".into(), s("blocker"));
-            actions.push(self.put(blocker_item, None)?);
-        }
         match self.transact(actions).await? {
             Ok(()) => Ok(block),
             Err(c) if c.failed(0) => match c.item(0) {
@@ -148,7 +143,6 @@ impl Table {
         let actions = vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().update(remove).build(),
-            // A moderator's block wrote no blocker item: deleting none is no failure.
             TransactWriteItem::builder()
                 .delete(built(
                     Delete::builder()
@@ -165,7 +159,8 @@ impl Table {
         }
     }
 
-    /// Who blocks `author` (moderators aside): their sockets hear nothing `author` writes. A
+    /// Who blocks `author`: their sockets (but a moderator's) hear nothing `author` writes, and
+    /// `author` notifies none of them. A
     /// Query of the blocker items, every page: about 80 bytes each, so 10,000 blockers are one
     /// 1 MB page (about 100 read units); nobody's, for the many users nobody blocks, half a unit.
     pub async fn blockers_of(&self, author: &str) -> Result<HashSet<String>, StoreError> {

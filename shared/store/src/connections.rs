@@ -22,6 +22,8 @@ pub struct Connection {
     /// When its item expires (Unix seconds): no later than two hours after `$connect`, nor
     /// than its token's expiry and leeway. Its subscriptions expire with it.
     pub ttl: i64,
+    /// Opened with a moderator's token: blocks never filter what it hears.
+    pub moderator: bool,
     /// Posts this connection follows.
     pub subscriptions: Vec<String>,
 }
@@ -36,6 +38,9 @@ pub struct Recipient {
     /// Whose connection it is: a send leaves out the users who block whoever it is about.
     pub user_id: String,
     pub expires_at: i64,
+    /// Opened with a moderator's token: a send leaves it in whoever its owner blocks (a
+    /// block never filters a moderator's view).
+    pub moderator: bool,
     /// When `$connect` stored it (Unix seconds), as a connection item says; a subscription
     /// does not say (a connection subscribes only once open).
     pub connected_at: Option<i64>,
@@ -47,6 +52,10 @@ pub struct Recipient {
 /// would grow, and a feed page's Query with it.
 const OWNER: &str = "conn_user_id";
 
+/// Set (to `true`) on a moderator's connection and subscription entries, and projected by
+/// both indexes with the owner; absent on everyone else's, which keeps their entries small.
+const MODERATOR: &str = "conn_moderator";
+
 /// Live WebSocket connections one user may hold at once.
 pub const MAX_CONNECTIONS_PER_USER: u32 = forum_domain::limits::CONNECTIONS_PER_USER.u32();
 
@@ -57,6 +66,8 @@ struct ConnectionRecord {
     user_id: String,
     expires_at: i64,
     ttl: i64,
+    #[serde(default, rename = "conn_moderator")]
+    moderator: bool,
     /// Absent when it follows nothing (DynamoDB stores no empty set).
     #[serde(default)]
     subs: Vec<String>,
@@ -69,6 +80,7 @@ pub(super) fn connection_from_item(connection_id: &str, item: &Item) -> Result<C
         user_id: record.user_id,
         expires_at: record.expires_at,
         ttl: record.ttl,
+        moderator: record.moderator,
         subscriptions: record.subs,
     })
 }
@@ -80,13 +92,15 @@ struct RecipientRecord {
     #[serde(rename = "conn_user_id")]
     owner: String,
     expires_at: i64,
+    #[serde(default, rename = "conn_moderator")]
+    moderator: bool,
     #[serde(default)]
     connected_at: Option<i64>,
 }
 
 impl Table {
     /// Stores a connection (after `$connect` was authorized) for a token valid until
-    /// `expires_at`; the item expires at `ttl`. The connection takes one of the user's
+    /// `expires_at`, a moderator's if `moderator`; the item expires at `ttl`. The connection takes one of the user's
     /// [`MAX_CONNECTIONS_PER_USER`] slot items in the same transaction, so concurrent connects
     /// cannot exceed the cap; a slot whose connection expired counts as free.
     pub async fn put_connection(
@@ -96,6 +110,7 @@ impl Table {
         expires_at: i64,
         ttl: i64,
         connected_at: i64,
+        moderator: bool,
     ) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp();
         // Start at a slot of the id's own, so a user's concurrent connects rarely collide.
@@ -110,6 +125,9 @@ impl Table {
             item.insert("user_id".into(), s(user_id));
             // The owner again, under the name both indexes project (module docs).
             item.insert(OWNER.into(), s(user_id));
+            if moderator {
+                item.insert(MODERATOR.into(), AttributeValue::Bool(true));
+            }
             item.insert("expires_at".into(), signed(expires_at));
             item.insert("connected_at".into(), signed(connected_at));
             item.insert("slot".into(), n(u64::from(slot)));
@@ -220,6 +238,9 @@ impl Table {
                 item.insert("type".into(), s("subscription"));
                 item.insert("connection_id".into(), s(&connection.id));
                 item.insert(OWNER.into(), s(&connection.user_id));
+                if connection.moderator {
+                    item.insert(MODERATOR.into(), AttributeValue::Bool(true));
+                }
                 item.insert("expires_at".into(), signed(connection.expires_at));
                 item.insert("ttl".into(), signed(connection.ttl));
                 item
@@ -351,7 +372,7 @@ impl Table {
             .expression_attribute_names("#sk", sk_attr)
             .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s(PREFIX))
-            .projection_expression("#sk, conn_user_id, expires_at, connected_at");
+            .projection_expression("#sk, conn_user_id, conn_moderator, expires_at, connected_at");
         let items = self.query_every(query).await?;
         // An entry that says not whose it is or when its token expires is never sent to; the
         // others still are.
@@ -363,6 +384,7 @@ impl Table {
                 Some(Recipient {
                     user_id: record.owner,
                     expires_at: record.expires_at,
+                    moderator: record.moderator,
                     connected_at: record.connected_at,
                     connection_id: id,
                 })

@@ -45,10 +45,7 @@ pub async fn block_user(app: &App, req: &Request, caller: &Caller) -> Result<Res
     if blocked == caller.user_id {
         return Err(ApiError::bad_request("invalid_request", "you cannot block yourself"));
     }
-    let block = app
-        .table
-        .block_user(&caller.user_id, &blocked, &now_rfc3339(), !caller.role.moderates())
-        .await?;
+    let block = app.table.block_user(&caller.user_id, &blocked, &now_rfc3339()).await?;
     // Lists this container serves the blocker now leave the blocked user out.
     Ok(json(201, &view(app, block.blocked_id, block.blocked_at).await?))
 }

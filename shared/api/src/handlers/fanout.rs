@@ -685,7 +685,7 @@ async fn author(app: &App, user_id: &str) -> Result<Profile, ApiError> {
 struct LaneReads {
     posts: HashMap<String, Option<Post>>,
     audiences: HashMap<String, Vec<Recipient>>,
-    /// By author: who blocks them (moderators aside).
+    /// By author: who blocks them (a moderator's socket hears them still: [`except`]).
     blockers: HashMap<String, HashSet<String>>,
     /// By post: who commented on it, most recent first (as far as this lane has come).
     participants: HashMap<String, Vec<String>>,
@@ -806,7 +806,8 @@ fn except(recipients: Vec<Recipient>, hidden: &HashSet<String>) -> Vec<Recipient
     }
     recipients
         .into_iter()
-        .filter(|r| !hidden.contains(&r.user_id))
+        // A moderator's socket hears everything (a block never filters a moderator's view).
+        .filter(|r| r.moderator || !hidden.contains(&r.user_id))
         .collect()
 }
 

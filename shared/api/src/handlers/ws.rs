@@ -64,7 +64,14 @@ async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(
     let now = chrono::Utc::now().timestamp();
     let ttl = (now + CONNECTION_TTL_SECS).min(caller.expires_at + TOKEN_LEEWAY_SECS);
     app.table
-        .put_connection(id, &caller.user_id, caller.expires_at, ttl, now)
+        .put_connection(
+            id,
+            &caller.user_id,
+            caller.expires_at,
+            ttl,
+            now,
+            caller.role.moderates(),
+        )
         .await?;
     Ok(())
 }
