@@ -65,6 +65,12 @@ async fn a_block_hides_the_blocked_users_posts_and_comments_and_stops_their_repl
         .post(&block_path(&alice), json!(null))
         .await
         .assert_error(400, "invalid_request");
+    // `me` is the caller here as on every user route, not a user called "me".
+    alice
+        .post("/api/forum/users/me/block/", json!(null))
+        .await
+        .assert_error(400, "invalid_request");
+    assert_eq!(alice.delete("/api/forum/users/me/block/").await.status, 204);
 
     // Alice's lists leave Bob out (the read cache may hold the page for its TTL).
     stack

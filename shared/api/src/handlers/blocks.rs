@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http_api::{self, json, page_limit, page_links, path_user_id};
+use crate::http_api::{self, json, page_limit, page_links};
 use forum_domain::model::{Profile, UserView, now_rfc3339};
 use forum_store::blocks_scope;
 
@@ -41,7 +41,7 @@ async fn view(app: &App, blocked_id: String, blocked_at: String) -> Result<Block
 
 /// `POST /users/{id}/block/`: 201 with the block; a repeat answers the block as first made.
 pub async fn block_user(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    let blocked = path_user_id(req, "id")?;
+    let blocked = super::users::user_in_path(req, caller)?;
     if blocked == caller.user_id {
         return Err(ApiError::bad_request("invalid_request", "you cannot block yourself"));
     }
@@ -52,7 +52,7 @@ pub async fn block_user(app: &App, req: &Request, caller: &Caller) -> Result<Res
 
 /// `DELETE /users/{id}/block/`: 204 whether or not there was a block (the state asked for holds).
 pub async fn unblock_user(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    let blocked = path_user_id(req, "id")?;
+    let blocked = super::users::user_in_path(req, caller)?;
     let lifted = app.table.unblock_user(&caller.user_id, &blocked).await?;
     tracing::info!(lifted, "unblock");
     Response::builder()

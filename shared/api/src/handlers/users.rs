@@ -21,7 +21,7 @@ struct UserPage {
 }
 
 /// The user a path names: `me` is the caller.
-fn user_in_path(req: &Request, caller: &Caller) -> Result<String, ApiError> {
+pub(super) fn user_in_path(req: &Request, caller: &Caller) -> Result<String, ApiError> {
     let id = path_user_id(req, "id")?;
     Ok(if id == "me" { caller.user_id.clone() } else { id })
 }
