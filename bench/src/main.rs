@@ -202,7 +202,8 @@ pub(crate) fn bench_stack(table_prefix: &str, dynamodb_endpoint: String) -> Stac
         .parameter("RateLikesPerMinute", &max)
         .parameter("RateEditsPerMinute", &max)
         .parameter("RateUploadsPerMinute", &max)
-        .parameter("RateReportsPerMinute", &max);
+        .parameter("RateReportsPerMinute", &max)
+        .parameter("RateSubscriptionsPerMinute", &max);
     options.listen = "127.0.0.1:0".parse().expect("addr");
     options.dynamodb_endpoint = Some(dynamodb_endpoint);
     options.table_name = format!("{table_prefix}-{}", ulid::Ulid::new());

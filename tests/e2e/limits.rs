@@ -12,7 +12,8 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
         .parameter("RateLikesPerMinute", "4")
         .parameter("RateEditsPerMinute", "3")
         .parameter("RateUploadsPerMinute", "2")
-        .parameter("RateReportsPerMinute", "2");
+        .parameter("RateReportsPerMinute", "2")
+        .parameter("RateSubscriptionsPerMinute", "2");
     let stack = start_stack(options, None).await;
     // Windows are whole minutes: start early in one so the test never straddles two.
     let into_minute = chrono::Utc::now().timestamp().rem_euclid(60);
@@ -161,6 +162,30 @@ async fn over_the_limit_is_429_with_retry_after_and_writes_nothing() {
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("reports"));
     let repeat = bob.post(&report(&posts[0]), json!({"reason": "hate"})).await;
     assert_eq!((repeat.status, &repeat.body), (201, &first.body));
+
+    // Subscription changes over a socket: two, then refused with nothing written; a repeat of
+    // what is followed changes nothing and takes no token.
+    let dave = stack.user("dave");
+    let mut live = crate::realtime::Live::connect(&stack, &dave).await;
+    let ids = |n: usize| -> Vec<String> { (0..n).map(|_| ulid::Ulid::new().to_string()).collect() };
+    let (first, second) = (ids(3), ids(3));
+    for followed in [&first, &second] {
+        live.send(json!({"action": "subscribe", "post_ids": followed})).await;
+        live.expect("subscribed", |m| m["type"] == "subscribed").await;
+    }
+    live.send(json!({"action": "subscribe", "post_ids": first})).await;
+    live.expect("a repeat, subscribed", |m| m["type"] == "subscribed").await;
+    let third = ids(3);
+    live.send(json!({"action": "subscribe", "post_ids": third})).await;
+    let refused = live.expect("an error", |m| m["type"] == "error").await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("subscription changes"),
+        "{refused}"
+    );
+    for id in &third {
+        assert!(stack.stack.app.table.subscribers(id).await.unwrap().is_empty(), "{id}");
+    }
 }
 
 /// The table of limits is the one source: every limit a deployment may set is a template

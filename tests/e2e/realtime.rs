@@ -79,6 +79,17 @@ impl Live {
     }
 }
 
+/// A subscription rate token that is never spent, for the store's calls made directly here.
+fn unlimited() -> forum_store::RateToken {
+    forum_store::RateToken {
+        user_id: format!("unlimited-{}", ulid::Ulid::new()),
+        action: forum_store::RateAction::Subscription,
+        limit: u32::MAX,
+        now: chrono::Utc::now().timestamp(),
+        idempotency: None,
+    }
+}
+
 pub fn is(kind: &'static str, post_id: String) -> impl Fn(&Value) -> bool {
     move |m| m["type"] == kind && (m["post_id"] == post_id.as_str() || m["post"]["id"] == post_id.as_str())
 }
@@ -254,7 +265,10 @@ async fn a_client_that_vanished_is_cleaned_up_on_the_next_send() {
     // first; then it is already forgotten, or subscribing fails as "not known" and leaves
     // nothing behind. Either way is the behaviour under test.
     if let Some(connection) = table.get_connection(&ghost).await.unwrap() {
-        match table.subscribe(&connection, std::slice::from_ref(&id)).await {
+        match table
+            .subscribe(&connection, std::slice::from_ref(&id), &unlimited())
+            .await
+        {
             Ok(()) | Err(forum_store::StoreError::NotFound(forum_store::Entity::Connection)) => {}
             Err(e) => panic!("subscribe: {e}"),
         }
@@ -456,7 +470,10 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
     let batches: Vec<Vec<String>> = (0..6)
         .map(|_| (0..50).map(|_| ulid::Ulid::new().to_string()).collect())
         .collect();
-    let results = futures::future::join_all(batches.iter().map(|ids| table.subscribe(&stored, ids))).await;
+    let results = {
+        let rate = unlimited();
+        futures::future::join_all(batches.iter().map(|ids| table.subscribe(&stored, ids, &rate))).await
+    };
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let listed = table.get_connection(&connection).await.unwrap().unwrap().subscriptions;
     assert!(
@@ -957,10 +974,14 @@ async fn racing_subscribe_and_unsubscribe_leave_no_unlisted_subscription() {
     for _ in 0..20 {
         let ids: Vec<String> = (0..10).map(|_| ulid::Ulid::new().to_string()).collect();
         let before = table.get_connection(&connection).await.unwrap().unwrap();
-        table.subscribe(&before, &ids).await.unwrap();
+        table.subscribe(&before, &ids, &unlimited()).await.unwrap();
         let listed = table.get_connection(&connection).await.unwrap().unwrap();
         // Unfollowed and followed again at once, each from what it read.
-        let (unsubscribed, subscribed) = tokio::join!(table.unsubscribe(&listed, &ids), table.subscribe(&before, &ids));
+        let rate = unlimited();
+        let (unsubscribed, subscribed) = tokio::join!(
+            table.unsubscribe(&listed, &ids, &rate),
+            table.subscribe(&before, &ids, &rate)
+        );
         unsubscribed.unwrap();
         subscribed.unwrap();
         let now_listed = table.get_connection(&connection).await.unwrap().unwrap().subscriptions;
@@ -977,7 +998,11 @@ async fn racing_subscribe_and_unsubscribe_leave_no_unlisted_subscription() {
             );
         }
         table
-            .unsubscribe(&table.get_connection(&connection).await.unwrap().unwrap(), &ids)
+            .unsubscribe(
+                &table.get_connection(&connection).await.unwrap().unwrap(),
+                &ids,
+                &unlimited(),
+            )
             .await
             .unwrap();
     }

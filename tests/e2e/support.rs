@@ -66,7 +66,8 @@ pub fn test_options(table: &str) -> StackOptions {
         .parameter("RateLikesPerMinute", "10000")
         .parameter("RateEditsPerMinute", "10000")
         .parameter("RateUploadsPerMinute", "10000")
-        .parameter("RateReportsPerMinute", "10000");
+        .parameter("RateReportsPerMinute", "10000")
+        .parameter("RateSubscriptionsPerMinute", "10000");
     options.listen = "127.0.0.1:0".parse().expect("addr");
     options.storage = Storage::InMemory;
     options.table_name = table.to_string();

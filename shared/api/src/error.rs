@@ -300,6 +300,7 @@ fn rate_label(action: RateAction) -> &'static str {
         RateAction::Edit => "edits",
         RateAction::Upload => "uploads",
         RateAction::Report => "reports",
+        RateAction::Subscription => "subscription changes",
     }
 }
 

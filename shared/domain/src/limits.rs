@@ -272,6 +272,17 @@ pub const REPORTS_PER_MINUTE: Limit = rate(
     "RateReportsPerMinute",
     "FORUM_RATE_REPORTS_PER_MIN",
 );
+/// Not a write's own transaction: a subscribe or unsubscribe writes a batch and an update, so
+/// its token is taken first, and only by a message that would write.
+pub const SUBSCRIPTION_CHANGES_PER_MINUTE: Limit = Limit {
+    enforced: "forum-store `rate` (a token taken before the message writes; a repeat, or a message over the cap, takes none): a WebSocket `error` `rate_limited`",
+    ..rate(
+        "WebSocket subscribe and unsubscribe messages that change what a connection follows",
+        120,
+        "RateSubscriptionsPerMinute",
+        "FORUM_RATE_SUBSCRIPTIONS_PER_MIN",
+    )
+};
 pub const UPLOADS_PER_MINUTE: Limit = rate(
     "uploads, direct and presigned, together",
     10,
@@ -404,6 +415,7 @@ pub const ALL: &[Limit] = &[
     EDITS_PER_MINUTE,
     UPLOADS_PER_MINUTE,
     REPORTS_PER_MINUTE,
+    SUBSCRIPTION_CHANGES_PER_MINUTE,
     DIRECT_UPLOAD_BYTES,
     PRESIGNED_UPLOAD_BYTES,
     IMAGE_PIXELS,

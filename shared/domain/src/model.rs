@@ -335,16 +335,19 @@ pub enum RateAction {
     Upload,
     /// Reports of posts and comments.
     Report,
+    /// WebSocket subscribe and unsubscribe messages that change what a connection follows.
+    Subscription,
 }
 
 impl RateAction {
-    pub const ALL: [RateAction; 6] = [
+    pub const ALL: [RateAction; 7] = [
         RateAction::Post,
         RateAction::Comment,
         RateAction::LikeToggle,
         RateAction::Edit,
         RateAction::Upload,
         RateAction::Report,
+        RateAction::Subscription,
     ];
 
     /// Its limit in the table of limits (its default, and the parameter that sets it).
@@ -356,6 +359,7 @@ impl RateAction {
             RateAction::Edit => &crate::limits::EDITS_PER_MINUTE,
             RateAction::Upload => &crate::limits::UPLOADS_PER_MINUTE,
             RateAction::Report => &crate::limits::REPORTS_PER_MINUTE,
+            RateAction::Subscription => &crate::limits::SUBSCRIPTION_CHANGES_PER_MINUTE,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! WebSocket connections and subscriptions: capped per user and per connection.
 
 use super::items::{decode, get_s, key, n, s, signed};
+use super::rate::RateToken;
 use super::tx::{applied, built};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -212,9 +213,15 @@ impl Table {
     /// connection, for clean-up). Only posts `connection` (as just read) does not follow yet
     /// are written, and none when that would pass [`MAX_SUBSCRIPTIONS`]: a message repeating
     /// what is followed, or one over the cap, writes nothing (each written or undone item is a
-    /// write unit, and a client may send many). The cap is also a condition on the list's size
-    /// in the same write that grows it, so concurrent messages cannot pass it together.
-    pub async fn subscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), StoreError> {
+    /// write unit, and a client may send many); one that writes takes a `rate` token first.
+    /// The cap is also a condition on the list's size in the same write that grows it, so
+    /// concurrent messages cannot pass it together.
+    pub async fn subscribe(
+        &self,
+        connection: &Connection,
+        post_ids: &[String],
+        rate: &RateToken,
+    ) -> Result<(), StoreError> {
         let mut new_ids: Vec<String> = Vec::new();
         for id in post_ids {
             if !connection.subscriptions.contains(id) && !new_ids.contains(id) {
@@ -227,6 +234,7 @@ impl Table {
         if connection.subscriptions.len() + new_ids.len() > MAX_SUBSCRIPTIONS {
             return Err(StoreError::TooManySubscriptions { max: MAX_SUBSCRIPTIONS });
         }
+        self.charge_rate(rate).await?;
         // Subscription items first, then their list on the connection, only if it still exists
         // and has room: a connection deleted meanwhile (a 410 from another fan-out) either saw
         // the list and removes these items itself, or makes the update fail and we remove them
@@ -297,8 +305,13 @@ impl Table {
     /// nothing for the rest. The list first, then the items: an item then never outlives its
     /// place in the list, even beside a concurrent `subscribe` of the same post (which writes
     /// its item before listing it), so no subscription is left unlisted, to be sent to past
-    /// the cap and after `$disconnect`.
-    pub async fn unsubscribe(&self, connection: &Connection, post_ids: &[String]) -> Result<(), StoreError> {
+    /// the cap and after `$disconnect`. One that writes takes a `rate` token first.
+    pub async fn unsubscribe(
+        &self,
+        connection: &Connection,
+        post_ids: &[String],
+        rate: &RateToken,
+    ) -> Result<(), StoreError> {
         let listed: Vec<String> = post_ids
             .iter()
             .filter(|id| connection.subscriptions.contains(id))
@@ -307,6 +320,7 @@ impl Table {
         if listed.is_empty() {
             return Ok(());
         }
+        self.charge_rate(rate).await?;
         // Only an existing connection's list changes (no key-only item for a gone one).
         let unlisted = self
             .client

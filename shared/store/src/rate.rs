@@ -32,6 +32,7 @@ pub(super) fn action_key(action: RateAction) -> &'static str {
         RateAction::Edit => "edit",
         RateAction::Upload => "upload",
         RateAction::Report => "report",
+        RateAction::Subscription => "subscription",
     }
 }
 

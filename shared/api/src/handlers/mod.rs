@@ -174,8 +174,14 @@ impl App {
 
     /// A write's rate token: `action` by `caller`, under this function's limit for it.
     fn rate_token(&self, caller: &Caller, action: RateAction) -> RateToken {
+        self.rate_token_for(&caller.user_id, action)
+    }
+
+    /// A rate token for `action` by `user_id` (a WebSocket message knows its connection's
+    /// owner, not a caller).
+    fn rate_token_for(&self, user_id: &str, action: RateAction) -> RateToken {
         RateToken {
-            user_id: caller.user_id.clone(),
+            user_id: user_id.to_string(),
             action,
             limit: self.rate_limits.of(action),
             now: chrono::Utc::now().timestamp(),

@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::auth::TOKEN_LEEWAY_SECS;
 use crate::error::ApiError;
 use forum_domain::messages::{CONNECTION_TTL_SECS, ClientMessage, ServerMessage};
+use forum_domain::model::RateAction;
 
 /// The route's connection id; an event without one is refused.
 fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<&str, ApiError> {
@@ -141,13 +142,16 @@ async fn handle_message(app: &App, id: &str, body: &str) -> Result<ServerMessage
         app.table.delete_connection(id).await?;
         return Err(ApiError::Unauthorized("token expired; reconnect with a new one".into()));
     }
+    // A message that changes what the connection follows costs writes: at most so many a
+    // minute per user, whichever of their connections sends them.
+    let rate = app.rate_token_for(&connection.user_id, RateAction::Subscription);
     match message {
         ClientMessage::Subscribe { post_ids } => {
-            app.table.subscribe(&connection, &post_ids).await?;
+            app.table.subscribe(&connection, &post_ids, &rate).await?;
             Ok(ServerMessage::Subscribed { post_ids })
         }
         ClientMessage::Unsubscribe { post_ids } => {
-            app.table.unsubscribe(&connection, &post_ids).await?;
+            app.table.unsubscribe(&connection, &post_ids, &rate).await?;
             Ok(ServerMessage::Unsubscribed { post_ids })
         }
         ClientMessage::Ping {} => Ok(ServerMessage::Pong),
