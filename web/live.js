@@ -7,6 +7,14 @@ const KEEPALIVE_MS = globalThis.FORUM_KEEPALIVE_MS ?? 5 * 60_000;
 const POSTS_PER_MESSAGE = 50;
 /** ... and follows at most this many posts per connection. */
 const MAX_FOLLOWED = 200;
+/**
+ * Subscribe messages that change what is followed are rate-limited per user (120 a minute by
+ * default): posts followed together (a page of the feed) go in one message, and follows go
+ * out at most once a second.
+ */
+const FOLLOW_GAP_MS = 1000;
+/** After a `rate_limited` error, what is not confirmed is asked for again this much later. */
+const RATE_LIMITED_RETRY_MS = 10_000;
 
 export class Live {
   /**
@@ -16,6 +24,10 @@ export class Live {
   constructor(url, token, { onMessage, onStatus }) {
     Object.assign(this, { url, token, onMessage, onStatus });
     this.following = new Set();
+    /** Followed, not yet sent: they go out together ([`flush`]). */
+    this.pending = new Set();
+    this.lastFollowSent = 0;
+    this.flushing = false;
     /** Posts the server confirmed following on this socket (`subscribed`). */
     this.confirmed = new Set();
     this.attempt = 0;
@@ -44,9 +56,11 @@ export class Live {
       if (message.type === "subscribed") message.post_ids.forEach((id) => this.confirmed.add(id));
       // The server could not act on a message just now (its deadline passed): what is not
       // confirmed yet is asked for again, after a second.
-      if (message.type === "error" && message.code === "unavailable") {
+      // Over the rate limit, the same, ten seconds later.
+      if (message.type === "error" && (message.code === "unavailable" || message.code === "rate_limited")) {
         clearTimeout(this.retry);
-        this.retry = setTimeout(() => this.subscribe([...this.following].filter((id) => !this.confirmed.has(id))), 1000);
+        const delay = message.code === "unavailable" ? 1000 : RATE_LIMITED_RETRY_MS;
+        this.retry = setTimeout(() => this.subscribe([...this.following].filter((id) => !this.confirmed.has(id))), delay);
       }
       if (message.type !== "pong") this.onMessage(message);
     };
@@ -78,7 +92,25 @@ export class Live {
   follow(postId) {
     if (this.following.has(postId) || this.following.size >= MAX_FOLLOWED) return;
     this.following.add(postId);
-    this.subscribe([postId]);
+    this.pending.add(postId);
+    if (!this.flushing) {
+      this.flushing = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Sends what was followed since the last send, once the gap since it has passed. */
+  flush() {
+    const wait = this.lastFollowSent + FOLLOW_GAP_MS - Date.now();
+    if (wait > 0) {
+      setTimeout(() => this.flush(), wait);
+      return;
+    }
+    this.flushing = false;
+    this.lastFollowSent = Date.now();
+    const ids = [...this.pending];
+    this.pending.clear();
+    this.subscribe(ids);
   }
 
   close() {

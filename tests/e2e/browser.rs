@@ -42,8 +42,11 @@ async fn two_people_use_the_web_client_in_a_real_browser() {
         .map(|a| a.port())
         .expect("a free port");
     let origin = format!("http://127.0.0.1:{port}");
+    // Subscription changes at a sixth of the default rate: the page follows the 60 posts it
+    // loads in a handful of messages, where a message per post ran into the limit.
     let mut options = test_options(&format!("forum-browser-{}", ulid::Ulid::new()))
-        .parameter("AllowedOrigins", format!("{origin},http://localhost:5173"));
+        .parameter("AllowedOrigins", format!("{origin},http://localhost:5173"))
+        .parameter("RateSubscriptionsPerMinute", "20");
     options.listen = format!("127.0.0.1:{port}").parse().expect("addr");
     let stack = start_stack(options, None).await;
 
