@@ -547,3 +547,86 @@ async fn a_mention_added_by_editing_an_old_post_is_unread_and_on_top() {
         "dated when the edit named him: {top}"
     );
 }
+
+/// Likers of a user's post group, newest first: `post id -> liker ids`.
+async fn like_groups(client: &crate::support::Client) -> std::collections::HashMap<String, Vec<String>> {
+    let page = client.get("/api/forum/notifications/?limit=100").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "like")
+        .map(|n| {
+            let likers = n["likers"].as_array().unwrap().iter();
+            (
+                n["post_id"].as_str().unwrap().to_string(),
+                likers.map(|u| u["id"].as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// A block takes the blocked user out of the blocker's inbox: what they caused before it is
+/// neither listed nor counted, and a like group keeps its other likers, then and as it moves.
+#[tokio::test]
+async fn blocking_someone_takes_them_out_of_your_inbox() {
+    let stack = shared_stack().await;
+    let alice = stack.user("inbox_owner");
+    let mallory = stack.user("inbox_pest");
+    let (bob, carol) = (stack.user("inbox_bob"), stack.user("inbox_carol"));
+    alice.create_post("hello, I exist").await;
+    let p1 = alice.create_post("liked by the pest alone").await;
+    let p2 = alice.create_post("liked by the pest and bob").await;
+    let (p1, p2) = (p1["id"].as_str().unwrap(), p2["id"].as_str().unwrap());
+    let like = |who: &crate::support::Client, post: &str| {
+        let (who, path) = (who.clone(), format!("/api/forum/posts/{post}/like/"));
+        async move { assert_eq!(who.send(reqwest::Method::PUT, &path, None).await.status, 200) }
+    };
+    let comment = mallory
+        .post(&format!("/api/forum/posts/{p1}/comments/"), json!({"content": "hi"}))
+        .await;
+    assert_eq!(comment.status, 201, "{}", comment.body);
+    mallory.create_post(&format!("hey @{}", alice.username)).await;
+    like(&mallory, p1).await;
+    like(&mallory, p2).await;
+    // Bob's like comes in its own batch, after Mallory's is told: the group then holds both.
+    eventually_groups(&alice, |groups| groups.get(p2).is_some_and(|l| l.len() == 1)).await;
+    like(&bob, p2).await;
+    eventually_groups(&alice, |groups| groups.get(p2).is_some_and(|l| l.len() == 2)).await;
+    assert_eq!(
+        inbox_of(&alice, 4).await.len(),
+        4,
+        "a comment, a mention and two like groups"
+    );
+    let unread = || async { alice.get("/api/forum/notifications/unread_count/").await.body["unread_count"].clone() };
+    assert_eq!(unread().await, 4);
+
+    let blocked = alice
+        .post(&format!("/api/forum/users/{}/block/", mallory.user_id), Value::Null)
+        .await;
+    assert_eq!(blocked.status, 201, "{}", blocked.body);
+    let left = inbox(&alice).await;
+    assert!(left.iter().all(|(_, actor, _)| *actor != mallory.user_id), "{left:?}");
+    assert_eq!(
+        like_groups(&alice).await,
+        [(p2.to_string(), vec![bob.user_id.clone()])].into()
+    );
+    assert_eq!(unread().await, 1, "only bob's like group is left to read");
+
+    // The group moves on without her: Carol's like shows Carol and Bob.
+    like(&carol, p2).await;
+    let groups = eventually_groups(&alice, |groups| {
+        groups.get(p2).is_some_and(|l| l.len() == 2 && l[0] != bob.user_id)
+    })
+    .await;
+    assert_eq!(groups[p2], vec![carol.user_id.clone(), bob.user_id.clone()]);
+}
+
+/// Polls `client`'s like groups until `holds`.
+async fn eventually_groups(
+    client: &crate::support::Client,
+    holds: impl Fn(&std::collections::HashMap<String, Vec<String>>) -> bool,
+) -> std::collections::HashMap<String, Vec<String>> {
+    crate::support::eventually("the like groups", || like_groups(client), holds).await
+}

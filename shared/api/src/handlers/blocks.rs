@@ -46,8 +46,16 @@ pub async fn block_user(app: &App, req: &Request, caller: &Caller) -> Result<Res
         return Err(ApiError::bad_request("invalid_request", "you cannot block yourself"));
     }
     let block = app.table.block_user(&caller.user_id, &blocked, &now_rfc3339()).await?;
+    // The inbox too: what they caused before the block goes (the stream skips them from now
+    // on). A failure fails the request, whose retry (a repeat block) finishes it; the profile
+    // for the answer is read meanwhile.
+    let (forgotten, shown) = tokio::join!(
+        app.table.forget_notifications_from(&caller.user_id, &blocked),
+        view(app, block.blocked_id, block.blocked_at)
+    );
+    tracing::info!(notifications = forgotten?, "blocked user's notifications forgotten");
     // Lists this container serves the blocker now leave the blocked user out.
-    Ok(json(201, &view(app, block.blocked_id, block.blocked_at).await?))
+    Ok(json(201, &shown?))
 }
 
 /// `DELETE /users/{id}/block/`: 204 whether or not there was a block (the state asked for holds).
