@@ -496,7 +496,7 @@ mod tests {
             assert!(parameter.max.is_none_or(|max| limit.value <= max), "{}", parameter.name);
             assert!(variables.insert(parameter.variable), "{} twice", parameter.variable);
         }
-        assert_eq!(settable().count(), 8);
+        assert_eq!(settable().count(), 9);
     }
 
     #[test]
