@@ -613,6 +613,23 @@ async fn blocking_someone_takes_them_out_of_your_inbox() {
         [(p2.to_string(), vec![bob.user_id.clone()])].into()
     );
     assert_eq!(unread().await, 1, "only bob's like group is left to read");
+    // A record of hers the stream was still handling when the block committed is refused by
+    // the notification's own transaction, after the block's clean-up has run.
+    let late = forum_domain::notifications::Notification {
+        id: forum_domain::model::new_id(),
+        kind: forum_domain::notifications::NotificationKind::Mention,
+        post_id: p1.to_string(),
+        comment_id: None,
+        actor_id: mallory.user_id.clone(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        likers: Vec::new(),
+        like_count: None,
+    };
+    let source = forum_domain::model::new_id();
+    let table = &stack.stack.app.table;
+    let ttl = chrono::Utc::now().timestamp() + 3600;
+    assert_eq!(table.notify(&alice.user_id, &source, late, ttl).await.unwrap(), None);
+    assert_eq!(unread().await, 1, "nothing of hers arrives after the block");
 
     // The group moves on without her: Carol's like shows Carol and Bob.
     like(&carol, p2).await;

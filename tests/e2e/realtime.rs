@@ -1024,6 +1024,38 @@ async fn a_ping_after_the_token_expired_closes_the_socket() {
     live.expect_closed(|m| m["type"] == "pong").await;
 }
 
+/// A socket whose connection item is gone (DynamoDB's TTL removes an expired token's, and
+/// nothing then reaches it) is closed by its next message, a ping included, so the client
+/// reconnects with a fresh token instead of staying open and deaf.
+#[tokio::test]
+async fn a_socket_whose_connection_is_gone_is_closed_by_its_next_message() {
+    let stack = crate::support::isolated_stack().await;
+    let bob = stack.user("bob");
+    let mut live = Live::connect(&stack, &bob).await;
+    live.send(json!({"action": "ping"})).await;
+    live.expect("pong", |m| m["type"] == "pong").await;
+    let table = &stack.stack.app.table;
+    let connection_id = table.user_connections(&bob.user_id).await.unwrap()[0]
+        .connection_id
+        .clone();
+    // As TTL would: the item alone, behind the API's back.
+    stack
+        .stack
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.table_name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(keys::conn_pk(&connection_id)),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(keys::CONN_SK.into()))
+        .send()
+        .await
+        .unwrap();
+    live.send(json!({"action": "ping"})).await;
+    live.expect_closed(|m| m["type"] == "pong").await;
+}
+
 /// Comments of a post a moderator removed are no one's news: a follower of the post hears
 /// neither their removal nor their restore (with the comment in it), as the post is 404.
 #[tokio::test]

@@ -22,9 +22,9 @@ pub enum NotificationKind {
     Like,
 }
 
-/// A notification as stored. A comment's or mention's id is its source's (the comment's or
-/// post's ULID), so the stream's redelivery of the same record finds it written and writes
-/// nothing; a like group's id is new each time a like moves it to the top.
+/// A notification as stored. Its id is minted when it is written, so the inbox is newest first
+/// by when things reached it (a like group's is new each time a like moves it to the top);
+/// once-only per source is the store's marker (`NOTIFIED#<source id>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,

@@ -336,7 +336,25 @@ impl Table {
         if !applied(unlisted)? {
             return Ok(());
         }
-        self.batch_delete(self.subscription_keys(&connection.id, &listed)).await
+        let deleted = self.batch_delete(self.subscription_keys(&connection.id, &listed)).await;
+        if deleted.is_err() {
+            // Listed again, so the client's retry (or `$disconnect`) finds them and deletes
+            // what is left; unlisted, they would be sent to until they expire.
+            let relisted = self
+                .client
+                .update_item()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
+                .update_expression("ADD subs :posts")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":posts", AttributeValue::Ss(listed))
+                .send()
+                .await;
+            if let Err(e) = applied(relisted) {
+                tracing::warn!(connection_id = %connection.id, error = %e, "unsubscribed items stay unlisted until they expire");
+            }
+        }
+        deleted
     }
 
     /// Every open connection (the feed's audience): a Query of one index partition, paged.

@@ -3,19 +3,16 @@
 //! source (a post or comment) was written: filed under its source's id, a mention added by
 //! editing an old post, or a reply whose record came late, sorted below what the reader had
 //! already marked read, and counted as read unseen. Once per source and recipient: a marker
-//! (`NOTIFIED#<source id>`, `attribute_not_exists`) names the notification's id first, so a
-//! redelivered record finds it and writes nothing more (or, after a failure between the two
-//! writes, the same notification). What is read is one mark per user (`read_up_to`, only
+//! (`NOTIFIED#<source id>`, `attribute_not_exists`) is written in the notification's own
+//! transaction, so a redelivered record finds it and writes nothing. What is read is one mark per user (`read_up_to`, only
 //! moving forward); the unread count is counted, never kept, so it cannot drift from the items
 //! (an expired notification simply stops counting).
 
 use super::items::{decode, encode, get_s, key, s, signed};
 use super::page::{HasSortId, ListSpec, Order, Page, notifications_scope};
-use super::tx::applied;
-use super::tx::built;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use super::tx::{applied, built};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
@@ -86,55 +83,56 @@ pub struct LikeNews<'a> {
 /// deletion: DynamoDB takes 100 actions).
 pub const MAX_LIKES_TOLD_AT_ONCE: usize = 90;
 
+/// Like groups a block's inbox clean-up rewrites at once.
+const GROUP_REWRITES_AT_ONCE: usize = 8;
+
 /// How often a like group is re-read when another write moved it meanwhile.
 const LIKE_GROUP_ATTEMPTS: usize = 3;
 
 impl Table {
-    /// Delivers `notification` (its id minted now) to `recipient` once for `source_id`:
-    /// answers what was delivered (the notification with the id the source's marker names),
-    /// or `None` when it was delivered before (the stream redelivered its record). Two
-    /// conditional puts, a write unit each: the marker, then the notification.
+    /// Delivers `notification` (its id minted now) to `recipient` once for `source_id`, unless
+    /// the recipient blocks its actor: answers what was delivered, or `None` (delivered before,
+    /// as when the stream redelivers a record; or blocked). One transaction: the source's
+    /// marker, the notification, and a check that the recipient's blocker item for the actor
+    /// is absent. Atomic, so a failure leaves no marker without its notification (a retry
+    /// would have filed it under an id minted before the reader's latest mark); and a block
+    /// committed while the record was in flight is seen here, after which the block's own
+    /// clean-up of the inbox has nothing of this to miss.
     pub async fn notify(
         &self,
         recipient: &str,
         source_id: &str,
-        mut notification: Notification,
+        notification: Notification,
         ttl: i64,
     ) -> Result<Option<Notification>, StoreError> {
         let mut marker = key(keys::user_pk(recipient), keys::notification_source_sk(source_id));
         marker.insert("type".into(), s("notification_source"));
         marker.insert("notification_id".into(), s(&notification.id));
         marker.insert("ttl".into(), signed(ttl));
-        let marked = self
-            .client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(marker))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        if let Err(err) = marked {
-            let Some(PutItemError::ConditionalCheckFailedException(failure)) = err.as_service_error() else {
-                return Err(err.into());
-            };
-            // Delivered before, or begun: the same notification, at the id the marker names.
-            let earlier = failure
-                .item()
-                .and_then(|item| get_s(item, "notification_id"))
-                .ok_or_else(|| StoreError::Internal("a notification marker names no notification".into()))?;
-            notification.id = earlier;
+        let not_blocked = built(
+            ConditionCheck::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(
+                    keys::user_pk(&notification.actor_id),
+                    keys::blocker_sk(recipient),
+                )))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        let actions = vec![
+            self.put(marker, Some("attribute_not_exists(pk)"))?,
+            self.put(
+                notification_item(recipient, &notification, ttl)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
+            TransactWriteItem::builder().condition_check(not_blocked).build(),
+        ];
+        match self.transact(actions).await? {
+            Ok(()) => Ok(Some(notification)),
+            // Delivered before, or the recipient blocks the actor.
+            Err(c) if c.failed(0) || c.failed(2) => Ok(None),
+            Err(c) => Err(StoreError::Internal(format!("a notification refused: {:?}", c.codes))),
         }
-        let item = notification_item(recipient, &notification, ttl)?;
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        Ok(applied(written)?.then_some(notification))
     }
 
     /// Tells `author` of likes on their post (oldest first, at most
@@ -276,55 +274,74 @@ impl Table {
     /// likers: some 80 read units for 5,000 notifications), a rare action's cost, so that what
     /// the inbox lists and counts never comes from whom its owner blocks.
     pub async fn forget_notifications_from(&self, user: &str, blocked: &str) -> Result<usize, StoreError> {
+        // Consistent: a notification written just before the block commits is found (one
+        // written after it is refused by its own transaction's check).
         let query = self
             .query_prefix(keys::user_pk(user), keys::NOTIFICATION_PREFIX)
+            .consistent_read(true)
             .filter_expression("actor_id = :blocked OR contains(likers, :blocked)")
             .expression_attribute_values(":blocked", s(blocked));
         let mut doomed = Vec::new();
-        let mut changed = 0;
+        let mut kept_groups = Vec::new();
         for item in self.query_every(query).await? {
-            let record = record_from_item(&item)?;
-            let notification = record.notification;
+            let notification = record_from_item(&item)?.notification;
             let kept: Vec<String> = notification.likers.iter().filter(|u| *u != blocked).cloned().collect();
-            let sk = keys::notification_sk(&notification.id);
             if notification.kind != forum_domain::notifications::NotificationKind::Like || kept.is_empty() {
-                doomed.push(key(keys::user_pk(user), &sk));
-                continue;
+                doomed.push(key(keys::user_pk(user), keys::notification_sk(&notification.id)));
+            } else {
+                kept_groups.push((notification, kept));
             }
-            let likers = AttributeValue::L(kept.iter().map(s).collect());
-            let rewrite = self
-                .client
-                .update_item()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::user_pk(user), &sk)))
-                .update_expression("SET likers = :likers, actor_id = :actor")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":likers", likers.clone())
-                .expression_attribute_values(":actor", s(&kept[0]))
-                .send()
-                .await;
-            applied(rewrite)?;
-            let group = self
-                .client
-                .update_item()
-                .table_name(&self.name)
-                .set_key(Some(key(
-                    keys::user_pk(user),
-                    keys::like_group_sk(&notification.post_id),
-                )))
-                .update_expression("SET likers = :likers")
-                .condition_expression("notification_id = :id")
-                .expression_attribute_values(":likers", likers)
-                .expression_attribute_values(":id", s(&notification.id))
-                .send()
-                .await;
-            // Moved meanwhile by a new like, whose notification read the blocks: left as is.
-            applied(group)?;
-            changed += 1;
         }
-        let deleted = doomed.len();
+        let (deleted, rewritten) = (doomed.len(), kept_groups.len());
         self.batch_delete(doomed).await?;
-        Ok(deleted + changed)
+        futures::stream::iter(kept_groups)
+            .map(|(notification, kept)| self.rewrite_like_group(user, notification, kept))
+            .buffer_unordered(GROUP_REWRITES_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
+        Ok(deleted + rewritten)
+    }
+
+    /// A like group's notification, and its group item where it still names it, with `likers`
+    /// only.
+    async fn rewrite_like_group(
+        &self,
+        user: &str,
+        notification: Notification,
+        likers: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let listed = AttributeValue::L(likers.iter().map(s).collect());
+        let rewrite = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::user_pk(user), keys::notification_sk(&notification.id))))
+            .update_expression("SET likers = :likers, actor_id = :actor")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":likers", listed.clone())
+            .expression_attribute_values(":actor", s(&likers[0]))
+            .send()
+            .await;
+        applied(rewrite)?;
+        let group = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(
+                keys::user_pk(user),
+                keys::like_group_sk(&notification.post_id),
+            )))
+            .update_expression("SET likers = :likers")
+            .condition_expression("notification_id = :id")
+            .expression_attribute_values(":likers", listed)
+            .expression_attribute_values(":id", s(&notification.id))
+            .send()
+            .await;
+        // Moved meanwhile by a new like, which read the author's blocks: left as it is.
+        applied(group)?;
+        Ok(())
     }
 
     /// One page of `user`'s notifications, newest first, not expired, up to which id they have

@@ -3,7 +3,6 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use std::collections::HashMap;
@@ -351,12 +350,6 @@ impl ConditionalWriteError for UpdateItemError {
 }
 
 impl ConditionalWriteError for DeleteItemError {
-    fn condition_failed(&self) -> bool {
-        self.is_conditional_check_failed_exception()
-    }
-}
-
-impl ConditionalWriteError for PutItemError {
     fn condition_failed(&self) -> bool {
         self.is_conditional_check_failed_exception()
     }

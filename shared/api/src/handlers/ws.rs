@@ -86,6 +86,10 @@ pub async fn ws_disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -
     .await
 }
 
+/// What a message's reply (and a gone connection's clean-up) may take after its work's 2.5 s
+/// deadline: together below ws-message's 10 s timeout (template.yaml).
+const REPLY_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// `$default`: subscribe, unsubscribe, ping. A bad message is answered with an `error`
 /// message; the connection stays open.
 pub async fn ws_message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
@@ -113,7 +117,11 @@ async fn message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(
             }
         }
     };
-    if let Some(notifier) = &app.notifier {
+    let Some(notifier) = &app.notifier else {
+        return Ok(());
+    };
+    // The reply and a gone connection's clean-up have what is left of the function's 10 s.
+    let replied = forum_store::deadline::within(REPLY_BUDGET, async {
         let (_, gone) = notifier.send(id, &reply).await;
         if !gone.is_empty()
             && let Err(e) = app.table.delete_connection(id).await
@@ -121,6 +129,10 @@ async fn message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(
             // Its items expire by TTL; fan-out retries the clean-up when it meets the id.
             tracing::warn!(connection_id = id, error = %e, "forgetting a gone connection failed");
         }
+    })
+    .await;
+    if replied.is_err() {
+        tracing::warn!(connection_id = id, "the reply ran out of time");
     }
     Ok(())
 }
@@ -129,11 +141,15 @@ async fn handle_message(app: &App, id: &str, body: &str) -> Result<ServerMessage
     let message = ClientMessage::parse(body)?;
     // A ping too: answered only on a known connection whose token still holds, or pings alone
     // would keep a socket open past its token (and its user's slot taken meanwhile).
-    let connection = app
-        .table
-        .get_connection(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("this connection is not known; reconnect".into()))?;
+    let Some(connection) = app.table.get_connection(id).await? else {
+        // Gone (its token expired and TTL took the item, or a send found it gone): nothing
+        // will reach this socket, so it is closed, and the client reconnects with a fresh token
+        // rather than staying open and deaf.
+        if let Some(notifier) = &app.notifier {
+            let _ = notifier.close(id).await;
+        }
+        return Err(ApiError::NotFound("this connection is not known; reconnect".into()));
+    };
     if connection.expires_at + TOKEN_LEEWAY_SECS < chrono::Utc::now().timestamp() {
         if let Some(notifier) = &app.notifier {
             // Logged when it fails; the item goes regardless, so the socket hears nothing more.
