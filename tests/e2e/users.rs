@@ -311,7 +311,9 @@ async fn a_big_threads_comments_are_relisted_and_cleaned_up_many_to_a_transactio
         .flat_map(|(who, n)| std::iter::repeat_n(who.clone(), *n as usize))
         .collect();
     let path = format!("/api/forum/posts/{post_id}/comments/");
-    for chunk in writers.chunks(16) {
+    // A few at a time: the stack's DynamoDB Local is every test's, and a burst of 16
+    // transactions at once pushed other tests' requests past their deadlines in CI.
+    for chunk in writers.chunks(4) {
         let answers = futures::future::join_all(
             chunk
                 .iter()
@@ -350,7 +352,11 @@ async fn a_big_threads_comments_are_relisted_and_cleaned_up_many_to_a_transactio
             used.write_units / comments
         );
         // 27 authors' 160 writes and 28 counts: 100 actions (99 of one author's, their
-        // count), 76 (the rest of round one), then that author's last 11 and their count.
-        assert_eq!(transactions, 3, "{phase}: {used:?}");
+        // count), 76 (the rest of round one), then that author's last 11 and their count: 3
+        // transactions, each write unit counted once (2 per action). DynamoDB Local may answer
+        // two transactions at once with a conflict, and the retry is a call of its own (it was
+        // 4 once in CI): a few more calls, never the writes.
+        assert!((3..=6).contains(&transactions), "{phase}: {used:?}");
+        assert_eq!(used.write_units, 2.0 * (160.0 + 28.0), "{phase}: {used:?}");
     }
 }
