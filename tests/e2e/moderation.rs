@@ -513,6 +513,15 @@ async fn a_suspended_user_reads_but_cannot_write_until_lifted() {
                 json!({"content_type": "image/png", "content_length": 1000}),
             )
             .await,
+        // Refused before its decode, which is what an upload costs: a file that does not
+        // decode answers 403, not 400 (it decoded first, and a suspended uploader could make
+        // the function decode without end).
+        crate::media::upload(
+            &troll,
+            forum_testkit::images::jpeg_with_undefined_tables(&forum_testkit::images::photo_jpeg(64, 64)),
+            "bad.jpg",
+        )
+        .await,
     ];
     for refused in &refusals {
         refused.assert_error(403, "suspended");
@@ -558,6 +567,35 @@ async fn a_suspended_user_reads_but_cannot_write_until_lifted() {
         )
         .await
         .assert_error(409, "not_suspended");
+
+    // A suspended moderator moderates nothing, their own suspension least of all; and no
+    // moderator suspends or lifts themself.
+    let second = stack.moderator("second_mod");
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    act(
+        &moderator,
+        json!({"action": "suspend_user", "user_id": second.user_id, "until": until, "reason": "rogue"}),
+    )
+    .await;
+    for body in [
+        json!({"action": "lift_suspension", "user_id": second.user_id, "reason": "mine"}),
+        json!({"action": "suspend_user", "user_id": moderator.user_id, "until": until, "reason": "revenge"}),
+        json!({"action": "remove_post", "post_id": target_id, "reason": "rogue"}),
+    ] {
+        second.post(ACTIONS, body).await.assert_error(403, "suspended");
+    }
+    moderator
+        .post(
+            ACTIONS,
+            json!({"action": "suspend_user", "user_id": moderator.user_id, "until": until, "reason": "x"}),
+        )
+        .await
+        .assert_error(400, "invalid_action");
+    act(
+        &moderator,
+        json!({"action": "lift_suspension", "user_id": second.user_id, "reason": "cleared"}),
+    )
+    .await;
     // A suspension that is over refuses nothing (the check compares its end with now).
     let log = moderator.get(&format!("{ACTIONS}?limit=100")).await;
     let ids: Vec<&str> = log.body["actions"]

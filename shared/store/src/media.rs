@@ -71,19 +71,22 @@ impl Table {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Records a new upload (pending) and takes a rate-limit token: one transaction. Until a
-    /// post claims it, the record expires [`UNCLAIMED_MEDIA_TTL_SECS`] after the request (TTL),
-    /// and the stream then deletes its objects.
-    pub async fn create_media(&self, media: &Media, rate: &RateToken) -> Result<(), StoreError> {
+    /// Records a new upload (pending) and, unless `token_taken` (a direct upload takes its token
+    /// before its decode: [`Table::charge_writer`]), takes a rate-limit token: one transaction,
+    /// with the writer's standing and a keyed create's key. Until a post claims it, the record
+    /// expires [`UNCLAIMED_MEDIA_TTL_SECS`] after the request (TTL), and the stream then
+    /// deletes its objects.
+    pub async fn create_media(&self, media: &Media, rate: &RateToken, token_taken: bool) -> Result<(), StoreError> {
         let mut item = media_item(media)?;
         item.insert("ttl".into(), signed(rate.now + UNCLAIMED_MEDIA_TTL_SECS));
-        let actions = vec![
-            self.take_rate_token(rate)?,
-            self.put(item, Some("attribute_not_exists(pk)"))?,
-        ];
+        let mut actions = Vec::new();
+        if !token_taken {
+            actions.push(self.take_rate_token(rate)?);
+        }
+        actions.push(self.put(item, Some("attribute_not_exists(pk)"))?);
         match self.transact_as_writer(actions, rate).await? {
             Ok(()) => Ok(()),
-            Err(c) if c.failed(0) => Err(rate.refused()),
+            Err(c) if !token_taken && c.failed(0) => Err(rate.refused()),
             Err(c) => Err(StoreError::Internal(format!("media write refused: {:?}", c.codes))),
         }
     }

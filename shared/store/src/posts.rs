@@ -228,9 +228,23 @@ impl Table {
 
     /// A post and whether `viewer` likes it, in one BatchGetItem.
     pub async fn get_post(&self, post_id: &str, viewer: &str) -> Result<Option<(Post, bool)>, StoreError> {
+        self.post_and_like(post_id, viewer, false).await
+    }
+
+    async fn post_and_like(
+        &self,
+        post_id: &str,
+        viewer: &str,
+        consistent: bool,
+    ) -> Result<Option<(Post, bool)>, StoreError> {
         let post_key = key(keys::post_pk(post_id), keys::POST_SK);
         let like_key = key(keys::post_pk(post_id), keys::like_sk(viewer));
-        let items = self.batch_get(vec![post_key, like_key]).await?;
+        let wanted = vec![post_key, like_key];
+        let items = if consistent {
+            self.batch_get_consistent(wanted).await?
+        } else {
+            self.batch_get(wanted).await?
+        };
         let mut post = None;
         let mut liked = false;
         for item in &items {
@@ -403,7 +417,9 @@ impl Table {
         }
         let (written, read) = tokio::join!(
             self.transact_as_author(actions, author, edited_at, rate),
-            self.get_post(post_id, caller)
+            // Consistent: a post created a moment ago (or just edited) is read as it is, not
+            // missed (a 404 for an edit that committed) or stale (an earlier edit's media).
+            self.post_and_like(post_id, caller, true)
         );
         let author = match written? {
             Ok(author) => author,

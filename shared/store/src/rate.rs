@@ -88,26 +88,28 @@ impl Table {
 }
 
 impl Table {
-    /// The caller's window for the action, read: `RateLimited` when it is spent. For work
-    /// done before the write that takes the token (an upload's decode), which a spent window
-    /// must not buy.
-    pub async fn check_rate(&self, token: &RateToken) -> Result<(), StoreError> {
-        let taken = self
-            .get_one(token.window_key(), true, None)
+    /// Takes a writer's token by itself, with their standing, before work the write is
+    /// worth doing for (a direct upload's decode): `RateLimited` when the window is spent,
+    /// `Suspended` when they are. Taken, not read: requests sent at once cannot all pass a
+    /// window with one token left, as they could pass a read of it.
+    pub async fn charge_writer(&self, token: &RateToken) -> Result<(), StoreError> {
+        // The key, if any, is recorded with the write itself, not here.
+        let unkeyed = RateToken {
+            idempotency: None,
+            ..token.clone()
+        };
+        match self
+            .transact_as_writer(vec![self.take_rate_token(&unkeyed)?], &unkeyed)
             .await?
-            .as_ref()
-            .and_then(|item| item.get("count"))
-            .and_then(|count| count.as_n().ok())
-            .and_then(|count| count.parse::<u64>().ok())
-            .unwrap_or(0);
-        if taken >= u64::from(token.limit) {
-            return Err(token.refused());
+        {
+            Ok(()) => Ok(()),
+            // Its one condition besides the standing: the window is spent.
+            Err(_) => Err(token.refused()),
         }
-        Ok(())
     }
 
-    /// Takes a token by itself, for work that wrote nothing (a refused upload's decode):
-    /// `RateLimited` when the window is spent.
+    /// Takes a token by itself, for work that wrote nothing: `RateLimited` when the window is
+    /// spent.
     pub async fn charge_rate(&self, token: &RateToken) -> Result<(), StoreError> {
         match self.transact(vec![self.take_rate_token(token)?]).await? {
             Ok(()) => Ok(()),

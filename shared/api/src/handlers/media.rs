@@ -108,28 +108,19 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
     // retry of an upload that was stored is answered from its key, without decoding again.
     let key = http_api::request_key(req, &file)?;
     let attempt = app.rate_token(caller, RateAction::Upload);
-    // The decode is what an upload costs, stored or refused: none while the uploader's window
-    // is spent, and a refused one takes its token too. The key and the window are read at
-    // once (one round trip, not two); a retry's earlier answer comes first, so a stored
-    // upload's retry is answered as it was even once the window is spent.
-    let earlier = async {
-        match &key {
-            Some(key) => app.table.earlier_answer(&caller.user_id, key, attempt.now).await,
-            None => Ok(()),
-        }
-    };
-    let (earlier, window) = tokio::join!(earlier, app.table.check_rate(&attempt));
-    earlier?;
-    window?;
+    // A retry's earlier answer comes first: a stored upload's retry is answered as it was,
+    // whatever its window or standing now, and takes no token.
+    if let Some(key) = &key {
+        app.table.earlier_answer(&caller.user_id, key, attempt.now).await?;
+    }
+    // The decode is what an upload costs, stored or refused: its token is taken before it,
+    // with the uploader's standing, so a suspended uploader buys no decode, nor does one whose
+    // window is spent, nor uploads sent at once past the window's last token (a read of the
+    // window let them all through to their decodes).
+    app.table.charge_writer(&attempt).await?;
     let budget = app.decode_budget;
     let verified = blocking(move || media::verify(&file, MAX_DIRECT_UPLOAD_BYTES, budget).map(|p| (file, p))).await?;
-    let (file, probe) = match verified {
-        Ok(verified) => verified,
-        Err(refused) => {
-            app.table.charge_rate(&attempt).await?;
-            return Err(refused.into());
-        }
-    };
+    let (file, probe) = verified?;
     let (id, created_at) = new_id_with_timestamp();
     let record = Media {
         id: id.clone(),
@@ -156,7 +147,7 @@ pub async fn upload(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         }),
         ..attempt
     };
-    app.table.create_media(&record, &rate).await?;
+    app.table.create_media(&record, &rate, true).await?;
     if let Err(err) = app
         .bucket
         .put(&upload_key(&id), file, probe.media_type.content_type(), None)
@@ -234,7 +225,7 @@ pub async fn presign_upload(app: &App, req: &Request, caller: &Caller) -> Result
         location: None,
     });
     let rate = app.create_token(req, caller, RateAction::Upload, &render)?;
-    app.table.create_media(&record, &rate).await?;
+    app.table.create_media(&record, &rate, false).await?;
     Ok(http_api::created(&render(None)))
 }
 

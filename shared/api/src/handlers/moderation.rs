@@ -85,6 +85,18 @@ fn refuse_extra(action: ActionKind, fields: &[(&str, bool)]) -> Result<(), ApiEr
 pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Response<Body>, ApiError> {
     moderator(caller)?;
     let body: ActionBody = json_body(req)?;
+    // A suspended moderator writes nothing, moderation included (they could lift their own
+    // suspension, or suspend whoever suspended them).
+    if let Some(suspension) = app
+        .table
+        .suspension(&caller.user_id, chrono::Utc::now().timestamp())
+        .await?
+    {
+        return Err(ApiError::Suspended {
+            until: suspension.until,
+            reason: suspension.reason,
+        });
+    }
     let kind = ActionKind::parse(&body.action).ok_or_else(|| {
         let known: Vec<_> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
         ApiError::bad_request(
@@ -143,6 +155,12 @@ pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Respo
         ActionKind::SuspendUser => {
             refuse_extra(kind, &[("post_id", body.post_id.is_some()), ("comment_id", has.0)])?;
             let user_id = required_user(body.user_id, kind)?;
+            if user_id == caller.user_id {
+                return Err(ApiError::bad_request(
+                    "invalid_action",
+                    format!("`{}` cannot name yourself", kind.as_str()),
+                ));
+            }
             let raw_until = body
                 .until
                 .ok_or_else(|| ApiError::bad_request("invalid_until", "`suspend_user` needs `until` (RFC 3339)"))?;
@@ -196,6 +214,12 @@ pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Respo
                 ],
             )?;
             let user_id = required_user(body.user_id, kind)?;
+            if user_id == caller.user_id {
+                return Err(ApiError::bad_request(
+                    "invalid_action",
+                    format!("`{}` cannot name yourself", kind.as_str()),
+                ));
+            }
             entry.user_id = Some(user_id.clone());
             app.table
                 .lift_suspension(&user_id, &entry, chrono::Utc::now().timestamp())
