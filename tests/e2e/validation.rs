@@ -478,6 +478,10 @@ async fn profanity_is_refused_with_what_matched_and_ordinary_text_passes() {
             refused.body["error"]["match"],
             json!({"field": "content", "text": "f\u{0443}cking", "start": 10, "end": 17})
         );
+        // A digit that never stands for a letter, next to the word, made it a code, never judged.
+        let coded = alice.post(&path, json!({"content": "well fuck2 you"})).await;
+        coded.assert_error(400, "profanity");
+        assert_eq!(coded.body["error"]["match"]["text"], "fuck2");
         assert!(
             refused.body["error"]["message"]
                 .as_str()

@@ -138,10 +138,18 @@ const LEET: &[(char, char)] = &[
 /// The longest word spelled out letter by letter that is looked for (`motherfucking` is 13).
 const MAX_SPELLED_LETTERS: usize = 16;
 
-/// Whether a word is an id or a code rather than a word: it has digits that never stand for
-/// letters (`AF4926`, `7f15e3a2`, `x86`).
-fn code_like(word: &str) -> bool {
-    word.chars().any(|c| matches!(c, '2' | '6' | '8' | '9'))
+/// Digits that never stand for letters: a word with one is an id or a code (`AF4926`,
+/// `7f15e3a2`, `x86`) rather than a word.
+fn code_digit(c: char) -> bool {
+    matches!(c, '2' | '6' | '8' | '9')
+}
+
+/// The pieces of a code-like word between its code digits that could be words of their own
+/// (three characters or more, a letter among them): a code digit next to a word does not make
+/// it a code (`fuck2`, `sh1t9` were never judged).
+fn code_pieces(word: &str) -> impl Iterator<Item = &str> {
+    word.split(code_digit)
+        .filter(|piece| piece.chars().count() >= 3 && piece.chars().any(char::is_alphabetic))
 }
 
 /// Runs of three or more of one letter shortened to `keep` (`fuuuck`, `whoooreee`).
@@ -341,12 +349,17 @@ pub fn findings(text: &str) -> Vec<Finding> {
     let mut found: Vec<Range<usize>> = Vec::new();
     for word in &all {
         // No letter, no word: numbers, dates, prices, times and ids are never profane.
-        if !word.text.chars().any(char::is_alphabetic) || code_like(&word.text) {
+        if !word.text.chars().any(char::is_alphabetic) {
             continue;
         }
-        let refused = *judged
-            .entry(word.text.as_str())
-            .or_insert_with(|| readings(&word.text).iter().any(|r| is_refused(r)));
+        let judge = |text: &str| readings(text).iter().any(|r| is_refused(r));
+        let refused = *judged.entry(word.text.as_str()).or_insert_with(|| {
+            if word.text.chars().any(code_digit) {
+                code_pieces(&word.text).any(judge)
+            } else {
+                judge(&word.text)
+            }
+        });
         if refused {
             found.push(word.chars.clone());
         }
@@ -472,6 +485,26 @@ mod tests {
             "plan B or c",
         ] {
             assert_eq!(first_finding(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn a_code_digit_next_to_a_bad_word_does_not_hide_it_and_codes_stay_codes() {
+        for dodge in ["fuck2 you", "shit9", "sh1t9 again", "2fuck", "8bitch8"] {
+            assert!(first_finding(dodge).is_some(), "{dodge}");
+        }
+        for code in [
+            "flight AF4926",
+            "commit 7f15e3a2",
+            "x86 and arm64",
+            "B2B sales",
+            "covid19 update",
+            "class2 students",
+            "Scunthorpe2026 fixtures",
+            "assets8 folder",
+            "h264 video",
+        ] {
+            assert_eq!(first_finding(code), None, "{code}");
         }
     }
 
