@@ -110,9 +110,18 @@ async fn every_route_stays_within_its_round_trip_budget() {
         bob.post(&format!("/api/forum/users/{}/block/", alice.user_id), Value::Null),
     )
     .await;
-    // The transaction; then the blocker's inbox Query beside the profile read; and here one
-    // BatchWriteItem: Alice named Bob above, and her mention leaves his inbox with the block.
-    check("block", &a, 201, n, 4);
+    // The transaction; then the blocker's inbox Query beside the profile read; here one
+    // BatchWriteItem (Alice named Bob above, and her mention leaves his inbox with the block);
+    // and the block marked as cleaned.
+    check("block", &a, 201, n, 5);
+    // A repeat writes nothing and cleans nothing again: the cancelled transaction alone (the
+    // profile is in memory now).
+    let (a, n) = counted(
+        &stack,
+        bob.post(&format!("/api/forum/users/{}/block/", alice.user_id), Value::Null),
+    )
+    .await;
+    check("block again", &a, 201, n, 1);
     let (a, n) = counted(&stack, bob.get(&format!("/api/forum/users/{}/", alice.user_id))).await;
     check("user page", &a, 200, n, 3);
     let (a, n) = counted(&stack, bob.get(&format!("/api/forum/users/{}/posts/", alice.user_id))).await;

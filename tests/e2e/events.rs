@@ -108,7 +108,10 @@ async fn every_sample_event_runs_through_its_handler() {
         reason: None,
         post_id: None,
     };
-    app.table.create_media(&media, &rate(RateAction::Upload), false).await.unwrap();
+    app.table
+        .create_media(&media, &rate(RateAction::Upload), false)
+        .await
+        .unwrap();
 
     let mut covered = Vec::new();
     for (file, route, status) in [

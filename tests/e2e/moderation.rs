@@ -667,7 +667,16 @@ async fn reports_count_once_per_user_queue_open_first_and_close_with_the_removal
         .post(&report_post_path(p1), json!({"reason": "violence"}))
         .await;
     assert_eq!((repeat.status, &repeat.body), (201, &first.body));
-    // Bad reports: clear errors, nothing counted.
+    // Bad reports: clear errors, nothing counted. One's own post or comment is no report (its
+    // author may delete it; reported and deleted, it left an open entry in the queue).
+    alice
+        .post(&report_post_path(p2), json!({"reason": "spam"}))
+        .await
+        .assert_error(400, "invalid_request");
+    alice
+        .post(&report_c1, json!({"reason": "spam"}))
+        .await
+        .assert_error(400, "invalid_request");
     reporters[2]
         .post(&report_c1, json!({"reason": "other"}))
         .await

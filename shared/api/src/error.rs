@@ -251,6 +251,13 @@ impl From<StoreError> for ApiError {
                 ApiError::PayloadTooLarge(format!("{key} is {size} bytes; the limit is {max}"))
             }
             StoreError::Suspended { until, reason } => ApiError::Suspended { until, reason },
+            StoreError::OwnContent(entity) => ApiError::bad_request(
+                "invalid_request",
+                match entity {
+                    Entity::Comment => "you cannot report your own comment",
+                    _ => "you cannot report your own post",
+                },
+            ),
             StoreError::Replayed(answer) => ApiError::Replayed(answer),
             StoreError::IdempotencyKeyReused => ApiError::Unprocessable(
                 "this Idempotency-Key was used for another request within 24 hours; send a new key".into(),

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use super::items::{decode, encode, get_s, key, s};
 use super::page::{HasSortId, ListSpec, Order, Page, blocks_scope};
-use super::tx::built;
+use super::tx::{applied, built};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -31,6 +31,9 @@ pub struct ViewerState {
     pub liked: HashSet<String>,
     pub blocked: HashSet<String>,
 }
+
+/// Set on a block item once the blocker's inbox is cleaned of the blocked user.
+const INBOX_CLEANED: &str = "inbox_cleaned";
 
 /// One block, as the list shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +68,9 @@ impl Table {
     /// blocker. The role is the socket's, not the block's: a block made as a moderator hides
     /// the user from the same person's ordinary sockets, and one made before becoming a
     /// moderator hides nothing from their moderator sockets.
-    pub async fn block_user(&self, blocker: &str, blocked: &str, now: &str) -> Result<Block, StoreError> {
+    /// Answers the block, and whether the blocker's inbox was already cleaned of the blocked
+    /// user for it ([`Table::mark_inbox_cleaned`]): a new block's is not.
+    pub async fn block_user(&self, blocker: &str, blocked: &str, now: &str) -> Result<(Block, bool), StoreError> {
         #[derive(Serialize)]
         struct Record<'a> {
             pk: String,
@@ -113,14 +118,32 @@ impl Table {
             self.put(blocker_item, None)?,
         ];
         match self.transact(actions).await? {
-            Ok(()) => Ok(block),
+            Ok(()) => Ok((block, false)),
             Err(c) if c.failed(0) => match c.item(0) {
-                Some(first) => block_from_item(first),
+                Some(first) => Ok((block_from_item(first)?, first.contains_key(INBOX_CLEANED))),
                 None => Err(StoreError::Internal("a failed block put returned no item".into())),
             },
             Err(c) if c.failed(1) => Err(StoreError::TooManyBlocks { max: MAX_BLOCKS }),
             Err(c) => Err(StoreError::Internal(format!("block refused: {:?}", c.codes))),
         }
+    }
+
+    /// Records on the block that the blocker's inbox was cleaned of the blocked user, so a
+    /// repeat of the block does not read the whole inbox again (a block lifted since is left
+    /// alone).
+    pub async fn mark_inbox_cleaned(&self, blocker: &str, blocked: &str) -> Result<(), StoreError> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::user_pk(blocker), keys::block_sk(blocked))))
+            .update_expression("SET #cleaned = :yes")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#cleaned", INBOX_CLEANED)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        applied(marked).map(|_| ())
     }
 
     /// Lifts a block; `false` when there was none (nothing written).

@@ -67,6 +67,9 @@ pub enum StoreError {
     /// The user holds the most blocks allowed.
     #[error("at most {max} blocks")]
     TooManyBlocks { max: usize },
+    /// A report of the reporter's own post or comment.
+    #[error("own {0:?} reported")]
+    OwnContent(Entity),
     /// The post's author blocks the writer.
     #[error("blocked by the author")]
     BlockedByAuthor,

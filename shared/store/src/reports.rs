@@ -138,10 +138,14 @@ impl Table {
         })?;
         let mut state = SummaryState::OpenOrNew;
         for _ in 0..3 {
-            let mut actions = vec![self.take_rate_token(rate)?, self.live_check(&report.target)?];
+            let own_post = matches!(report.target, ReportTarget::Post { .. });
+            let mut actions = vec![
+                self.take_rate_token(rate)?,
+                self.live_check(&report.target, own_post.then_some(reporter))?,
+            ];
             let comment_check = report.target.comment_id().is_some();
             if let ReportTarget::Comment { post_id, comment_id } = &report.target {
-                actions.push(self.comment_live_check(post_id, comment_id)?);
+                actions.push(self.comment_live_check(post_id, comment_id, reporter)?);
             }
             let put_at = actions.len();
             actions.push(
@@ -170,11 +174,25 @@ impl Table {
                 let record: ReportRecord = decode(first)?;
                 return Ok(record.report);
             }
+            // Live and the reporter's own, or gone (removed or deleted).
+            let own = |at: usize| {
+                cancelled.item(at).is_some_and(|seen| {
+                    !seen.contains_key(keys::REMOVED_ATTR) && get_s(seen, "user_id").as_deref() == Some(reporter)
+                })
+            };
             if cancelled.failed(1) {
-                return Err(StoreError::NotFound(Entity::Post));
+                return Err(if own_post && own(1) {
+                    StoreError::OwnContent(Entity::Post)
+                } else {
+                    StoreError::NotFound(Entity::Post)
+                });
             }
             if comment_check && cancelled.failed(2) {
-                return Err(StoreError::NotFound(Entity::Comment));
+                return Err(if own(2) {
+                    StoreError::OwnContent(Entity::Comment)
+                } else {
+                    StoreError::NotFound(Entity::Comment)
+                });
             }
             if cancelled.failed(0) {
                 return Err(rate.refused());
@@ -389,26 +407,35 @@ impl Table {
     }
 
     /// The target's post exists and is not removed.
-    fn live_check(&self, target: &ReportTarget) -> Result<TransactWriteItem, StoreError> {
-        let check = built(
-            ConditionCheck::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::post_pk(target.post_id()), keys::POST_SK)))
-                .condition_expression(POST_LIVE)
-                .build(),
-        )?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
+    /// The target's post is live and, with `not_by`, not that user's (a report of one's own
+    /// post is refused); what failed the check is returned to tell which.
+    fn live_check(&self, target: &ReportTarget, not_by: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+        self.report_check(key(keys::post_pk(target.post_id()), keys::POST_SK), not_by)
     }
 
-    fn comment_live_check(&self, post_id: &str, comment_id: &str) -> Result<TransactWriteItem, StoreError> {
-        let check = built(
-            ConditionCheck::builder()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::post_pk(post_id), keys::comment_sk(comment_id))))
-                .condition_expression(POST_LIVE)
-                .build(),
-        )?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
+    fn comment_live_check(
+        &self,
+        post_id: &str,
+        comment_id: &str,
+        not_by: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        self.report_check(key(keys::post_pk(post_id), keys::comment_sk(comment_id)), Some(not_by))
+    }
+
+    fn report_check(&self, target: Item, not_by: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.name)
+            .set_key(Some(target))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        check = match not_by {
+            Some(reporter) => check
+                .condition_expression(format!("{POST_LIVE} AND user_id <> :reporter"))
+                .expression_attribute_values(":reporter", s(reporter)),
+            None => check.condition_expression(POST_LIVE),
+        };
+        Ok(TransactWriteItem::builder()
+            .condition_check(built(check.build())?)
+            .build())
     }
 }
 

@@ -45,14 +45,19 @@ pub async fn block_user(app: &App, req: &Request, caller: &Caller) -> Result<Res
     if blocked == caller.user_id {
         return Err(ApiError::bad_request("invalid_request", "you cannot block yourself"));
     }
-    let block = app.table.block_user(&caller.user_id, &blocked, &now_rfc3339()).await?;
+    let (block, inbox_cleaned) = app.table.block_user(&caller.user_id, &blocked, &now_rfc3339()).await?;
     // The inbox too: what they caused before the block goes (the stream skips them from now
-    // on). A failure fails the request, whose retry (a repeat block) finishes it; the profile
-    // for the answer is read meanwhile.
-    let (forgotten, shown) = tokio::join!(
-        app.table.forget_notifications_from(&caller.user_id, &blocked),
-        view(app, block.blocked_id, block.blocked_at)
-    );
+    // on), once per block: a failure fails the request, whose retry (a repeat block) finishes
+    // it, and a repeat after that reads nothing. The profile for the answer is read meanwhile.
+    let forget = async {
+        if inbox_cleaned {
+            return Ok(0);
+        }
+        let forgotten = app.table.forget_notifications_from(&caller.user_id, &blocked).await?;
+        app.table.mark_inbox_cleaned(&caller.user_id, &blocked).await?;
+        Ok::<usize, forum_store::StoreError>(forgotten)
+    };
+    let (forgotten, shown) = tokio::join!(forget, view(app, block.blocked_id, block.blocked_at));
     tracing::info!(notifications = forgotten?, "blocked user's notifications forgotten");
     // Lists this container serves the blocker now leave the blocked user out.
     Ok(json(201, &shown?))
