@@ -259,13 +259,8 @@ impl Table {
         // never exceeded.
         let room = MAX_SUBSCRIPTIONS.saturating_sub(new_ids.len());
         let listed = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
-            .update_expression("ADD subs :posts")
+            .change_subs(&connection.id, "ADD", new_ids.clone())
             .condition_expression("attribute_exists(pk) AND (attribute_not_exists(subs) OR size(subs) <= :room)")
-            .expression_attribute_values(":posts", AttributeValue::Ss(new_ids.clone()))
             .expression_attribute_values(":room", n(room as u64))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -323,13 +318,8 @@ impl Table {
         self.charge_rate(rate).await?;
         // Only an existing connection's list changes (no key-only item for a gone one).
         let unlisted = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
-            .update_expression("DELETE subs :posts")
+            .change_subs(&connection.id, "DELETE", listed.clone())
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":posts", AttributeValue::Ss(listed.clone()))
             .send()
             .await;
         // A connection that is gone took its subscriptions with it (`delete_connection`).
@@ -341,13 +331,8 @@ impl Table {
             // Listed again, so the client's retry (or `$disconnect`) finds them and deletes
             // what is left; unlisted, they would be sent to until they expire.
             let relisted = self
-                .client
-                .update_item()
-                .table_name(&self.name)
-                .set_key(Some(key(keys::conn_pk(&connection.id), keys::CONN_SK)))
-                .update_expression("ADD subs :posts")
+                .change_subs(&connection.id, "ADD", listed)
                 .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":posts", AttributeValue::Ss(listed))
                 .send()
                 .await;
             if let Err(e) = applied(relisted) {
@@ -355,6 +340,22 @@ impl Table {
             }
         }
         deleted
+    }
+
+    /// An UpdateItem that `ADD`s `post_ids` to a connection's list (`subs`) or `DELETE`s them
+    /// from it; the caller adds its condition.
+    fn change_subs(
+        &self,
+        connection_id: &str,
+        operation: &str,
+        post_ids: Vec<String>,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::conn_pk(connection_id), keys::CONN_SK)))
+            .update_expression(format!("{operation} subs :posts"))
+            .expression_attribute_values(":posts", AttributeValue::Ss(post_ids))
     }
 
     /// Every open connection (the feed's audience): a Query of one index partition, paged.

@@ -4,9 +4,9 @@
 //! editing an old post, or a reply whose record came late, sorted below what the reader had
 //! already marked read, and counted as read unseen. Once per source and recipient: a marker
 //! (`NOTIFIED#<source id>`, `attribute_not_exists`) is written in the notification's own
-//! transaction, so a redelivered record finds it and writes nothing. What is read is one mark per user (`read_up_to`, only
-//! moving forward); the unread count is counted, never kept, so it cannot drift from the items
-//! (an expired notification simply stops counting).
+//! transaction, so a redelivered record finds it and writes nothing. What is read is one mark
+//! per user (`read_up_to`, only moving forward); the unread count is counted, never kept, so
+//! it cannot drift from the items (an expired notification simply stops counting).
 
 use super::items::{decode, encode, get_s, key, s, signed};
 use super::page::{HasSortId, ListSpec, Order, Page, notifications_scope};
@@ -270,7 +270,7 @@ impl Table {
     /// (a comment, reply or mention, or a like group only they are in) are deleted, and a like
     /// group they are among is left with its other likers (the notification and the group
     /// item, the group only where it still names that notification). Idempotent: a block's
-    /// retry runs it again. Reads the whole inbox once (a Query filtered on the actor and the
+    /// retry runs it again until it is done once ([`Table::mark_inbox_cleaned`]). Reads the whole inbox once (a Query filtered on the actor and the
     /// likers: some 80 read units for 5,000 notifications), a rare action's cost, so that what
     /// the inbox lists and counts never comes from whom its owner blocks.
     pub async fn forget_notifications_from(&self, user: &str, blocked: &str) -> Result<usize, StoreError> {

@@ -55,6 +55,18 @@ fn required_id(value: Option<String>, field: &str, action: ActionKind) -> Result
     }
 }
 
+/// [`required_user`], and not the moderator's own: no one suspends or lifts themself.
+fn another_user(value: Option<String>, action: ActionKind, caller: &Caller) -> Result<String, ApiError> {
+    let user_id = required_user(value, action)?;
+    if user_id == caller.user_id {
+        return Err(ApiError::bad_request(
+            "invalid_action",
+            format!("`{}` cannot name yourself", action.as_str()),
+        ));
+    }
+    Ok(user_id)
+}
+
 /// A user id as tokens name users (`sub`): non-empty, bounded, no key separators.
 fn required_user(value: Option<String>, action: ActionKind) -> Result<String, ApiError> {
     let value = value
@@ -154,13 +166,7 @@ pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Respo
         }
         ActionKind::SuspendUser => {
             refuse_extra(kind, &[("post_id", body.post_id.is_some()), ("comment_id", has.0)])?;
-            let user_id = required_user(body.user_id, kind)?;
-            if user_id == caller.user_id {
-                return Err(ApiError::bad_request(
-                    "invalid_action",
-                    format!("`{}` cannot name yourself", kind.as_str()),
-                ));
-            }
+            let user_id = another_user(body.user_id, kind, caller)?;
             let raw_until = body
                 .until
                 .ok_or_else(|| ApiError::bad_request("invalid_until", "`suspend_user` needs `until` (RFC 3339)"))?;
@@ -213,13 +219,7 @@ pub async fn moderate(app: &App, req: &Request, caller: &Caller) -> Result<Respo
                     ("until", has.2),
                 ],
             )?;
-            let user_id = required_user(body.user_id, kind)?;
-            if user_id == caller.user_id {
-                return Err(ApiError::bad_request(
-                    "invalid_action",
-                    format!("`{}` cannot name yourself", kind.as_str()),
-                ));
-            }
+            let user_id = another_user(body.user_id, kind, caller)?;
             entry.user_id = Some(user_id.clone());
             app.table
                 .lift_suspension(&user_id, &entry, chrono::Utc::now().timestamp())

@@ -46,10 +46,14 @@ async fn within_deadline(
     route: &'static str,
     work: impl std::future::Future<Output = Result<(), ApiError>>,
 ) -> ApiGatewayProxyResponse {
-    let outcome = forum_store::deadline::within(forum_store::deadline::REQUEST_BUDGET, work)
+    answer(within_request_budget(work).await, route)
+}
+
+/// `work` within a request's deadline, or `Unavailable` once it has passed.
+async fn within_request_budget<T>(work: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    forum_store::deadline::within(forum_store::deadline::REQUEST_BUDGET, work)
         .await
-        .unwrap_or_else(|_| Err(ApiError::Unavailable("the deadline passed".into())));
-    answer(outcome, route)
+        .unwrap_or_else(|_| Err(ApiError::Unavailable("the deadline passed".into())))
 }
 
 /// `$connect`: stores the connection with its user for two hours. Without an authorized caller
@@ -101,10 +105,7 @@ async fn message(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<(
     let body = event.body.as_deref().unwrap_or_default();
     // The deadline is the work's, not the reply's: a message that ran out of time is told so
     // (`unavailable`), as an HTTP request would be, rather than never answered.
-    let handled = forum_store::deadline::within(forum_store::deadline::REQUEST_BUDGET, handle_message(app, id, body))
-        .await
-        .unwrap_or_else(|_| Err(ApiError::Unavailable("the deadline passed".into())));
-    let reply = match handled {
+    let reply = match within_request_budget(handle_message(app, id, body)).await {
         Ok(reply) => reply,
         Err(e) => {
             if e.status() >= 500 {
