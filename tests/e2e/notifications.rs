@@ -151,13 +151,17 @@ async fn comments_on_your_post_reach_your_inbox_once_and_are_marked_read() {
     );
 }
 
-/// What a user's inbox holds: (kind, actor id, comment id or the post's id), newest first.
-async fn inbox(client: &crate::support::Client) -> Vec<(String, String, String)> {
+/// A user's notifications as the inbox lists them (its first 100), newest first.
+async fn notifications(client: &crate::support::Client) -> Vec<Value> {
     let page = client.get("/api/forum/notifications/?limit=100").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    page.body["notifications"]
-        .as_array()
-        .unwrap()
+    page.body["notifications"].as_array().unwrap().clone()
+}
+
+/// What a user's inbox holds: (kind, actor id, comment id or the post's id), newest first.
+async fn inbox(client: &crate::support::Client) -> Vec<(String, String, String)> {
+    notifications(client)
+        .await
         .iter()
         .map(|n| {
             (
@@ -550,11 +554,8 @@ async fn a_mention_added_by_editing_an_old_post_is_unread_and_on_top() {
 
 /// Likers of a user's post group, newest first: `post id -> liker ids`.
 async fn like_groups(client: &crate::support::Client) -> std::collections::HashMap<String, Vec<String>> {
-    let page = client.get("/api/forum/notifications/?limit=100").await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    page.body["notifications"]
-        .as_array()
-        .unwrap()
+    notifications(client)
+        .await
         .iter()
         .filter(|n| n["kind"] == "like")
         .map(|n| {

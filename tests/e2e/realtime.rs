@@ -79,6 +79,25 @@ impl Live {
     }
 }
 
+/// A connection stored as `$connect` would, with no socket behind it (a stack of its own only:
+/// another test's broadcast would find it gone and forget it), for ten minutes: its id.
+async fn socketless_connection(table: &forum_store::Table, name: &str) -> String {
+    let connection = format!("{name}-{}", ulid::Ulid::new());
+    let now = chrono::Utc::now().timestamp();
+    table
+        .put_connection(
+            &connection,
+            &format!("{name}-user-{}", ulid::Ulid::new()),
+            now + 600,
+            now + 600,
+            now,
+            false,
+        )
+        .await
+        .unwrap();
+    connection
+}
+
 /// A subscription rate token that is never spent, for the store's calls made directly here.
 fn unlimited() -> forum_store::RateToken {
     forum_store::RateToken {
@@ -453,19 +472,7 @@ async fn the_subscription_cap_holds_under_concurrent_messages() {
     // so another test's broadcast would find it gone and forget it mid-test.
     let stack = crate::support::isolated_stack().await;
     let table = &stack.stack.app.table;
-    let connection = format!("cap-{}", ulid::Ulid::new());
-    let now = chrono::Utc::now().timestamp();
-    table
-        .put_connection(
-            &connection,
-            &format!("cap-user-{}", ulid::Ulid::new()),
-            now + 600,
-            now + 600,
-            now,
-            false,
-        )
-        .await
-        .unwrap();
+    let connection = socketless_connection(table, "cap").await;
     let stored = table.get_connection(&connection).await.unwrap().unwrap();
     let batches: Vec<Vec<String>> = (0..6)
         .map(|_| (0..50).map(|_| ulid::Ulid::new().to_string()).collect())
@@ -958,19 +965,7 @@ async fn subscribing_writes_only_what_is_new_and_nothing_past_the_cap() {
 async fn racing_subscribe_and_unsubscribe_leave_no_unlisted_subscription() {
     let stack = crate::support::isolated_stack().await;
     let table = &stack.stack.app.table;
-    let connection = format!("race-{}", ulid::Ulid::new());
-    let now = chrono::Utc::now().timestamp();
-    table
-        .put_connection(
-            &connection,
-            &format!("race-user-{}", ulid::Ulid::new()),
-            now + 600,
-            now + 600,
-            now,
-            false,
-        )
-        .await
-        .unwrap();
+    let connection = socketless_connection(table, "race").await;
     for _ in 0..20 {
         let ids: Vec<String> = (0..10).map(|_| ulid::Ulid::new().to_string()).collect();
         let before = table.get_connection(&connection).await.unwrap().unwrap();
